@@ -1,0 +1,38 @@
+// A link to one worker: the byte stream its frames travel on. A local worker is reached through
+// the pipes of a child process (LocalLink); a remote one through an SSH exec channel.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "host/wire.hpp"
+
+namespace skyhost {
+
+class Link {
+ public:
+  virtual ~Link() = default;
+
+  /// Frames queued here go out together at the next flush(): one write for many frames.
+  wire::Writer& out() { return out_; }
+  /// Sends what out() holds. Never blocks.
+  virtual void flush() = 0;
+  /// Asks the worker to stop (closes its input); `kill` ends it at once.
+  virtual void close() = 0;
+  virtual void kill() = 0;
+  /// True once the worker is gone and its stream closed.
+  virtual bool gone() const = 0;
+  /// Operating-system process id where there is one (local workers), else 0.
+  virtual int pid() const { return 0; }
+
+  /// Called for each whole frame received, from a libuv callback.
+  std::function<void(const wire::Frame&)> on_frame;
+  /// Called once when the stream ends or fails, with the reason ("" for a clean exit).
+  std::function<void(const std::string& reason)> on_closed;
+
+ protected:
+  wire::Writer out_;
+};
+
+}  // namespace skyhost

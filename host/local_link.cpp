@@ -1,0 +1,167 @@
+#include "host/local_link.hpp"
+
+#include <csignal>
+#include <stdexcept>
+
+namespace skyhost {
+
+struct LocalLink::State {
+  LocalLink* owner = nullptr;
+  uv_process_t proc{};
+  uv_pipe_t in{};   // the worker's stdin: we write frames
+  uv_pipe_t out{};  // the worker's stdout: we read frames
+  int pid = 0;
+  int open_handles = 3;
+  bool exited = false;
+  bool out_closed = false;
+  bool in_closed = false;
+  bool reported = false;
+  std::string reason;
+  wire::FrameDecoder decoder;
+  char buf[256 * 1024];
+
+  void handle_closed() {
+    if (--open_handles == 0 && owner == nullptr) delete this;
+  }
+  void close_handle(uv_handle_t* h) {
+    if (!uv_is_closing(h)) {
+      uv_close(h, [](uv_handle_t* h) { static_cast<State*>(h->data)->handle_closed(); });
+    }
+  }
+  void maybe_report() {
+    if (reported || !exited || !out_closed || owner == nullptr) return;
+    reported = true;
+    if (owner->on_closed) owner->on_closed(reason);
+  }
+  void fail(const std::string& why) {
+    if (reason.empty()) reason = why;
+  }
+};
+
+namespace {
+
+struct WriteReq {
+  uv_write_t req;
+  std::string data;
+};
+
+}  // namespace
+
+std::unique_ptr<LocalLink> LocalLink::spawn(uv_loop_t* loop, const std::vector<std::string>& argv) {
+  auto* s = new State();
+  uv_pipe_init(loop, &s->in, 0);
+  uv_pipe_init(loop, &s->out, 0);
+  s->in.data = s->out.data = s->proc.data = s;
+
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
+  stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(&s->in);
+  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&s->out);
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+
+  uv_process_options_t opts{};
+  opts.file = args[0];
+  opts.args = args.data();
+  opts.stdio_count = 3;
+  opts.stdio = stdio;
+  opts.exit_cb = [](uv_process_t* p, int64_t status, int sig) {
+    auto* s = static_cast<State*>(p->data);
+    s->exited = true;
+    if (sig != 0 && sig != SIGKILL && sig != SIGTERM) {
+      s->fail("worker killed by signal " + std::to_string(sig));
+    } else if (sig == 0 && status != 0) {
+      s->fail("worker exited with status " + std::to_string(status));
+    } else if (sig != 0) {
+      s->fail("worker killed by signal " + std::to_string(sig));
+    }
+    s->close_handle(reinterpret_cast<uv_handle_t*>(p));
+    s->maybe_report();
+  };
+  int rc = uv_spawn(loop, &s->proc, &opts);
+  if (rc != 0) {
+    // A failed spawn leaves the process handle initialised; close all three so nothing leaks.
+    s->exited = s->out_closed = true;
+    s->close_handle(reinterpret_cast<uv_handle_t*>(&s->proc));
+    s->close_handle(reinterpret_cast<uv_handle_t*>(&s->in));
+    s->close_handle(reinterpret_cast<uv_handle_t*>(&s->out));
+    throw std::runtime_error("cannot start worker '" + argv[0] + "': " + uv_strerror(rc));
+  }
+  s->pid = s->proc.pid;
+  auto link = std::unique_ptr<LocalLink>(new LocalLink(s));
+  s->owner = link.get();
+
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&s->out),
+      [](uv_handle_t* h, size_t, uv_buf_t* b) {
+        auto* s = static_cast<State*>(h->data);
+        *b = uv_buf_init(s->buf, sizeof s->buf);
+      },
+      [](uv_stream_t* st, ssize_t n, const uv_buf_t* b) {
+        auto* s = static_cast<State*>(st->data);
+        if (n > 0) {
+          if (s->owner == nullptr) return;
+          s->decoder.feed(b->base, static_cast<size_t>(n));
+          try {
+            wire::Frame f;
+            while (s->owner != nullptr && s->decoder.next(f)) {
+              if (s->owner->on_frame) s->owner->on_frame(f);
+            }
+          } catch (const wire::Error& e) {
+            s->fail(std::string("bad frame from worker: ") + e.what());
+            uv_process_kill(&s->proc, SIGKILL);
+          }
+          return;
+        }
+        if (n == 0) return;
+        if (n != UV_EOF) s->fail(std::string("reading from worker: ") + uv_strerror(static_cast<int>(n)));
+        s->out_closed = true;
+        uv_read_stop(st);
+        s->close_handle(reinterpret_cast<uv_handle_t*>(st));
+        s->maybe_report();
+      });
+  return link;
+}
+
+LocalLink::~LocalLink() {
+  State* s = state_;
+  s->owner = nullptr;
+  if (!s->exited) uv_process_kill(&s->proc, SIGKILL);
+  s->close_handle(reinterpret_cast<uv_handle_t*>(&s->in));
+  s->close_handle(reinterpret_cast<uv_handle_t*>(&s->out));
+  // The process handle closes in its exit callback, after the kill above is reaped.
+  if (s->exited) s->close_handle(reinterpret_cast<uv_handle_t*>(&s->proc));
+}
+
+void LocalLink::flush() {
+  if (out_.size() == 0) return;
+  State* s = state_;
+  if (s->in_closed || s->exited) {
+    out_.clear();
+    return;
+  }
+  auto* w = new WriteReq{{}, out_.take()};
+  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  w->req.data = s;
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&s->in), &b, 1,
+                    [](uv_write_t* r, int) { delete reinterpret_cast<WriteReq*>(r); });
+  if (rc != 0) delete w;
+}
+
+void LocalLink::close() {
+  State* s = state_;
+  if (s->in_closed) return;
+  flush();
+  s->in_closed = true;
+  s->close_handle(reinterpret_cast<uv_handle_t*>(&s->in));
+}
+
+void LocalLink::kill() {
+  if (!state_->exited) uv_process_kill(&state_->proc, SIGKILL);
+}
+
+}  // namespace skyhost

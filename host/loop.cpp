@@ -1,0 +1,95 @@
+#include "host/loop.hpp"
+
+#include <csignal>
+#include <stdexcept>
+
+namespace skyhost {
+
+Loop::Loop() {
+  if (uv_loop_init(&loop_) != 0) throw std::runtime_error("cannot initialise the event loop");
+  // The wakeup handle lets a signal handler end a blocking poll; unref'd so it never keeps the
+  // loop alive by itself.
+  uv_async_init(&loop_, &wakeup_, [](uv_async_t*) {});
+  uv_unref(reinterpret_cast<uv_handle_t*>(&wakeup_));
+}
+
+Loop::~Loop() {
+  if (signal_loop_ == this) {
+    signal_loop_ = nullptr;
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
+  // Let every handle closed by its owner finish closing, then drop the loop.
+  uv_walk(
+      &loop_,
+      [](uv_handle_t* h, void*) {
+        if (!uv_is_closing(h)) uv_close(h, nullptr);
+      },
+      nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+void Loop::poll(bool block, std::vector<WaitId>& out) {
+  for (auto& fn : before_poll_) fn();
+  bool wait = block && completed_.empty() && interrupts_.load() == 0;
+  uv_run(&loop_, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  // Completions made while running the hooks above or the loop are delivered together.
+  for (auto& fn : before_poll_) fn();
+  out.insert(out.end(), completed_.begin(), completed_.end());
+  completed_.clear();
+}
+
+WaitId Loop::sleep(uint64_t ms) {
+  struct Sleep {
+    uv_timer_t timer;
+    Loop* loop;
+    WaitId id;
+  };
+  auto* s = new Sleep{{}, this, new_wait()};
+  WaitId id = s->id;
+  uv_timer_init(&loop_, &s->timer);
+  s->timer.data = s;
+  uv_timer_start(
+      &s->timer,
+      [](uv_timer_t* t) {
+        auto* s = static_cast<Sleep*>(t->data);
+        s->loop->complete(s->id);
+        uv_close(reinterpret_cast<uv_handle_t*>(t),
+                 [](uv_handle_t* h) { delete static_cast<Sleep*>(h->data); });
+      },
+      ms, 0);
+  return id;
+}
+
+void Loop::on_posix_signal(int sig) {
+  interrupts_.fetch_add(1);
+  last_signal_.store(sig);
+  if (signal_hook_ != nullptr) signal_hook_(sig);
+  if (signal_loop_ != nullptr) uv_async_send(&signal_loop_->wakeup_);  // async-signal-safe
+}
+
+void Loop::watch_signals(void (*on_signal)(int)) {
+  signal_loop_ = this;
+  signal_hook_ = on_signal;
+  struct sigaction sa {};
+  sa.sa_handler = &Loop::on_posix_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int Loop::live_handles() {
+  int n = 0;
+  uv_walk(
+      &loop_,
+      [](uv_handle_t* h, void* arg) {
+        if (!uv_is_closing(h)) ++*static_cast<int*>(arg);
+      },
+      &n);
+  return n - 1;  // the wakeup handle
+}
+
+}  // namespace skyhost

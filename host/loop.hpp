@@ -1,0 +1,69 @@
+// The host's one event loop: a libuv loop plus the bookkeeping the Lua driver needs — which
+// waits completed since it last looked, and whether SIGINT/SIGTERM arrived.
+//
+// Nothing here runs Lua. libuv callbacks call complete(); the driver (stdlib/sky/sched.lua)
+// calls poll() between resumes, outside every callback, and resumes the coroutines waiting on
+// what completed.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace skyhost {
+
+using WaitId = uint64_t;
+
+class Loop {
+ public:
+  Loop();
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  uv_loop_t* uv() { return &loop_; }
+
+  /// A new wait id, not yet complete.
+  WaitId new_wait() { return ++last_wait_; }
+  /// Marks `id` complete; the driver sees it at its next poll(). Safe from any libuv callback.
+  void complete(WaitId id) { completed_.push_back(id); }
+
+  /// Runs hooks registered with on_before_poll (they flush batched writes), then one loop
+  /// iteration (blocking only if `block` and nothing completed yet), then moves the completed
+  /// ids into `out`.
+  void poll(bool block, std::vector<WaitId>& out);
+
+  /// A hook run at the start of each poll(), e.g. flushing frames queued by the script.
+  void on_before_poll(std::function<void()> fn) { before_poll_.push_back(std::move(fn)); }
+
+  /// A timer that completes a new wait after `ms` milliseconds.
+  WaitId sleep(uint64_t ms);
+
+  /// Installs SIGINT/SIGTERM handlers. `on_signal` runs inside the signal handler and must be
+  /// async-signal-safe (the runtime uses it to set a Lua hook, as the `lua` program does).
+  void watch_signals(void (*on_signal)(int));
+  /// How many SIGINT/SIGTERM arrived since watch_signals.
+  int interrupts() const { return interrupts_.load(); }
+  int last_signal() const { return last_signal_.load(); }
+
+  /// Live handles other than the loop's own wakeup handle (leak check at shutdown).
+  int live_handles();
+
+ private:
+  static void on_posix_signal(int sig);
+
+  uv_loop_t loop_{};
+  uv_async_t wakeup_{};
+  WaitId last_wait_ = 0;
+  std::vector<WaitId> completed_;
+  std::vector<std::function<void()>> before_poll_;
+  static inline std::atomic<int> interrupts_{0};
+  static inline std::atomic<int> last_signal_{0};
+  static inline Loop* signal_loop_ = nullptr;
+  static inline void (*signal_hook_)(int) = nullptr;
+};
+
+}  // namespace skyhost

@@ -1,0 +1,326 @@
+#include "host/scheduler.hpp"
+
+#include <chrono>
+
+namespace skyhost {
+
+namespace {
+
+double seconds(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
+
+}  // namespace
+
+Scheduler::Scheduler(Loop& loop, Options opts) : loop_(loop), opts_(opts) {
+  if (opts_.concurrency < 1) opts_.concurrency = 1;
+  if (opts_.prefetch < 0) opts_.prefetch = 0;
+  ready_wait_ = loop_.new_wait();
+}
+
+Scheduler::~Scheduler() {
+  if (grace_timer_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(grace_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
+  // Destroying the links kills any worker still running: a pool never outlives its scheduler.
+}
+
+int Scheduler::add_node(std::unique_ptr<Link> link, std::string init) {
+  auto node = std::make_unique<Node>();
+  node->index = static_cast<int>(nodes_.size());
+  node->link = std::move(link);
+  Node* n = node.get();
+  n->link->on_frame = [this, n](const wire::Frame& f) { on_frame(*n, f); };
+  n->link->on_closed = [this, n](const std::string& reason) { on_lost(*n, reason); };
+  auto& w = n->link->out();
+  size_t mark = w.begin_frame(wire::Msg::kInit);
+  w.put_raw(init.data(), init.size());
+  w.end_frame(mark);
+  n->link->flush();
+  nodes_.push_back(std::move(node));
+  return n->index;
+}
+
+WaitId Scheduler::ready_wait() {
+  check_ready();
+  return ready_wait_;
+}
+
+void Scheduler::check_ready() {
+  if (ready_reported_) return;
+  bool all = true;
+  for (auto& n : nodes_) all = all && n->ready;
+  if (all || !start_error_.empty()) {
+    ready_reported_ = true;
+    loop_.complete(ready_wait_);
+  }
+}
+
+ClosureId Scheduler::define(std::string bytes) {
+  auto it = closure_ids_.find(bytes);
+  if (it != closure_ids_.end()) return it->second;
+  ClosureId id = ++last_closure_;
+  closure_ids_.emplace(bytes, id);
+  closures_.emplace(id, std::move(bytes));
+  return id;
+}
+
+BatchId Scheduler::new_batch() {
+  BatchId id = ++last_batch_;
+  batches_[id].wait = loop_.new_wait();
+  return id;
+}
+
+TaskId Scheduler::submit(BatchId batch, ClosureId fn, std::string args, int pin_node) {
+  TaskId id = ++last_task_;
+  Task& t = tasks_[id];
+  t.batch = batch;
+  t.fn = fn;
+  t.args = std::move(args);
+  t.pin = pin_node;
+  Batch& b = batches_.at(batch);
+  b.tasks.push_back(id);
+  b.remaining++;
+  if (pin_node >= 0) {
+    Node& n = *nodes_.at(pin_node);
+    if (!n.alive) {
+      fail_task(id, t, "node " + std::to_string(pin_node) + " is gone", pin_node);
+      return id;
+    }
+    n.pinned.push_back(id);
+  } else {
+    queue_.push_back(id);
+  }
+  return id;
+}
+
+const Outcome* Scheduler::outcome(TaskId id) const {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end() || !it->second.done) return nullptr;
+  return &it->second.outcome;
+}
+
+void Scheduler::release(BatchId id) {
+  auto it = batches_.find(id);
+  if (it == batches_.end()) return;
+  for (TaskId t : it->second.tasks) {
+    auto tt = tasks_.find(t);
+    // A task still running elsewhere is forgotten when its result arrives.
+    if (tt != tasks_.end() && (tt->second.done || tt->second.node < 0)) tasks_.erase(tt);
+    else if (tt != tasks_.end()) tt->second.batch = 0;
+  }
+  batches_.erase(it);
+}
+
+void Scheduler::flush() {
+  dispatch();
+  for (auto& n : nodes_) {
+    if (n->alive) n->link->flush();
+  }
+}
+
+bool Scheduler::send_one(Node& n) {
+  std::deque<TaskId>* q = !n.pinned.empty() ? &n.pinned : &queue_;
+  while (!q->empty()) {
+    TaskId id = q->front();
+    q->pop_front();
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || it->second.done) continue;  // dropped with its failed batch
+    Task& t = it->second;
+    auto& w = n.link->out();
+    if (n.defined.insert(t.fn).second) {
+      const std::string& body = closures_.at(t.fn);
+      size_t mark = w.begin_frame(wire::Msg::kDef);
+      w.put_u64(t.fn);
+      w.put_raw(body.data(), body.size());
+      w.end_frame(mark);
+    }
+    size_t mark = w.begin_frame(wire::Msg::kTask);
+    w.put_u64(id);
+    w.put_u64(t.fn);
+    w.put_raw(t.args.data(), t.args.size());
+    w.end_frame(mark);
+    t.node = n.index;
+    t.attempts++;
+    n.running++;
+    n.in_flight.insert(id);
+    if (task_events_) emit({"TaskStarted", opts_.pool_id, n.index, id});
+    return true;
+  }
+  return false;
+}
+
+void Scheduler::dispatch() {
+  if (shutting_down_) return;
+  const int window = opts_.concurrency + opts_.prefetch;
+  // Round robin, one task per node per pass, so work spreads over the nodes.
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (auto& n : nodes_) {
+      if (n->alive && n->ready && n->running < window && send_one(*n)) progress = true;
+    }
+  }
+}
+
+void Scheduler::on_frame(Node& n, const wire::Frame& f) {
+  wire::Reader r(f.body);
+  switch (f.type) {
+    case wire::Msg::kReady:
+      n.info.assign(f.body);
+      n.ready = true;
+      check_ready();
+      break;
+    case wire::Msg::kResult:
+      on_result(n, r);
+      break;
+    case wire::Msg::kLog: {
+      TaskId id = r.get_u64();
+      emit({"Log", opts_.pool_id, n.index, id, 0, true, std::string(r.get_string())});
+      break;
+    }
+    case wire::Msg::kFatal:
+      emit({"Log", opts_.pool_id, n.index, 0, 0, false, std::string(r.get_string())});
+      break;
+    default:
+      throw wire::Error("unexpected message type " + std::to_string(int(f.type)));
+  }
+}
+
+void Scheduler::on_result(Node& n, wire::Reader& r) {
+  TaskId id = r.get_u64();
+  bool ok = r.get_u8() != 0;
+  uint64_t exec_ns = r.get_u64();
+  if (n.in_flight.erase(id) == 0) return;  // not ours to deliver: never a result twice
+  n.running--;
+  auto it = tasks_.find(id);
+  if (it != tasks_.end() && !it->second.done && it->second.node == n.index) {
+    if (it->second.batch == 0) {
+      tasks_.erase(it);  // its batch was released while it ran
+    } else {
+      std::string payload(r.position(), r.remaining());
+      finish(id, it->second, ok, std::move(payload), exec_ns, n.index);
+    }
+  }
+  dispatch();
+}
+
+void Scheduler::finish(TaskId id, Task& t, bool ok, std::string payload, uint64_t exec_ns,
+                       int node) {
+  t.done = true;
+  t.outcome = Outcome{ok, std::move(payload), exec_ns, node};
+  t.args.clear();
+  t.args.shrink_to_fit();
+  if (task_events_) {
+    emit({"TaskCompleted", opts_.pool_id, node, id, seconds(exec_ns), ok});
+  }
+  auto bit = batches_.find(t.batch);
+  if (bit == batches_.end()) return;
+  Batch& b = bit->second;
+  b.remaining--;
+  if (!ok && !b.failed) {
+    b.failed = true;
+    loop_.complete(b.wait);  // fail fast: the script sees the first error at once
+  } else if (b.remaining == 0 && !b.failed) {
+    loop_.complete(b.wait);
+  }
+}
+
+void Scheduler::fail_task(TaskId id, Task& t, const std::string& message, int node) {
+  // Same shape as a worker's error: values (message, traceback).
+  wire::Writer w;
+  w.put_varint(2);
+  w.put_u8(5);  // codec tag: string
+  w.put_string(message);
+  w.put_u8(5);
+  w.put_string("");
+  finish(id, t, false, w.take(), 0, node);
+}
+
+void Scheduler::on_lost(Node& n, const std::string& reason) {
+  if (!n.alive) return;
+  n.alive = false;
+  bool expected = shutting_down_;
+  if (!expected) {
+    std::string why = reason.empty() ? "worker exited" : reason;
+    emit({"InstanceLost", opts_.pool_id, n.index, 0, 0, false, why});
+    if (!n.ready && start_error_.empty()) {
+      start_error_ = "node " + std::to_string(n.index) + " failed to start: " + why;
+      check_ready();
+    }
+    // Tasks that were running there run again elsewhere, at most `retries` more times.
+    for (TaskId id : n.in_flight) {
+      auto it = tasks_.find(id);
+      if (it == tasks_.end() || it->second.done) continue;
+      Task& t = it->second;
+      if (t.pin < 0 && t.attempts <= opts_.retries) {
+        t.node = -1;
+        queue_.push_front(id);
+      } else {
+        fail_task(id, t, "node " + std::to_string(n.index) + " was lost: " + why, n.index);
+      }
+    }
+    while (!n.pinned.empty()) {
+      TaskId id = n.pinned.front();
+      n.pinned.pop_front();
+      auto it = tasks_.find(id);
+      if (it != tasks_.end() && !it->second.done) {
+        fail_task(id, it->second, "node " + std::to_string(n.index) + " was lost: " + why,
+                  n.index);
+      }
+    }
+    n.in_flight.clear();
+    n.running = 0;
+    bool any = false;
+    for (auto& m : nodes_) any = any || m->alive;
+    if (!any) {
+      // Nothing can run the queue any more: fail it rather than wait forever.
+      while (!queue_.empty()) {
+        TaskId id = queue_.front();
+        queue_.pop_front();
+        auto it = tasks_.find(id);
+        if (it != tasks_.end() && !it->second.done) {
+          fail_task(id, it->second, "no nodes left in the pool (last lost: " + why + ")", -1);
+        }
+      }
+    }
+    dispatch();
+  }
+  if (shutting_down_ && all_gone()) loop_.complete(gone_wait_);
+}
+
+bool Scheduler::all_gone() const {
+  for (auto& n : nodes_) {
+    if (!n->link->gone()) return false;
+  }
+  return true;
+}
+
+WaitId Scheduler::shutdown(uint64_t grace_ms) {
+  if (shutting_down_) return gone_wait_;
+  shutting_down_ = true;
+  gone_wait_ = loop_.new_wait();
+  for (auto& n : nodes_) {
+    auto& w = n->link->out();
+    w.clear();
+    size_t mark = w.begin_frame(wire::Msg::kShutdown);
+    w.end_frame(mark);
+    n->link->close();
+  }
+  if (all_gone()) {
+    loop_.complete(gone_wait_);
+    return gone_wait_;
+  }
+  grace_timer_ = new uv_timer_t;
+  uv_timer_init(loop_.uv(), grace_timer_);
+  grace_timer_->data = this;
+  uv_timer_start(
+      grace_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Scheduler*>(t->data);
+        for (auto& n : self->nodes_) n->link->kill();
+      },
+      grace_ms, 0);
+  return gone_wait_;
+}
+
+}  // namespace skyhost

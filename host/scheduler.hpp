@@ -1,0 +1,140 @@
+// Tasks and nodes of one pool: which task runs where, results matched to requests, retries when a
+// node is lost. Pure C++; task arguments and results are opaque codec bytes.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "host/events.hpp"
+#include "host/link.hpp"
+#include "host/loop.hpp"
+
+namespace skyhost {
+
+using TaskId = uint64_t;
+using ClosureId = uint64_t;
+using BatchId = uint64_t;
+
+struct Outcome {
+  bool ok = false;
+  std::string payload;  // codec values: results, or (message, traceback) on failure
+  uint64_t exec_ns = 0;
+  int node = -1;
+};
+
+/// Tasks submitted together and awaited together: one wait completes when all are done, or at
+/// the first failure (the rest of the batch is then dropped from the queue).
+struct Batch {
+  WaitId wait = 0;
+  std::vector<TaskId> tasks;
+  size_t remaining = 0;
+  bool failed = false;
+};
+
+class Scheduler {
+ public:
+  struct Options {
+    int pool_id = 0;
+    int concurrency = 4;  // tasks running at once per node
+    int prefetch = 32;    // tasks queued on a node beyond those running, to hide round trips
+    int retries = 1;      // re-runs of a task whose node was lost
+  };
+  Scheduler(Loop& loop, Options opts);
+  ~Scheduler();
+
+  /// Adds a node reached through `link` and sends it `init` (codec values). Returns its index.
+  int add_node(std::unique_ptr<Link> link, std::string init);
+  /// Completes once every node so far is ready, or one failed before it was.
+  WaitId ready_wait();
+  /// Why the pool could not become ready ("" if it did).
+  const std::string& start_error() const { return start_error_; }
+  /// The Ready info (codec values) each node sent.
+  const std::string& node_info(int node) const { return nodes_.at(node)->info; }
+  int node_count() const { return static_cast<int>(nodes_.size()); }
+  int pid(int node) const { return nodes_.at(node)->link->pid(); }
+  bool node_alive(int node) const { return nodes_.at(node)->alive; }
+
+  /// A closure (codec bytes) under an id; the same bytes get the same id.
+  ClosureId define(std::string bytes);
+  /// A new batch; add tasks to it, then await batch(id).wait.
+  BatchId new_batch();
+  /// Queues a task; `pin_node` >= 0 runs it on that node only (broadcast).
+  TaskId submit(BatchId batch, ClosureId fn, std::string args, int pin_node = -1);
+  const Batch& batch(BatchId id) const { return batches_.at(id); }
+  /// The task's outcome; valid once its batch's wait completed (a dropped task has none).
+  const Outcome* outcome(TaskId id) const;
+  /// Forgets a batch and its tasks' outcomes.
+  void release(BatchId id);
+
+  /// Report TaskStarted/TaskCompleted events (off by default: they cost on the hot path).
+  void set_task_events(bool on) { task_events_ = on; }
+  /// Sends queued frames. Called before each poll and after each batch of received frames.
+  void flush();
+  /// Stops every node: asks each to shut down; returns a wait that completes when all are gone
+  /// or after `grace_ms`, when the stragglers are killed.
+  WaitId shutdown(uint64_t grace_ms);
+  bool all_gone() const;
+
+ private:
+  struct Node {
+    int index = 0;
+    std::unique_ptr<Link> link;
+    std::string info;
+    bool ready = false;
+    bool alive = true;
+    int running = 0;
+    std::unordered_set<ClosureId> defined;
+    std::deque<TaskId> pinned;
+    std::unordered_set<TaskId> in_flight;
+  };
+  struct Task {
+    BatchId batch = 0;
+    ClosureId fn = 0;
+    std::string args;
+    int pin = -1;
+    int node = -1;
+    int attempts = 0;
+    bool done = false;
+    Outcome outcome;
+  };
+
+  void on_frame(Node& n, const wire::Frame& f);
+  void on_lost(Node& n, const std::string& reason);
+  void on_result(Node& n, wire::Reader& r);
+  void finish(TaskId id, Task& t, bool ok, std::string payload, uint64_t exec_ns, int node);
+  void fail_task(TaskId id, Task& t, const std::string& message, int node);
+  void dispatch();
+  bool send_one(Node& n);
+  void emit(Event e) { events_.push_back(std::move(e)); }
+  void check_ready();
+
+  Loop& loop_;
+  Options opts_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::unordered_map<TaskId, Task> tasks_;
+  std::unordered_map<BatchId, Batch> batches_;
+  std::unordered_map<std::string, ClosureId> closure_ids_;
+  std::unordered_map<ClosureId, std::string> closures_;
+  std::deque<TaskId> queue_;
+  TaskId last_task_ = 0;
+  BatchId last_batch_ = 0;
+  ClosureId last_closure_ = 0;
+  WaitId ready_wait_ = 0;
+  bool ready_reported_ = false;
+  std::string start_error_;
+  bool task_events_ = false;
+  bool shutting_down_ = false;
+  WaitId gone_wait_ = 0;
+  uv_timer_t* grace_timer_ = nullptr;
+
+ public:
+  /// Events raised since the driver last took them.
+  std::vector<Event> events_;
+};
+
+}  // namespace skyhost
