@@ -1,13 +1,13 @@
+cmake_policy(SET CMP0007 NEW)
 # Turns Lua sources into a C++ table compiled into a binary (run with cmake -P).
-# Inputs: OUT (generated .cpp), SYMBOL (C++ function name), ROOTS (|-separated dir=prefix pairs:
+# Inputs: OUT (generated .cpp), SYMBOL (C++ function name), ROOTS (comma-separated dir=prefix pairs:
 # files under dir become modules named prefix.path.to.file, init.lua naming the package).
 set(body "")
 set(count 0)
-string(REPLACE "|" ";" roots "${ROOTS}")
+string(REPLACE "," ";" roots "${ROOTS}")
 foreach(pair IN LISTS roots)
-  string(REPLACE "=" ";" parts "${pair}")
-  list(GET parts 0 dir)
-  list(GET parts 1 prefix)
+  string(REGEX REPLACE "=.*$" "" dir "${pair}")
+  string(REGEX REPLACE "^[^=]*=" "" prefix "${pair}")
   file(GLOB_RECURSE files RELATIVE "${dir}" "${dir}/*.lua")
   list(SORT files)
   foreach(rel IN LISTS files)

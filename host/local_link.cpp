@@ -160,6 +160,10 @@ void LocalLink::close() {
   s->close_handle(reinterpret_cast<uv_handle_t*>(&s->in));
 }
 
+bool LocalLink::gone() const { return state_->exited && state_->out_closed; }
+
+int LocalLink::pid() const { return state_->pid; }
+
 void LocalLink::kill() {
   if (!state_->exited) uv_process_kill(&state_->proc, SIGKILL);
 }

@@ -20,8 +20,8 @@ class LocalLink final : public Link {
   void flush() override;
   void close() override;
   void kill() override;
-  bool gone() const override { return state_->exited && state_->out_closed; }
-  int pid() const override { return state_->pid; }
+  bool gone() const override;
+  int pid() const override;
 
  private:
   // Lives until libuv has closed every handle, which can be after the LocalLink is destroyed.

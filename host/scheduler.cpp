@@ -64,9 +64,12 @@ ClosureId Scheduler::define(std::string bytes) {
   return id;
 }
 
-BatchId Scheduler::new_batch() {
+BatchId Scheduler::new_batch(size_t limit) {
   BatchId id = ++last_batch_;
-  batches_[id].wait = loop_.new_wait();
+  Batch& b = batches_[id];
+  b.wait = loop_.new_wait();
+  b.limit = limit;
+  if (limit > 0) limited_.push_back(id);
   return id;
 }
 
@@ -87,6 +90,8 @@ TaskId Scheduler::submit(BatchId batch, ClosureId fn, std::string args, int pin_
       return id;
     }
     n.pinned.push_back(id);
+  } else if (b.limit > 0) {
+    b.queued.push_back(id);
   } else {
     queue_.push_back(id);
   }
@@ -102,6 +107,7 @@ const Outcome* Scheduler::outcome(TaskId id) const {
 void Scheduler::release(BatchId id) {
   auto it = batches_.find(id);
   if (it == batches_.end()) return;
+  if (it->second.limit > 0) std::erase(limited_, id);
   for (TaskId t : it->second.tasks) {
     auto tt = tasks_.find(t);
     // A task still running elsewhere is forgotten when its result arrives.
@@ -118,13 +124,36 @@ void Scheduler::flush() {
   }
 }
 
+TaskId Scheduler::next_task(Node& n) {
+  auto take = [&](std::deque<TaskId>& q) -> TaskId {
+    while (!q.empty()) {
+      TaskId id = q.front();
+      q.pop_front();
+      auto it = tasks_.find(id);
+      if (it != tasks_.end() && !it->second.done) return id;  // else dropped with its batch
+    }
+    return 0;
+  };
+  if (TaskId id = take(n.pinned)) return id;
+  if (TaskId id = take(queue_)) return id;
+  for (BatchId bid : limited_) {
+    Batch& b = batches_.at(bid);
+    if (b.running >= b.limit) continue;
+    if (TaskId id = take(b.queued)) return id;
+  }
+  return 0;
+}
+
+void Scheduler::batch_task_ended(Task& t) {
+  auto it = batches_.find(t.batch);
+  if (it != batches_.end() && it->second.running > 0) it->second.running--;
+}
+
 bool Scheduler::send_one(Node& n) {
-  std::deque<TaskId>* q = !n.pinned.empty() ? &n.pinned : &queue_;
-  while (!q->empty()) {
-    TaskId id = q->front();
-    q->pop_front();
+  TaskId id = next_task(n);
+  if (id == 0) return false;
+  {
     auto it = tasks_.find(id);
-    if (it == tasks_.end() || it->second.done) continue;  // dropped with its failed batch
     Task& t = it->second;
     auto& w = n.link->out();
     if (n.defined.insert(t.fn).second) {
@@ -143,10 +172,10 @@ bool Scheduler::send_one(Node& n) {
     t.attempts++;
     n.running++;
     n.in_flight.insert(id);
-    if (task_events_) emit({"TaskStarted", opts_.pool_id, n.index, id});
+    if (auto b = batches_.find(t.batch); b != batches_.end()) b->second.running++;
+    if (task_events_) emit({"TaskStarted", opts_.pool_id, n.index, id, 0, true, ""});
     return true;
   }
-  return false;
 }
 
 void Scheduler::dispatch() {
@@ -194,6 +223,7 @@ void Scheduler::on_result(Node& n, wire::Reader& r) {
   n.running--;
   auto it = tasks_.find(id);
   if (it != tasks_.end() && !it->second.done && it->second.node == n.index) {
+    batch_task_ended(it->second);
     if (it->second.batch == 0) {
       tasks_.erase(it);  // its batch was released while it ran
     } else {
@@ -211,7 +241,7 @@ void Scheduler::finish(TaskId id, Task& t, bool ok, std::string payload, uint64_
   t.args.clear();
   t.args.shrink_to_fit();
   if (task_events_) {
-    emit({"TaskCompleted", opts_.pool_id, node, id, seconds(exec_ns), ok});
+    emit({"TaskCompleted", opts_.pool_id, node, id, seconds(exec_ns), ok, ""});
   }
   auto bit = batches_.find(t.batch);
   if (bit == batches_.end()) return;
@@ -226,12 +256,9 @@ void Scheduler::finish(TaskId id, Task& t, bool ok, std::string payload, uint64_
 }
 
 void Scheduler::fail_task(TaskId id, Task& t, const std::string& message, int node) {
-  // Same shape as a worker's error: values (message, traceback).
+  // Same shape as a worker's failure: message, traceback.
   wire::Writer w;
-  w.put_varint(2);
-  w.put_u8(5);  // codec tag: string
   w.put_string(message);
-  w.put_u8(5);
   w.put_string("");
   finish(id, t, false, w.take(), 0, node);
 }
@@ -252,9 +279,12 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
       auto it = tasks_.find(id);
       if (it == tasks_.end() || it->second.done) continue;
       Task& t = it->second;
+      batch_task_ended(t);
       if (t.pin < 0 && t.attempts <= opts_.retries) {
         t.node = -1;
-        queue_.push_front(id);
+        auto b = batches_.find(t.batch);
+        if (b != batches_.end() && b->second.limit > 0) b->second.queued.push_front(id);
+        else queue_.push_front(id);
       } else {
         fail_task(id, t, "node " + std::to_string(n.index) + " was lost: " + why, n.index);
       }
@@ -273,15 +303,19 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
     bool any = false;
     for (auto& m : nodes_) any = any || m->alive;
     if (!any) {
-      // Nothing can run the queue any more: fail it rather than wait forever.
-      while (!queue_.empty()) {
-        TaskId id = queue_.front();
-        queue_.pop_front();
-        auto it = tasks_.find(id);
-        if (it != tasks_.end() && !it->second.done) {
-          fail_task(id, it->second, "no nodes left in the pool (last lost: " + why + ")", -1);
+      // Nothing can run the queues any more: fail them rather than wait forever.
+      auto fail_all = [&](std::deque<TaskId>& q) {
+        while (!q.empty()) {
+          TaskId id = q.front();
+          q.pop_front();
+          auto it = tasks_.find(id);
+          if (it != tasks_.end() && !it->second.done) {
+            fail_task(id, it->second, "no nodes left in the pool (last lost: " + why + ")", -1);
+          }
         }
-      }
+      };
+      fail_all(queue_);
+      for (BatchId b : limited_) fail_all(batches_.at(b).queued);
     }
     dispatch();
   }

@@ -22,7 +22,7 @@ using BatchId = uint64_t;
 
 struct Outcome {
   bool ok = false;
-  std::string payload;  // codec values: results, or (message, traceback) on failure
+  std::string payload;  // codec values; on failure two wire strings: message, traceback
   uint64_t exec_ns = 0;
   int node = -1;
 };
@@ -34,6 +34,9 @@ struct Batch {
   std::vector<TaskId> tasks;
   size_t remaining = 0;
   bool failed = false;
+  size_t limit = 0;    // most tasks of this batch running at once; 0: no limit
+  size_t running = 0;
+  std::deque<TaskId> queued;  // a limited batch's tasks wait here, not in the shared queue
 };
 
 class Scheduler {
@@ -53,7 +56,7 @@ class Scheduler {
   WaitId ready_wait();
   /// Why the pool could not become ready ("" if it did).
   const std::string& start_error() const { return start_error_; }
-  /// The Ready info (codec values) each node sent.
+  /// The Ready info each node sent: wire string hostname, varint pid, varint executors.
   const std::string& node_info(int node) const { return nodes_.at(node)->info; }
   int node_count() const { return static_cast<int>(nodes_.size()); }
   int pid(int node) const { return nodes_.at(node)->link->pid(); }
@@ -61,8 +64,9 @@ class Scheduler {
 
   /// A closure (codec bytes) under an id; the same bytes get the same id.
   ClosureId define(std::string bytes);
-  /// A new batch; add tasks to it, then await batch(id).wait.
-  BatchId new_batch();
+  /// A new batch; add tasks to it, then await batch(id).wait. `limit` > 0 caps how many of its
+  /// tasks run at once.
+  BatchId new_batch(size_t limit = 0);
   /// Queues a task; `pin_node` >= 0 runs it on that node only (broadcast).
   TaskId submit(BatchId batch, ClosureId fn, std::string args, int pin_node = -1);
   const Batch& batch(BatchId id) const { return batches_.at(id); }
@@ -110,6 +114,8 @@ class Scheduler {
   void fail_task(TaskId id, Task& t, const std::string& message, int node);
   void dispatch();
   bool send_one(Node& n);
+  TaskId next_task(Node& n);
+  void batch_task_ended(Task& t);
   void emit(Event e) { events_.push_back(std::move(e)); }
   void check_ready();
 
@@ -121,6 +127,7 @@ class Scheduler {
   std::unordered_map<std::string, ClosureId> closure_ids_;
   std::unordered_map<ClosureId, std::string> closures_;
   std::deque<TaskId> queue_;
+  std::vector<BatchId> limited_;
   TaskId last_task_ = 0;
   BatchId last_batch_ = 0;
   ClosureId last_closure_ = 0;

@@ -1,0 +1,277 @@
+// skyhost.pool: a pool's nodes and tasks (host/scheduler) as a Lua userdata. The lifecycle —
+// providers, events, teardown order — is stdlib/sky/pool.lua; this is check, call, push.
+#include <lua.hpp>
+#include <unistd.h>
+
+#include <memory>
+
+#include "bindings/codec.hpp"
+#include "bindings/context.hpp"
+#include "host/local_link.hpp"
+
+namespace skyhost {
+
+namespace {
+
+const char* kPoolMeta = "skyhost.pool";
+
+struct PoolBox {
+  Scheduler* sched = nullptr;
+  Context* ctx = nullptr;
+};
+
+Scheduler& check_pool(lua_State* L) {
+  auto* box = static_cast<PoolBox*>(luaL_checkudata(L, 1, kPoolMeta));
+  if (box->sched == nullptr) luaL_error(L, "pool is closed");
+  return *box->sched;
+}
+
+void destroy(PoolBox* box) {
+  if (box->sched == nullptr) return;
+  box->ctx->pools.erase(box->sched);
+  delete box->sched;  // kills any worker still running
+  box->sched = nullptr;
+}
+
+int opt_int_field(lua_State* L, int idx, const char* key, int dflt) {
+  lua_getfield(L, idx, key);
+  int v = lua_isnil(L, -1) ? dflt : static_cast<int>(luaL_checkinteger(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
+/// pool.new{id=, concurrency=, prefetch=, retries=} → pool
+int l_pool_new(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  Scheduler::Options o;
+  o.pool_id = opt_int_field(L, 1, "id", 0);
+  o.concurrency = opt_int_field(L, 1, "concurrency", o.concurrency);
+  o.prefetch = opt_int_field(L, 1, "prefetch", o.prefetch);
+  o.retries = opt_int_field(L, 1, "retries", o.retries);
+  Context& ctx = context(L);
+  auto* box = static_cast<PoolBox*>(lua_newuserdatauv(L, sizeof(PoolBox), 0));  // [opts, pool]
+  *box = PoolBox{};
+  box->ctx = &ctx;
+  luaL_setmetatable(L, kPoolMeta);
+  box->sched = new Scheduler(ctx.loop, o);
+  ctx.pools.insert(box->sched);
+  return 1;
+}
+
+/// pool:add_local_node(worker_path, init_values_table, concurrency) → node index
+int l_pool_add_local_node(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  const char* worker = luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int concurrency = static_cast<int>(luaL_checkinteger(L, 4));
+  return guarded(L, [&] {
+    wire::Writer init;
+    codec::encode_values(L, 3, 1, init);
+    auto link = LocalLink::spawn(context(L).loop.uv(),
+                                 {worker, "--concurrency", std::to_string(concurrency)});
+    lua_pushinteger(L, s.add_node(std::move(link), init.take()));
+    return 1;
+  });
+}
+
+/// pool:ready_wait() → wait id; pool:start_error() → message or nil
+int l_pool_ready_wait(lua_State* L) {
+  lua_pushinteger(L, static_cast<lua_Integer>(check_pool(L).ready_wait()));
+  return 1;
+}
+
+int l_pool_start_error(lua_State* L) {
+  const std::string& e = check_pool(L).start_error();
+  if (e.empty()) return 0;
+  lua_pushlstring(L, e.data(), e.size());
+  return 1;
+}
+
+/// pool:node(i) → {hostname, pid, executors, alive}
+int l_pool_node(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  int i = static_cast<int>(luaL_checkinteger(L, 2));
+  luaL_argcheck(L, i >= 0 && i < s.node_count(), 2, "no such node");
+  lua_createtable(L, 0, 4);  // [.., node]
+  lua_pushboolean(L, s.node_alive(i));
+  lua_setfield(L, -2, "alive");
+  lua_pushinteger(L, s.pid(i));
+  lua_setfield(L, -2, "pid");
+  const std::string& info = s.node_info(i);
+  if (!info.empty()) {
+    return guarded(L, [&] {
+      wire::Reader r(info);
+      auto host = r.get_string();
+      lua_pushlstring(L, host.data(), host.size());
+      lua_setfield(L, -2, "hostname");
+      lua_pushinteger(L, static_cast<lua_Integer>(r.get_varint()));
+      lua_setfield(L, -2, "worker_pid");
+      lua_pushinteger(L, static_cast<lua_Integer>(r.get_varint()));
+      lua_setfield(L, -2, "executors");
+      return 1;
+    });
+  }
+  return 1;
+}
+
+/// pool:define(bytes) → closure id for a function captured by core.capture.
+int l_pool_define(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  size_t len = 0;
+  const char* p = luaL_checklstring(L, 2, &len);
+  lua_pushinteger(L, static_cast<lua_Integer>(s.define(std::string(p, len))));
+  return 1;
+}
+
+/// pool:new_batch([limit]) → batch id, wait id
+int l_pool_new_batch(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  lua_Integer limit = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, limit >= 0, 2, "limit must be 0 or more");
+  BatchId b = s.new_batch(static_cast<size_t>(limit));
+  lua_pushinteger(L, static_cast<lua_Integer>(b));
+  lua_pushinteger(L, static_cast<lua_Integer>(s.batch(b).wait));
+  return 2;
+}
+
+/// pool:submit(batch, closure, pin_node_or_nil, args_table) — args_table is {n=, ...}
+int l_pool_submit(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  auto batch = static_cast<BatchId>(luaL_checkinteger(L, 2));
+  auto fn = static_cast<ClosureId>(luaL_checkinteger(L, 3));
+  int pin = static_cast<int>(luaL_optinteger(L, 4, -1));
+  luaL_checktype(L, 5, LUA_TTABLE);
+  lua_getfield(L, 5, "n");
+  int n = static_cast<int>(luaL_optinteger(L, -1, 0));
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "too many arguments");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, 5, i);  // [.., args...]
+  return guarded(L, [&] {
+    wire::Writer w;
+    codec::encode_values(L, lua_gettop(L) - n + 1, n, w);
+    lua_settop(L, 5);
+    s.submit(batch, fn, w.take(), pin);
+    return 0;
+  });
+}
+
+/// Pushes a failed task's error as {message=, traceback=, node=}.
+void push_failure(lua_State* L, const Outcome& o) {
+  wire::Reader r(o.payload);
+  auto msg = r.get_string();
+  auto trace = r.get_string();
+  lua_createtable(L, 0, 3);
+  lua_pushlstring(L, msg.data(), msg.size());
+  lua_setfield(L, -2, "message");
+  lua_pushlstring(L, trace.data(), trace.size());
+  lua_setfield(L, -2, "traceback");
+  lua_pushinteger(L, o.node);
+  lua_setfield(L, -2, "node");
+}
+
+/// pool:results(batch, all) → true, list | false, failure. With `all`, the batch holds one task
+/// and every value it returned is returned (after true); otherwise list[i] is task i's first
+/// value. Releases the batch.
+int l_pool_results(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  auto id = static_cast<BatchId>(luaL_checkinteger(L, 2));
+  bool all = lua_toboolean(L, 3);
+  return guarded(L, [&] {
+    const Batch& b = s.batch(id);
+    int nret = 0;
+    for (TaskId t : b.tasks) {
+      const Outcome* o = s.outcome(t);
+      if (o != nullptr && !o->ok) {
+        lua_pushboolean(L, 0);
+        push_failure(L, *o);
+        nret = 2;
+        break;
+      }
+    }
+    if (nret == 0 && all) {
+      lua_pushboolean(L, 1);
+      const Outcome* o = s.outcome(b.tasks.at(0));
+      wire::Reader r(o->payload);
+      nret = 1 + codec::decode_values(L, r);
+    } else if (nret == 0) {
+      lua_pushboolean(L, 1);
+      lua_createtable(L, static_cast<int>(b.tasks.size()), 0);  // [true, list]
+      lua_Integer i = 0;
+      for (TaskId t : b.tasks) {
+        const Outcome* o = s.outcome(t);
+        wire::Reader r(o->payload);
+        int n = codec::decode_values(L, r);  // [true, list, v1..vn]
+        if (n == 0) {
+          lua_pushnil(L);
+        } else if (n > 1) {
+          lua_pop(L, n - 1);
+        }
+        lua_rawseti(L, -2, ++i);
+      }
+      nret = 2;
+    }
+    s.release(id);
+    return nret;
+  });
+}
+
+int l_pool_set_task_events(lua_State* L) {
+  check_pool(L).set_task_events(lua_toboolean(L, 2));
+  return 0;
+}
+
+int l_pool_node_count(lua_State* L) {
+  lua_pushinteger(L, check_pool(L).node_count());
+  return 1;
+}
+
+/// pool:shutdown(grace_seconds) → wait id that completes when every worker is gone
+int l_pool_shutdown(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  double grace = luaL_optnumber(L, 2, 5.0);
+  lua_pushinteger(L, static_cast<lua_Integer>(s.shutdown(static_cast<uint64_t>(grace * 1000))));
+  return 1;
+}
+
+/// pool:destroy() — frees the pool, killing any worker still running. Idempotent.
+int l_pool_destroy(lua_State* L) {
+  destroy(static_cast<PoolBox*>(luaL_checkudata(L, 1, kPoolMeta)));
+  return 0;
+}
+
+const luaL_Reg kPoolMethods[] = {
+    {"add_local_node", l_pool_add_local_node},
+    {"ready_wait", l_pool_ready_wait},
+    {"start_error", l_pool_start_error},
+    {"node", l_pool_node},
+    {"node_count", l_pool_node_count},
+    {"define", l_pool_define},
+    {"new_batch", l_pool_new_batch},
+    {"submit", l_pool_submit},
+    {"results", l_pool_results},
+    {"set_task_events", l_pool_set_task_events},
+    {"shutdown", l_pool_shutdown},
+    {"destroy", l_pool_destroy},
+    {nullptr, nullptr},
+};
+
+const luaL_Reg kPoolModule[] = {
+    {"new", l_pool_new},
+    {nullptr, nullptr},
+};
+
+}  // namespace
+
+}  // namespace skyhost
+
+extern "C" int luaopen_skyhost_pool(lua_State* L) {
+  using namespace skyhost;
+  luaL_newmetatable(L, kPoolMeta);  // [mt]
+  luaL_newlib(L, kPoolMethods);     // [mt, methods]
+  lua_setfield(L, -2, "__index");   // [mt]
+  lua_pushcfunction(L, l_pool_destroy);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);  // []
+  luaL_newlib(L, kPoolModule);
+  return 1;
+}

@@ -1,0 +1,86 @@
+// skyhost: the command line. Runs a script, a -e chunk, standard input, or the REPL.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bindings/runtime.hpp"
+#include "host/app/repl.hpp"
+
+namespace {
+
+const char kUsage[] =
+    "usage: skyhost [options] [SCRIPT [ARGS...]]\n"
+    "\n"
+    "Runs SCRIPT, a Lua program using the `sky` module: remote functions, pools of machines,\n"
+    "teardown guaranteed when the script ends, fails or is interrupted.\n"
+    "\n"
+    "  skyhost SCRIPT [ARGS...]  run a script; its arguments are in `arg`\n"
+    "  skyhost -e CODE [ARGS...] run CODE\n"
+    "  skyhost - [ARGS...]       run a script read from standard input\n"
+    "  skyhost                   interactive REPL (when standard input is a terminal)\n"
+    "\n"
+    "options:\n"
+    "  -v, --verbose   show tracebacks (local and remote) with errors\n"
+    "  -h, --help      show this help\n"
+    "  -V, --version   show the version\n"
+    "\n"
+    "environment:\n"
+    "  SKYHOST_WORKER  path of the skyworker binary (default: next to skyhost)\n"
+    "  SKYHOST_STDLIB  repository root to load stdlib/ and providers/ from (development)\n"
+    "\n"
+    "docs: README.md and docs/ in the skyhost repository\n";
+
+int usage_error(const char* msg) {
+  std::fprintf(stderr, "skyhost: %s\nTry 'skyhost --help'.\n", msg);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  skyhost::Runtime::Options opts;
+  opts.program = argv[0];
+  int i = 1;
+  const char* code = nullptr;
+  for (; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "-V" || a == "--version") {
+      std::printf("skyhost %s\n", SKYHOST_VERSION);
+      return 0;
+    } else if (a == "-v" || a == "--verbose") {
+      opts.verbose = true;
+    } else if (a == "-e") {
+      if (i + 1 >= argc) return usage_error("-e needs an argument: the code to run");
+      code = argv[++i];
+      i++;
+      break;
+    } else if (a == "--") {
+      i++;
+      break;
+    } else if (a.size() > 1 && a[0] == '-') {
+      return usage_error(("unknown option '" + a + "'").c_str());
+    } else {
+      break;
+    }
+  }
+  try {
+    skyhost::Runtime rt(opts);
+    if (code != nullptr) {
+      return rt.run_code(code, std::vector<std::string>(argv + i, argv + argc));
+    }
+    if (i < argc) {
+      return rt.run_file(argv[i], std::vector<std::string>(argv + i + 1, argv + argc));
+    }
+    if (isatty(0)) return skyhost::run_repl(rt);
+    return rt.run_file("-", {});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "skyhost: %s\n", e.what());
+    return 1;
+  }
+}

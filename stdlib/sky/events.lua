@@ -1,0 +1,77 @@
+-- Pool events: lifecycle (ClusterRequested … ClusterDestroyed), tasks (TaskStarted,
+-- TaskCompleted), worker output (Log). Handlers run from the driver, never inside a libuv
+-- callback; a failing handler is reported and the others still run.
+local core = require "skyhost.core"
+local sched = require "sky.sched"
+
+local M = {}
+
+local _pools = setmetatable({}, { __mode = "v" })  -- id -> pool
+
+M.TYPES = {
+  "ClusterRequested", "OffersSelected", "InstanceLaunched", "InstanceRunning", "InstanceReady",
+  "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "InstanceLost", "ClusterDraining",
+  "ClusterDestroyed",
+}
+local _known = {}
+for _, t in ipairs(M.TYPES) do _known[t] = true end
+
+--- "task_completed" and "TaskCompleted" both name TaskCompleted.
+function M.normalize(name)
+  if name == "*" or _known[name] then return name end
+  local camel = name:gsub("^%l", string.upper):gsub("_(%l)", string.upper)
+  if _known[camel] then return camel end
+  error(("unknown event '%s' (events: %s)"):format(name, table.concat(M.TYPES, ", ")), 3)
+end
+
+function M.attach(pool, display)
+  pool.display = display or "log"
+  _pools[pool.id] = pool
+end
+
+function M.detach(pool) _pools[pool.id] = nil end
+
+function M.subscribe(pool, name, fn)
+  local t = M.normalize(name)
+  local list = pool.handlers[t] or {}
+  list[#list + 1] = fn
+  pool.handlers[t] = list
+end
+
+function M.wants_task_events(pool)
+  local h = pool.handlers
+  return (h["*"] or h.TaskStarted or h.TaskCompleted) ~= nil
+end
+
+local function _call(fn, ev)
+  local ok, err = pcall(fn, ev)
+  if not ok then
+    io.stderr:write(("skyhost: event handler for %s failed: %s\n"):format(ev.type, tostring(err)))
+  end
+end
+
+local function _show(pool, ev)
+  if pool.display == "quiet" then return end
+  if ev.type == "Log" then
+    io.stdout:write(("[node %d] %s\n"):format(ev.node, ev.text))
+  elseif ev.type == "InstanceLost" then
+    io.stderr:write(("skyhost: pool %s lost node %d: %s\n"):format(pool.name, ev.node, ev.reason))
+  end
+end
+
+function M.deliver(pool, ev)
+  ev.time = ev.time or core.now()
+  _show(pool, ev)
+  local h = pool.handlers
+  for _, fn in ipairs(h[ev.type] or {}) do _call(fn, ev) end
+  for _, fn in ipairs(h["*"] or {}) do _call(fn, ev) end
+end
+
+sched.set_event_sink(function(list)
+  for _, ev in ipairs(list) do
+    local pool = _pools[ev.pool]
+    if pool then M.deliver(pool, ev) end
+  end
+end)
+
+return M

@@ -1,0 +1,65 @@
+-- The `sky` module: what a script uses. Also preloaded as the global `sky`.
+local core = require "skyhost.core"
+local errors = require "sky.errors"
+local fnmod = require "sky.fn"
+local pool = require "sky.pool"
+local sched = require "sky.sched"
+local shard = require "sky.common.shard"
+
+local M = {}
+
+M.version = core.version
+
+M.fn = fnmod.fn
+M.gather = fnmod.gather
+M.compute = pool.compute
+
+--- Runs fn(...) concurrently with the caller; returns a handle whose :wait() gives fn's results
+--- (or raises its error). Use it to drive several pools at once.
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    errors.raise("BadArgument", ("sky.spawn: expected a function, got %s"):format(type(fn)))
+  end
+  local task = sched.spawn(fn, ...)
+  return setmetatable({}, {
+    __name = "sky.task",
+    __index = {
+      wait = function() return sched.join(task) end,
+      done = function() return task.done end,
+    },
+  })
+end
+
+--- Waits for every handle from sky.spawn; returns a list of their first results.
+function M.wait_all(handles)
+  local out = {}
+  for i, h in ipairs(handles) do out[i] = (h:wait()) end
+  return out
+end
+
+--- Pauses the calling coroutine for `seconds`, letting everything else run.
+function M.sleep(seconds)
+  if type(seconds) ~= "number" then
+    errors.raise("BadArgument", ("sky.sleep: expected seconds, got %s"):format(type(seconds)))
+  end
+  sched.await(core.sleep(seconds))
+end
+
+--- On the host (fn.local_call), this process stands for a one-node pool.
+function M.instance_info()
+  return {
+    node = 0,
+    total_nodes = 1,
+    is_head = true,
+    head_addr = "127.0.0.1",
+    hostname = core.hostname(),
+    pid = core.pid(),
+    provider = "host",
+  }
+end
+
+function M.shard(...)
+  return shard.shard(M.instance_info(), ...)
+end
+
+return M

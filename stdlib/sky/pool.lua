@@ -1,0 +1,295 @@
+-- Pools: provision nodes through a provider, start a worker on each, run tasks, tear down.
+-- The state machine: requested → provisioning → ready → draining → destroyed, each step an
+-- event. Whatever fails on the way, what was created is destroyed before the error is raised.
+local core = require "skyhost.core"
+local cpool = require "skyhost.pool"
+local errors = require "sky.errors"
+local events = require "sky.events"
+local options = require "sky.options"
+local providers = require "sky.providers"
+local sched = require "sky.sched"
+
+local M = {}
+
+local Pool = {}
+Pool.__index = Pool
+Pool.__name = "sky.pool"
+
+local _open = {}  -- id -> pool, for teardown of pools left open
+local _last_id = 0
+
+local SCHEMA = {
+  provider = "string|table",
+  nodes = "integer",
+  concurrency = "integer",
+  prefetch = "integer",
+  retries = "integer",
+  ttl = "number",
+  name = "string",
+  on_event = "callable",
+  display = "string",
+}
+
+M.DISPLAYS = { "log", "quiet", "spinner" }
+
+local function _check_options(opts)
+  opts = options.check("sky.compute", opts, SCHEMA)
+  local function positive(key)
+    local v = opts[key]
+    if v ~= nil and v < 1 then
+      errors.raise("BadOption", ("sky.compute: option '%s' must be at least 1, got %d"):format(key, v))
+    end
+  end
+  positive("nodes")
+  positive("concurrency")
+  if opts.retries and opts.retries < 0 then
+    errors.raise("BadOption", "sky.compute: option 'retries' must be 0 or more")
+  end
+  if opts.display then options.one_of("sky.compute", "display", opts.display, M.DISPLAYS) end
+  return opts
+end
+
+local function _emit(self, type_, fields)
+  local ev = fields or {}
+  ev.type = type_
+  ev.pool = self.id
+  events.deliver(self, ev)
+end
+
+--- sky.compute{...}: a ready pool. Raises, having destroyed whatever it created, if it cannot.
+function M.compute(opts)
+  opts = _check_options(opts)
+  _last_id = _last_id + 1
+  local self = setmetatable({
+    id = _last_id,
+    name = opts.name or ("pool-" .. _last_id),
+    opts = opts,
+    nodes = opts.nodes or 1,
+    state = "requested",
+    handlers = {},
+    instances = {},
+    started = core.now(),
+  }, Pool)
+  self.provider = providers.resolve(opts.provider or "local")
+  self.cluster = { id = self.name, nodes = self.nodes, spec = opts }
+  if opts.on_event then self:on("*", opts.on_event) end
+  events.attach(self, opts.display)
+  _open[self.id] = self
+  local ok, err = pcall(self._start, self)
+  if not ok then
+    self:close()
+    if errors.is(err) then err.where = errors.user_site(2) end
+    error(err, 0)
+  end
+  return self
+end
+
+function Pool:_start()
+  _emit(self, "ClusterRequested", { nodes = self.nodes, provider = self.provider.name })
+  local prov = self.provider
+  self.state = "provisioning"
+  prov:prepare(self.cluster)
+  local offers = prov:offers(self.opts)
+  local offer = offers[1]
+  if not offer then
+    errors.raise("NoOffers", ("provider '%s' has no offer for this pool"):format(prov.name))
+  end
+  _emit(self, "OffersSelected", { offers = 1, instance_type = offer.instance_type })
+  local ids = prov:provision(self.cluster, self.nodes, offer)
+  for _, id in ipairs(ids) do
+    self.instances[#self.instances + 1] = { id = id }
+    _emit(self, "InstanceLaunched", { instance = id })
+  end
+  if #ids < self.nodes then
+    errors.raise("ProvisionFailed", ("provider '%s' provisioned %d of %d nodes")
+      :format(prov.name, #ids, self.nodes))
+  end
+  self.core = cpool.new {
+    id = self.id,
+    concurrency = self.opts.concurrency or 4,
+    prefetch = self.opts.prefetch,
+    retries = self.opts.retries or 1,
+  }
+  self.core:set_task_events(events.wants_task_events(self))
+  for node, inst in ipairs(self.instances) do
+    local info = prov:get_instance(self.cluster, inst.id)
+    inst.info = info
+    _emit(self, "InstanceRunning", { instance = inst.id, node = node - 1 })
+    if info.transport ~= "local" then
+      errors.raise("Unsupported", ("instance %s: transport '%s' is not supported yet")
+        :format(inst.id, tostring(info.transport or "ssh")))
+    end
+    self.core:add_local_node(core.worker_path(), {
+      node = node - 1,
+      total_nodes = self.nodes,
+      is_head = node == 1,
+      head_addr = "127.0.0.1",
+      provider = prov.name,
+      pool = self.name,
+      instance = inst.id,
+    }, self.opts.concurrency or 4)
+  end
+  sched.await(self.core:ready_wait())
+  local why = self.core:start_error()
+  if why then errors.raise("StartFailed", why) end
+  for i = 0, self.nodes - 1 do
+    _emit(self, "InstanceReady", { node = i, hostname = self.core:node(i).hostname })
+  end
+  self.state = "ready"
+  _emit(self, "ClusterReady", { nodes = self.nodes, seconds = core.now() - self.started })
+end
+
+function Pool:_check_open()
+  if self.state ~= "ready" then
+    errors.raise("PoolClosed", ("pool '%s' is %s"):format(self.name, self.state))
+  end
+end
+
+local function _raise_task_error(self, failure)
+  errors.raise("TaskFailed", ("task failed on node %s: %s"):format(failure.node, failure.message), {
+    node = failure.node,
+    remote_message = failure.message,
+    remote_traceback = failure.traceback,
+    pool = self.name,
+  })
+end
+
+--- Runs pending tasks and waits. mode: "first" (first value of the one task), "all" (all its
+--- values), "list" (list of each task's first value). pins[i]: node for task i, or nil.
+function Pool:_dispatch(tasks, mode, pins)
+  self:_check_open()
+  local c = self.core
+  local batch, wait = c:new_batch()
+  for i, p in ipairs(tasks) do
+    c:submit(batch, c:define(p.closure), pins and pins[i], p.args)
+  end
+  sched.await(wait)
+  local r = table.pack(c:results(batch, mode ~= "list"))
+  if not r[1] then _raise_task_error(self, r[2]) end
+  if mode == "first" then return r[2] end
+  return table.unpack(r, 2, r.n)
+end
+
+--- All return values of a task; for a group, each task's first value, as separate returns.
+function Pool:run(p)
+  local fnmod = require "sky.fn"
+  if fnmod.is_group(p) then return table.unpack(self:_dispatch(p.tasks, "list")) end
+  if not fnmod.is_pending(p) then
+    errors.raise("BadArgument", ("pool:run: expected a pending task, got %s"):format(type(p)))
+  end
+  return self:_dispatch({ p }, "all")
+end
+
+--- The task on every node; results in node order (results[1] is node 0).
+function Pool:broadcast(p)
+  if not require("sky.fn").is_pending(p) then
+    errors.raise("BadArgument", ("pool:broadcast: expected a pending task, got %s"):format(type(p)))
+  end
+  local tasks, pins = {}, {}
+  for i = 1, self.nodes do
+    tasks[i], pins[i] = p, i - 1
+  end
+  return self:_dispatch(tasks, "list", pins)
+end
+
+--- fn(item) for each item, spread over the nodes; results in input order.
+function Pool:map(fn, items, opts)
+  local fnmod = require "sky.fn"
+  opts = options.check("pool:map", opts, { concurrency = "integer" })
+  if not fnmod.is_fn(fn) then
+    if type(fn) ~= "function" then
+      errors.raise("BadArgument", ("pool:map: expected a function, got %s"):format(type(fn)))
+    end
+    fn = fnmod.fn(fn)
+  end
+  if type(items) ~= "table" then
+    errors.raise("BadArgument", ("pool:map: expected a list of items, got %s"):format(type(items)))
+  end
+  self:_check_open()
+  local n = #items
+  if n == 0 then return {} end
+  local c = self.core
+  local template = fn()  -- captures the function once for the whole map
+  local closure = c:define(template.closure)
+  local batch, wait = c:new_batch(opts.concurrency)
+  for i = 1, n do
+    c:submit(batch, closure, nil, { n = 1, items[i] })
+  end
+  sched.await(wait)
+  local ok, res = c:results(batch, false)
+  if not ok then _raise_task_error(self, res) end
+  return res
+end
+
+--- Handler for events of this pool: name is "*" or an event type, "TaskCompleted" or
+--- "task_completed".
+function Pool:on(name, fn)
+  events.subscribe(self, name, fn)
+  if self.core then self.core:set_task_events(events.wants_task_events(self)) end
+  return self
+end
+
+--- Per node: {node, hostname, pid, alive}.
+function Pool:nodes_info()
+  local out = {}
+  for i = 0, self.nodes - 1 do
+    local n = self.core:node(i)
+    n.node = i
+    out[#out + 1] = n
+  end
+  return out
+end
+
+--- Stops every worker, terminates every instance, releases the provider. Idempotent; safe
+--- from an error path, a <close>, or teardown after Ctrl-C.
+function Pool:close()
+  if self.state == "destroyed" or self.state == "draining" then return end
+  local was = self.state
+  self.state = "draining"
+  _emit(self, "ClusterDraining", {})
+  local first_err
+  local function try(f, ...)
+    local ok, e = pcall(f, ...)
+    if not ok and first_err == nil then first_err = e end
+  end
+  if self.core then
+    try(function() sched.await(self.core:shutdown(5)) end)
+    self.core:destroy()  -- kills anything the grace period did not end
+  end
+  if was ~= "requested" or #self.instances > 0 then
+    local ids = {}
+    for _, inst in ipairs(self.instances) do ids[#ids + 1] = inst.id end
+    if #ids > 0 then try(self.provider.terminate, self.provider, self.cluster, ids) end
+    try(self.provider.teardown, self.provider, self.cluster)
+  end
+  self.state = "destroyed"
+  _open[self.id] = nil
+  _emit(self, "ClusterDestroyed", { seconds = core.now() - self.started })
+  events.detach(self)
+  if first_err ~= nil then error(first_err, 0) end
+end
+
+Pool.__close = function(self) self:close() end
+
+function Pool.__tostring(self)
+  return ("sky.pool(%s, %d nodes, %s)"):format(self.name, self.nodes, self.state)
+end
+
+--- Closes every pool still open (end of script, error, interrupt).
+function M.close_all()
+  local ids = {}
+  for id in pairs(_open) do ids[#ids + 1] = id end
+  table.sort(ids)
+  for _, id in ipairs(ids) do
+    local p = _open[id]
+    if p then pcall(p.close, p) end
+  end
+end
+
+function M.open_pools()
+  local out = {}
+  for _, p in pairs(_open) do out[#out + 1] = p end
+  return out
+end
+
+return M

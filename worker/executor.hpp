@@ -1,0 +1,12 @@
+// One executor: a thread with its own Lua state that runs tasks from the queue, one at a time.
+// A node runs `concurrency` of them, so a slow task holds one executor, not the node.
+#pragma once
+
+#include "worker/shared.hpp"
+
+namespace skyworker {
+
+/// Runs tasks until the queue closes.
+void run_executor(Shared& shared, int index);
+
+}  // namespace skyworker
