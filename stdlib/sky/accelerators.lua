@@ -12,7 +12,8 @@
 -- separate entries of one family (A100 / A100-80GB, V100 / V100-32GB, H100 / H100-NVL).
 -- Memory is the nominal size per device (per chip for TPU, Trainium, Inferentia); providers
 -- report slightly less usable memory, which the catalog builder snaps to these values.
-local errors = require "sky._errors"
+local errors = require "sky.errors"
+local suggest = require "sky._suggest"
 
 local M = {}
 
@@ -225,7 +226,7 @@ function M.resolve(name)
   -- TPU slices: "tpu-v5p-8", "tpu-v6e-16" name the chip and a slice size.
   local tpu = k:match("^(tpuv%d%w-)%d+$")
   if tpu and _by_key[tpu] then return _by_key[tpu] end
-  return nil, ("unknown accelerator '%s'%s"):format(name, errors.did_you_mean(errors.suggest(k, _candidates, 3)))
+  return nil, ("unknown accelerator '%s'%s"):format(name, suggest.did_you_mean(suggest.suggest(k, _candidates, 3)))
 end
 
 --- Entry for a name as a provider reports it, plus that provider's memory figure (GiB per device,
@@ -263,37 +264,36 @@ end
 
 --- Accelerator request {name, count, memory, vendor}. `memory` is the minimum per device (GiB)
 --- and picks the smallest variant of the family that has it; `count` may be fractional (0.5).
---- Raises a structured error on an unknown name, an unknown option or a wrong type.
+--- Raises a structured error (sky.errors) on an unknown name, an unknown option or a wrong type.
 ---@param name string
 ---@param opts? {count?: number, memory?: number|string}
-function M.spec(name, opts, level)
-  level = (level or 1) + 1
+function M.spec(name, opts)
   local e, err = M.resolve(name)
-  if not e then errors.raise("unknown_accelerator", err, level) end
+  if not e then errors.raise("UnknownAccelerator", err) end
   opts = opts or {}
   if type(opts) ~= "table" then
-    errors.raise("bad_option", ("%s{...}: options must be a table, got %s"):format(e.name, type(opts)), level)
+    errors.raise("BadOption", ("%s{...}: options must be a table, got %s"):format(e.name, type(opts)))
   end
   for k, v in pairs(opts) do
     local want = _opt_types[k]
     if not want then
-      errors.raise("bad_option", ("%s{...}: unknown option '%s' (valid: %s)"):format(e.name, tostring(k), _opt_names), level)
+      errors.raise("BadOption", ("%s{...}: unknown option '%s' (valid: %s)"):format(e.name, tostring(k), _opt_names))
     end
     local ok = type(v) == "number" or (k == "memory" and type(v) == "string")
     if not ok then
-      errors.raise("bad_option", ("%s{...}: option '%s' must be a %s, got %s"):format(e.name, k, want, type(v)), level)
+      errors.raise("BadOption", ("%s{...}: option '%s' must be a %s, got %s"):format(e.name, k, want, type(v)))
     end
   end
   local count = opts.count or 1
   if count <= 0 or count ~= count then
-    errors.raise("bad_option", ("%s{...}: option 'count' must be > 0, got %s"):format(e.name, tostring(count)), level)
+    errors.raise("BadOption", ("%s{...}: option 'count' must be > 0, got %s"):format(e.name, tostring(count)))
   end
   local memory = e.memory
   if opts.memory ~= nil then
     memory = _parse_memory(opts.memory)
     if not memory or memory <= 0 then
-      errors.raise("bad_option", ("%s{...}: option 'memory' must be GiB > 0 (80 or \"80GB\"), got %q"):format(
-        e.name, tostring(opts.memory)), level)
+      errors.raise("BadOption", ("%s{...}: option 'memory' must be GiB > 0 (80 or \"80GB\"), got %q"):format(
+        e.name, tostring(opts.memory)))
     end
     if memory > e.memory then
       -- Ask for more memory than this variant has: move up to the smallest variant that has it.
@@ -307,16 +307,16 @@ end
 
 -- accelerators.H100 is a spec for one H100 that can be called with options: H100{count = 8}.
 local _ctor_mt = {
-  __call = function(self, opts) return M.spec(self.name, opts, 2) end,
+  __call = function(self, opts) return M.spec(self.name, opts) end,
 }
 
 setmetatable(M, {
   __index = function(_, k)
     if type(k) ~= "string" then
-      errors.raise("unknown_accelerator", ("accelerators[%s]: names are strings"):format(tostring(k)), 2)
+      errors.raise("UnknownAccelerator", ("accelerators[%s]: names are strings"):format(tostring(k)))
     end
     local e, err = M.resolve(k)
-    if not e then errors.raise("unknown_accelerator", err, 2) end
+    if not e then errors.raise("UnknownAccelerator", err) end
     return setmetatable({ name = e.name, count = 1, memory = e.memory, vendor = e.vendor }, _ctor_mt)
   end,
 })

@@ -7,7 +7,7 @@
 --     on demand), spot_price (nil if no spot), source, date }
 -- Prices are per instance per hour, for all its GPUs together.
 local accelerators = require "sky.accelerators"
-local errors = require "sky._errors"
+local errors = require "sky.errors"
 
 local M = {}
 
@@ -92,12 +92,12 @@ local _snapshot
 function M.snapshot(path)
   if path then
     local offers, err = M.load(path)
-    if not offers then errors.raise("catalog", err, 2) end
+    if not offers then errors.raise("CatalogUnreadable", err) end
     return offers
   end
   if not _snapshot then
     local offers, err = M.load(M.snapshot_path)
-    if not offers then errors.raise("catalog", err, 2) end
+    if not offers then errors.raise("CatalogUnreadable", err) end
     _snapshot = offers
   end
   return _snapshot
@@ -131,7 +131,7 @@ end
 local function _check(spec, key, want)
   local v = spec[key]
   if v ~= nil and type(v) ~= want and not (want == "string" and type(v) == "table") then
-    errors.raise("bad_spec", ("offer query: '%s' must be a %s, got %s"):format(key, want, type(v)), 3)
+    errors.raise("BadSpec", ("offer query: '%s' must be a %s, got %s"):format(key, want, type(v)))
   end
 end
 
@@ -144,9 +144,9 @@ function M.accelerator_request(spec)
   if type(a) == "table" then
     name, count, memory = a.name, spec.count or a.count, spec.memory or a.memory
   elseif type(a) ~= "string" then
-    errors.raise("bad_spec", ("offer query: 'accelerator' must be a name or an accelerator spec, got %s"):format(type(a)), 3)
+    errors.raise("BadSpec", ("offer query: 'accelerator' must be a name or an accelerator spec, got %s"):format(type(a)))
   end
-  local s = accelerators.spec(name, { memory = memory }, 3)
+  local s = accelerators.spec(name, { memory = memory })
   return s.name, count, memory and s.memory
 end
 

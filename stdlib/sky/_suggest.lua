@@ -1,30 +1,6 @@
--- Private helpers shared by the broker modules (accelerators, catalog, policy): structured errors
--- and "did you mean" suggestions. Not part of the public `sky` API.
+-- Private: "did you mean" suggestions for the broker modules (accelerators, catalog, policy).
+-- Not part of the public `sky` API; errors themselves are raised through sky.errors.
 local M = {}
-
-local _error_mt = {
-  __tostring = function(e)
-    if e.source then return ("%s:%d: %s"):format(e.source, e.line or 0, e.message) end
-    return e.message
-  end,
-}
-
---- Raises a structured error {code, message, source, line}. `level` counts like error()'s: 1 is
---- the function calling raise, 2 its caller (the usual choice: blame the user's line).
-function M.raise(code, message, level)
-  level = (level or 1) + 1
-  local e = { code = code, message = message }
-  -- The blamed frame may be C (pcall) or gone (a tail call); name the nearest Lua frame above.
-  for l = level, level + 10 do
-    local info = debug.getinfo(l, "Sl")
-    if not info then break end
-    if info.currentline and info.currentline > 0 then
-      e.source, e.line = info.short_src, info.currentline
-      break
-    end
-  end
-  error(setmetatable(e, _error_mt), level)
-end
 
 --- Levenshtein distance between two strings (bytes). Two rows, so memory stays O(#b).
 function M.distance(a, b)
