@@ -1,0 +1,179 @@
+#include "host/wire.hpp"
+
+#include <cstring>
+#include <string>
+
+namespace skyhost::wire {
+
+namespace {
+
+// Byte-by-byte assembly keeps the format little-endian whatever the host's byte order.
+template <typename T>
+void store_le(char* dst, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) dst[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+template <typename T>
+T load_le(const char* src) {
+  T v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i)
+    v |= static_cast<T>(static_cast<uint8_t>(src[i])) << (8 * i);
+  return v;
+}
+
+}  // namespace
+
+void Writer::put_u32(uint32_t v) {
+  char b[4];
+  store_le(b, v);
+  buf_.append(b, sizeof b);
+}
+
+void Writer::put_u64(uint64_t v) {
+  char b[8];
+  store_le(b, v);
+  buf_.append(b, sizeof b);
+}
+
+void Writer::put_f64(double v) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  put_u64(bits);
+}
+
+void Writer::put_varint(uint64_t v) {
+  char b[10];
+  size_t n = 0;
+  while (v >= 0x80) {
+    b[n++] = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  b[n++] = static_cast<char>(v);
+  buf_.append(b, n);
+}
+
+void Writer::put_zigzag(int64_t v) {
+  // Shift as unsigned: left-shifting a negative signed value is not portable.
+  uint64_t u = static_cast<uint64_t>(v);
+  put_varint((u << 1) ^ (v < 0 ? ~uint64_t{0} : 0));
+}
+
+void Writer::put_string(std::string_view s) {
+  put_varint(s.size());
+  buf_.append(s.data(), s.size());
+}
+
+void Writer::put_raw(const void* p, size_t n) {
+  buf_.append(static_cast<const char*>(p), n);
+}
+
+size_t Writer::begin_frame(Msg type) {
+  size_t mark = buf_.size();
+  buf_.append(kHeader, '\0');
+  put_u8(static_cast<uint8_t>(type));
+  return mark;
+}
+
+void Writer::end_frame(size_t mark) {
+  if (mark > buf_.size() || buf_.size() - mark < kHeader + 1)
+    throw Error("wire: end_frame without a matching begin_frame");
+  size_t len = buf_.size() - mark - kHeader;
+  if (len > kMaxFrame)
+    throw Error("wire: frame of " + std::to_string(len) + " bytes exceeds the limit of " +
+                std::to_string(kMaxFrame));
+  store_le(&buf_[mark], static_cast<uint32_t>(len));
+}
+
+void Reader::need(size_t n) const {
+  if (n > remaining())
+    throw Error("wire: truncated input (need " + std::to_string(n) + " bytes, " +
+                std::to_string(remaining()) + " left)");
+}
+
+uint8_t Reader::get_u8() {
+  need(1);
+  return static_cast<uint8_t>(*p_++);
+}
+
+uint32_t Reader::get_u32() {
+  need(4);
+  uint32_t v = load_le<uint32_t>(p_);
+  p_ += 4;
+  return v;
+}
+
+uint64_t Reader::get_u64() {
+  need(8);
+  uint64_t v = load_le<uint64_t>(p_);
+  p_ += 8;
+  return v;
+}
+
+double Reader::get_f64() {
+  uint64_t bits = get_u64();
+  double v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+uint64_t Reader::get_varint() {
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 64; shift += 7) {
+    if (p_ == end_) throw Error("wire: truncated varint");
+    uint8_t b = static_cast<uint8_t>(*p_++);
+    // The tenth byte carries only bit 63; anything more would not fit in 64 bits.
+    if (shift == 63 && b > 1) throw Error("wire: varint overflows 64 bits");
+    v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) return v;
+  }
+  throw Error("wire: varint longer than 10 bytes");
+}
+
+int64_t Reader::get_zigzag() {
+  uint64_t u = get_varint();
+  return static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
+}
+
+std::string_view Reader::get_string() {
+  uint64_t n = get_varint();
+  // Compare before narrowing so a huge declared length cannot wrap around.
+  if (n > remaining())
+    throw Error("wire: string of " + std::to_string(n) + " bytes but only " +
+                std::to_string(remaining()) + " left");
+  return get_raw(static_cast<size_t>(n));
+}
+
+std::string_view Reader::get_raw(size_t n) {
+  need(n);
+  std::string_view s(p_, n);
+  p_ += n;
+  return s;
+}
+
+void FrameDecoder::feed(const char* p, size_t n) {
+  // Compacting only here keeps the views handed out by next() valid until the next feed.
+  if (pos_ == buf_.size()) {
+    buf_.clear();
+  } else if (pos_ > 0) {
+    buf_.erase(0, pos_);
+  }
+  pos_ = 0;
+  buf_.append(p, n);
+}
+
+bool FrameDecoder::next(Frame& out) {
+  if (pending() < kHeader) return false;
+  uint32_t len = load_le<uint32_t>(buf_.data() + pos_);
+  if (len == 0) throw Error("wire: frame with length 0");
+  if (len > kMaxFrame)
+    throw Error("wire: frame length " + std::to_string(len) + " exceeds the limit of " +
+                std::to_string(kMaxFrame));
+  if (pending() - kHeader < len) return false;
+  const char* start = buf_.data() + pos_ + kHeader;
+  out.type = static_cast<Msg>(static_cast<uint8_t>(start[0]));
+  out.body = std::string_view(start + 1, len - 1);
+  pos_ += kHeader + len;
+  return true;
+}
+
+}  // namespace skyhost::wire
