@@ -21,8 +21,10 @@ namespace {
 
 Context* g_signal_ctx = nullptr;
 
-void interrupt_hook(lua_State* L, lua_Debug*) {
+void interrupt_hook(lua_State* L, lua_Debug* ar) {
   lua_sethook(L, nullptr, 0, 0);
+  lua_getinfo(L, "Sl", ar);
+  if (ar->currentline > 0) luaL_error(L, "%s:%d: interrupted", ar->short_src, ar->currentline);
   luaL_error(L, "interrupted");
 }
 
@@ -157,7 +159,7 @@ Runtime::Runtime(Options opts) : opts_(std::move(opts)), ctx_(std::make_unique<C
   lua_setfield(L_, -2, "verbose");
   lua_pop(L_, 1);
   lua_pushglobaltable(L_);
-  call_module(L_, "sky.sched", "install_coroutine_wrappers", 1, 0);
+  call_module(L_, "sky.sched", "install_globals", 1, 0);
 
   g_signal_ctx = ctx_.get();
   ctx_->loop.watch_signals(on_signal);

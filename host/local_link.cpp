@@ -69,9 +69,13 @@ std::unique_ptr<LocalLink> LocalLink::spawn(uv_loop_t* loop, const std::vector<s
   opts.args = args.data();
   opts.stdio_count = 3;
   opts.stdio = stdio;
+  // Its own process group: Ctrl-C in the terminal reaches only the host, which tears the pool
+  // down in order, and killing the group also ends whatever the worker's tasks started.
+  opts.flags = UV_PROCESS_DETACHED;
   opts.exit_cb = [](uv_process_t* p, int64_t status, int sig) {
     auto* s = static_cast<State*>(p->data);
     s->exited = true;
+    uv_kill(-s->pid, SIGKILL);  // anything the worker's tasks left running
     if (sig != 0 && sig != SIGKILL && sig != SIGTERM) {
       s->fail("worker killed by signal " + std::to_string(sig));
     } else if (sig == 0 && status != 0) {
@@ -130,7 +134,10 @@ std::unique_ptr<LocalLink> LocalLink::spawn(uv_loop_t* loop, const std::vector<s
 LocalLink::~LocalLink() {
   State* s = state_;
   s->owner = nullptr;
-  if (!s->exited) uv_process_kill(&s->proc, SIGKILL);
+  if (!s->exited) {
+    uv_kill(-s->pid, SIGKILL);
+    uv_process_kill(&s->proc, SIGKILL);
+  }
   s->close_handle(reinterpret_cast<uv_handle_t*>(&s->in));
   s->close_handle(reinterpret_cast<uv_handle_t*>(&s->out));
   // The process handle closes in its exit callback, after the kill above is reaped.
@@ -165,7 +172,9 @@ bool LocalLink::gone() const { return state_->exited && state_->out_closed; }
 int LocalLink::pid() const { return state_->pid; }
 
 void LocalLink::kill() {
-  if (!state_->exited) uv_process_kill(&state_->proc, SIGKILL);
+  if (state_->exited) return;
+  uv_kill(-state_->pid, SIGKILL);
+  uv_process_kill(&state_->proc, SIGKILL);
 }
 
 }  // namespace skyhost

@@ -43,6 +43,7 @@ int l_worker_print(lua_State* L) {
   return 0;
 }
 
+/// Message handler: the error becomes {message, traceback} while the failing stack still exists.
 int l_traceback(lua_State* L) {
   const char* msg = lua_tostring(L, 1);
   if (msg == nullptr) {
@@ -52,10 +53,12 @@ int l_traceback(lua_State* L) {
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
   }
-  luaL_traceback(L, L, nullptr, 1);  // [.., traceback]
-  lua_pushstring(L, msg);           // [.., traceback, msg]
-  lua_insert(L, -2);                // [.., msg, traceback]
-  return 2;
+  lua_createtable(L, 2, 0);  // [.., err]
+  lua_pushstring(L, msg);
+  lua_rawseti(L, -2, 1);
+  luaL_traceback(L, L, nullptr, 1);
+  lua_rawseti(L, -2, 2);
+  return 1;
 }
 
 lua_State* new_state(Shared& shared) {
@@ -117,8 +120,15 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
         put_error(body, std::string("cannot return the result: ") + e.what(), "");
       }
     } else {
-      std::string msg = lua_tostring(L, -2) ? lua_tostring(L, -2) : "error";
-      std::string trace = lua_tostring(L, -1) ? lua_tostring(L, -1) : "";
+      std::string msg = "error", trace;
+      if (lua_istable(L, -1)) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);  // [.., err, msg, trace]
+        if (const char* m = lua_tostring(L, -2)) msg = m;
+        if (const char* t = lua_tostring(L, -1)) trace = t;
+      } else if (const char* m = lua_tostring(L, -1)) {
+        msg = m;  // a memory error skips the handler
+      }
       put_error(body, msg, trace);
     }
   } catch (const std::exception& e) {

@@ -26,12 +26,20 @@ void die(const char* what) {
   std::_Exit(2);
 }
 
+/// Ends the worker and every process its tasks started (a local worker leads its own process
+/// group). Async-signal-safe.
+[[noreturn]] void end_group(int = 0) {
+  if (getpgrp() == getpid()) kill(0, SIGKILL);
+  std::_Exit(0);
+}
+
 /// A local worker dies with its host, even on kill -9 of the host.
 void follow_parent() {
   const char* parent = std::getenv("SKYWORKER_PARENT");
   if (parent == nullptr) return;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (std::to_string(getppid()) != parent) std::_Exit(0);  // it died before prctl
+  std::signal(SIGTERM, end_group);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (std::to_string(getppid()) != parent) end_group();  // it died before prctl
 }
 
 int settings_concurrency(int argc, char** argv) {
@@ -109,7 +117,7 @@ int main(int argc, char** argv) {
             break;
           }
           case Msg::kShutdown:
-            std::_Exit(0);
+            end_group();
           default:
             break;  // lease and cancel: later
         }
@@ -120,5 +128,5 @@ int main(int argc, char** argv) {
     }
   }
   // The stream ended: nobody is left to receive results, so running tasks are abandoned.
-  std::_Exit(0);
+  end_group();
 }

@@ -51,10 +51,11 @@ end
 
 --- One REPL entry. Returns "ok", text | "incomplete" | "error", text.
 function M.eval(code)
-  local f, err = load("return " .. code, "=stdin", "t")
+  local f, err_expr = load("return " .. code, "=stdin", "t")
+  local err
   if not f then f, err = load(code, "=stdin", "t") end
   if not f then
-    if err:find("<eof>$") then return "incomplete" end
+    if err:find("<eof>$") or err_expr:find("<eof>$") then return "incomplete" end
     return "error", err
   end
   local r = table.pack(sched.run(f))

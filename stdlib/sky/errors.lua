@@ -15,10 +15,10 @@ end
 function M.user_site(level)
   level = (level or 1) + 1
   while true do
-    local info = debug.getinfo(level, "Sl")
+    local info = debug.getinfo(level, "Slu")
     if not info then return nil end
     local src = info.source
-    if info.currentline and info.currentline > 0 and src:sub(1, 1) == "@"
+    if info.currentline and info.currentline > 0 and info.what ~= "C"
         and not src:find("^@stdlib/") and not src:find("^@providers/") then
       return src:sub(2) .. ":" .. info.currentline
     end

@@ -199,7 +199,14 @@ local function _resume_through(co, ...)
   return table.unpack(r, 1, r.n)
 end
 
-function M.install_coroutine_wrappers(env)
+--- Globals the script sees differently under skyhost: coroutine.resume/wrap pass waits up, and
+--- os.exit tears the pools down before the process ends.
+function M.install_globals(env)
+  local raw_exit = env.os.exit
+  env.os.exit = function(...)
+    M.teardown()
+    return raw_exit(...)
+  end
   env.coroutine.resume = _resume_through
   env.coroutine.wrap = function(fn)
     local co = coroutine.create(fn)

@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""REPL transcript tests: skyhost on a real pseudo-terminal, typed at like a person would."""
+import os
+import pty
+import re
+import select
+import signal
+import sys
+import tempfile
+import time
+
+SKYHOST = sys.argv[1] if len(sys.argv) > 1 else "build/bin/skyhost"
+FAILED = []
+PASSED = []
+
+
+class Repl:
+    def __init__(self, home):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.environ["HOME"] = home
+            os.environ["TERM"] = "dumb"
+            os.execv(SKYHOST, [SKYHOST])
+        self.buf = b""
+
+    def read_until(self, pattern, timeout=10):
+        deadline = time.time() + timeout
+        rx = re.compile(pattern.encode())
+        while time.time() < deadline:
+            m = rx.search(self.buf)
+            if m:
+                out, self.buf = self.buf[: m.end()], self.buf[m.end():]
+                return out.decode(errors="replace")
+            r, _, _ = select.select([self.fd], [], [], 0.1)
+            if r:
+                try:
+                    data = os.read(self.fd, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.buf += data
+        raise AssertionError(f"timed out waiting for {pattern!r}; got {self.buf[-400:]!r}")
+
+    def send(self, text):
+        # libedit switches the terminal mode after printing the prompt, discarding input typed
+        # before that; a person never types that fast, so wait as one would.
+        time.sleep(0.1)
+        os.write(self.fd, text.encode())
+
+    def line(self, text):
+        self.send(text + "\r")
+
+    def wait_exit(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            try:
+                r, _, _ = select.select([self.fd], [], [], 0.05)
+                if r:
+                    os.read(self.fd, 4096)
+            except OSError:
+                time.sleep(0.05)
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError("REPL did not exit")
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def case(name):
+    def wrap(fn):
+        try:
+            with tempfile.TemporaryDirectory() as home:
+                fn(home)
+            PASSED.append(name)
+        except Exception as e:  # noqa: BLE001 - report every failure and go on
+            FAILED.append(name)
+            print(f"FAIL {name}: {e}", file=sys.stderr)
+        return fn
+    return wrap
+
+
+def open_pool(r):
+    r.line("p = sky.compute{nodes = 2, display = 'quiet'}")
+    r.read_until("sky> ")
+    r.line("for _, n in ipairs(p:nodes_info()) do print('PID', n.pid) end")
+    out = r.read_until("sky> ")
+    pids = [int(x) for x in re.findall(r"PID\s+(\d+)", out)]
+    assert len(pids) == 2, out
+    assert all(alive(p) for p in pids)
+    return pids
+
+
+@case("expressions print their values; statements run")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    r.line("1+2")
+    assert re.search(r"\n3\r?\n", r.read_until("sky> "))
+    r.line("'a', 2, {1, x = true}")
+    out = r.read_until("sky> ")
+    assert '"a"\t2\t{1, x = true}' in out, out
+    r.line("x = 40")
+    r.read_until("sky> ")
+    r.line("x + 2")
+    assert "42" in r.read_until("sky> ")
+    r.send("\x04")
+    assert r.wait_exit() == 0
+
+
+@case("multi-line input continues until the statement is complete")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    r.line("function twice(x)")
+    r.read_until(">> ")
+    r.line("  return 2 * x")
+    r.read_until(">> ")
+    r.line("end")
+    r.read_until("sky> ")
+    r.line("twice(21)")
+    assert "42" in r.read_until("sky> ")
+    r.send("\x04")
+    r.wait_exit()
+
+
+@case("an error prints and the REPL goes on")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    r.line("error('oops')")
+    assert "stdin:1: oops" in r.read_until("sky> ")
+    r.line("1 +")
+    r.read_until(">> ")
+    r.line("")  # still incomplete: keeps asking
+    r.read_until(">> ")
+    r.line("1")
+    assert "2" in r.read_until("sky> ")
+    r.send("\x04")
+    r.wait_exit()
+
+
+@case("a pool lives across lines and is torn down on Ctrl-D")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    pids = open_pool(r)
+    r.line("sky.fn(function(a) return a * 3 end)(14) >> p")
+    assert "42" in r.read_until("sky> ")
+    r.send("\x04")
+    r.wait_exit()
+    assert not any(alive(p) for p in pids), pids
+
+
+@case("Ctrl-C at the prompt tears the pool down and exits")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    pids = open_pool(r)
+    r.send("\x03")
+    r.wait_exit()
+    time.sleep(0.2)
+    assert not any(alive(p) for p in pids), pids
+
+
+@case("history is saved between runs")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    r.line("answer = 6 * 7")
+    r.read_until("sky> ")
+    r.send("\x04")
+    r.wait_exit()
+    with open(os.path.join(home, ".skyhost_history")) as f:
+        saved = f.read().replace("\\040", " ")  # libedit's file escapes spaces
+    assert "answer = 6 * 7" in saved, saved
+    # The next session recalls it with the up arrow.
+    r = Repl(home)
+    r.read_until("sky> ")
+    r.send("\x1b[A")
+    r.line("")
+    time.sleep(0.3)
+    r.line("print(answer)")
+    r.read_until(r"\n42\r?\n")
+    r.send("\x04")
+    r.wait_exit()
+
+
+print(f"{len(PASSED)} passed, {len(FAILED)} failed")
+sys.exit(1 if FAILED else 0)
