@@ -38,7 +38,7 @@ function M.is_group(v) return getmetatable(v) == Group end
 function Fn.__call(self, ...)
   local ok, bytes = pcall(core.capture, self.f)
   if not ok then
-    errors.raise("CannotSend", ("%s: %s"):format(self.name, errors.message(bytes)))
+    errors.raise("CannotSend", errors.message(bytes))
   end
   return setmetatable({ fn = self, closure = bytes, args = table.pack(...) }, Pending)
 end

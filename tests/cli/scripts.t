@@ -1,0 +1,12 @@
+# The example scripts in scripts/ run as documented.
+
+$ skyhost scripts/closures.lua
+node [01]: 3 \* 10 = 30 \(tags a\+b, cycle kept: true\) (re)
+node [01]: 1 \* 10 = 10 \(tags a\+b, cycle kept: true\) (re)
+node [01]: 2 \* 10 = 20 \(tags a\+b, cycle kept: true\) (re)
+17 = 5 * 3 + 2
+caught: scripts/closures.lua:32: task failed on node [01]: scripts/closures.lua:32: boom (re)
+
+$ skyhost scripts/map.lua 1000
+1000 numbers: longest Collatz chain starts at 871 (178 steps)
+shard sizes per node: 250, 250, 250, 250
