@@ -142,6 +142,7 @@ LocalLink::~LocalLink() {
   s->close_handle(reinterpret_cast<uv_handle_t*>(&s->out));
   // The process handle closes in its exit callback, after the kill above is reaped.
   if (s->exited) s->close_handle(reinterpret_cast<uv_handle_t*>(&s->proc));
+  if (s->open_handles == 0) delete s;  // everything closed while we still owned it
 }
 
 void LocalLink::flush() {

@@ -13,6 +13,12 @@ Loop::Loop() {
   uv_unref(reinterpret_cast<uv_handle_t*>(&wakeup_));
 }
 
+struct Loop::Sleep {
+  uv_timer_t timer;
+  Loop* loop;
+  WaitId id;
+};
+
 Loop::~Loop() {
   if (signal_loop_ == this) {
     signal_loop_ = nullptr;
@@ -20,13 +26,32 @@ Loop::~Loop() {
     std::signal(SIGTERM, SIG_DFL);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
-  // Let every handle closed by its owner finish closing, then drop the loop.
-  uv_walk(
-      &loop_,
-      [](uv_handle_t* h, void*) {
-        if (!uv_is_closing(h)) uv_close(h, nullptr);
+  for (Sleep* s : sleeps_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->timer),
+             [](uv_handle_t* h) { delete static_cast<Sleep*>(h->data); });
+  }
+  sleeps_.clear();
+  // Owners have closed their handles by now, but a killed worker's process handle closes only
+  // once the kernel reports its exit: let the loop run until then, and force whatever is still
+  // open after two seconds.
+  uv_timer_t guard;
+  uv_timer_init(&loop_, &guard);
+  uv_timer_start(
+      &guard,
+      [](uv_timer_t* t) {
+        uv_walk(
+            t->loop,
+            [](uv_handle_t* h, void*) {
+              if (!uv_is_closing(h)) uv_close(h, nullptr);
+            },
+            nullptr);
       },
-      nullptr);
+      2000, 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&guard));
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&guard))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
+  }
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 }
@@ -42,13 +67,8 @@ void Loop::poll(bool block, std::vector<WaitId>& out) {
 }
 
 WaitId Loop::sleep(uint64_t ms) {
-  struct Sleep {
-    uv_timer_t timer;
-    Loop* loop;
-    WaitId id;
-  };
   auto* s = new Sleep{{}, this, new_wait()};
-  WaitId id = s->id;
+  sleeps_.insert(s);
   uv_timer_init(&loop_, &s->timer);
   s->timer.data = s;
   uv_timer_start(
@@ -56,11 +76,12 @@ WaitId Loop::sleep(uint64_t ms) {
       [](uv_timer_t* t) {
         auto* s = static_cast<Sleep*>(t->data);
         s->loop->complete(s->id);
+        s->loop->sleeps_.erase(s);
         uv_close(reinterpret_cast<uv_handle_t*>(t),
                  [](uv_handle_t* h) { delete static_cast<Sleep*>(h->data); });
       },
       ms, 0);
-  return id;
+  return s->id;
 }
 
 void Loop::on_posix_signal(int sig) {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <vector>
 
 namespace skyhost {
@@ -55,8 +56,11 @@ class Loop {
  private:
   static void on_posix_signal(int sig);
 
+  struct Sleep;
+
   uv_loop_t loop_{};
   uv_async_t wakeup_{};
+  std::set<Sleep*> sleeps_;  // pending timers of sleep(), closed properly at shutdown
   WaitId last_wait_ = 0;
   std::vector<WaitId> completed_;
   std::vector<std::function<void()>> before_poll_;
