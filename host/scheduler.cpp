@@ -100,7 +100,7 @@ TaskId Scheduler::submit(BatchId batch, ClosureId fn, std::string args, int pin_
 
 const Outcome* Scheduler::outcome(TaskId id) const {
   auto it = tasks_.find(id);
-  if (it == tasks_.end() || !it->second.done) return nullptr;
+  if (it == tasks_.end() || !it->second.done || it->second.dropped) return nullptr;
   return &it->second.outcome;
 }
 
@@ -249,7 +249,12 @@ void Scheduler::finish(TaskId id, Task& t, bool ok, std::string payload, uint64_
   b.remaining--;
   if (!ok && !b.failed) {
     b.failed = true;
-    loop_.complete(b.wait);  // fail fast: the script sees the first error at once
+    // Fail fast: the script sees the first error at once, and what has not started never will.
+    for (TaskId other : b.tasks) {
+      Task& o = tasks_.at(other);
+      if (!o.done && o.node < 0) o.done = o.dropped = true;
+    }
+    loop_.complete(b.wait);
   } else if (b.remaining == 0 && !b.failed) {
     loop_.complete(b.wait);
   }
@@ -338,6 +343,7 @@ WaitId Scheduler::shutdown(uint64_t grace_ms) {
     w.clear();
     size_t mark = w.begin_frame(wire::Msg::kShutdown);
     w.end_frame(mark);
+    n->link->flush();
     n->link->close();
   }
   if (all_gone()) {

@@ -104,6 +104,7 @@ class Scheduler {
     int node = -1;
     int attempts = 0;
     bool done = false;
+    bool dropped = false;  // never ran: its batch failed first
     Outcome outcome;
   };
 

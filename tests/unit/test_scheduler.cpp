@@ -1,0 +1,341 @@
+// host/scheduler: dispatch, results, failures, node loss — driven frame by frame through an
+// in-memory link standing in for a worker's stream.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "host/scheduler.hpp"
+
+using namespace skyhost;
+using wire::Msg;
+
+namespace {
+
+struct FakeLink : Link {
+  struct Sent {
+    Msg type;
+    uint64_t task = 0;  // for kTask
+    uint64_t fn = 0;    // for kTask and kDef
+  };
+  std::vector<Sent> sent;
+  bool closed = false;
+  bool is_gone = false;
+
+  void flush() override {
+    wire::FrameDecoder d;
+    d.feed(out_.data().data(), out_.size());
+    wire::Frame f;
+    while (d.next(f)) {
+      wire::Reader r(f.body);
+      Sent s{f.type};
+      if (f.type == Msg::kTask) {
+        s.task = r.get_u64();
+        s.fn = r.get_u64();
+      } else if (f.type == Msg::kDef) {
+        s.fn = r.get_u64();
+      }
+      sent.push_back(s);
+    }
+    out_.clear();
+  }
+  void close() override { closed = true; }
+  void kill() override { drop("killed"); }
+  bool gone() const override { return is_gone; }
+
+  void ready() {
+    wire::Writer w;
+    w.put_string("host");
+    w.put_varint(1);
+    w.put_varint(1);
+    on_frame(wire::Frame{Msg::kReady, w.data()});
+  }
+  void result(uint64_t task, bool ok, const std::string& body = "") {
+    wire::Writer w;
+    w.put_u64(task);
+    w.put_u8(ok ? 1 : 0);
+    w.put_u64(1000);
+    if (ok) {
+      w.put_raw(body.data(), body.size());
+    } else {
+      w.put_string("boom");
+      w.put_string("trace");
+    }
+    std::string b = w.take();
+    on_frame(wire::Frame{Msg::kResult, b});
+  }
+  void drop(const std::string& why) {
+    if (is_gone) return;
+    is_gone = true;
+    on_closed(why);
+  }
+  std::vector<uint64_t> tasks() const {
+    std::vector<uint64_t> out;
+    for (auto& s : sent) {
+      if (s.type == Msg::kTask) out.push_back(s.task);
+    }
+    return out;
+  }
+  int count(Msg m) const {
+    return static_cast<int>(std::count_if(sent.begin(), sent.end(),
+                                          [&](const Sent& s) { return s.type == m; }));
+  }
+};
+
+struct Fixture {
+  Loop loop;
+  std::unique_ptr<Scheduler> sched;
+  std::vector<FakeLink*> links;
+
+  explicit Fixture(int nodes, Scheduler::Options o = {}) {
+    sched = std::make_unique<Scheduler>(loop, o);
+    for (int i = 0; i < nodes; i++) {
+      auto l = std::make_unique<FakeLink>();
+      links.push_back(l.get());
+      sched->add_node(std::move(l), "init");
+    }
+  }
+  void all_ready() {
+    for (auto* l : links) l->ready();
+  }
+  std::vector<WaitId> poll() {
+    std::vector<WaitId> ids;
+    loop.poll(false, ids);
+    return ids;
+  }
+  bool completed(WaitId id) {
+    auto ids = poll();
+    return std::find(ids.begin(), ids.end(), id) != ids.end();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("every node gets Init, and the pool is ready once all nodes are", "[scheduler]") {
+  Fixture f(2);
+  for (auto* l : f.links) REQUIRE(l->count(Msg::kInit) == 1);
+  WaitId ready = f.sched->ready_wait();
+  f.links[0]->ready();
+  REQUIRE_FALSE(f.completed(ready));
+  f.links[1]->ready();
+  REQUIRE(f.completed(ready));
+  REQUIRE(f.sched->start_error().empty());
+}
+
+TEST_CASE("a node dying before it is ready fails the start with a reason", "[scheduler]") {
+  Fixture f(2);
+  WaitId ready = f.sched->ready_wait();
+  f.links[0]->ready();
+  f.links[1]->drop("worker exited with status 2");
+  REQUIRE(f.completed(ready));
+  REQUIRE(f.sched->start_error() == "node 1 failed to start: worker exited with status 2");
+}
+
+TEST_CASE("nothing is sent before a node is ready; tasks spread round robin", "[scheduler]") {
+  Fixture f(3);
+  ClosureId fn = f.sched->define("fn");
+  BatchId b = f.sched->new_batch();
+  for (int i = 0; i < 6; i++) f.sched->submit(b, fn, "args");
+  f.sched->flush();
+  for (auto* l : f.links) REQUIRE(l->tasks().empty());
+  f.all_ready();
+  f.sched->flush();
+  for (auto* l : f.links) {
+    REQUIRE(l->tasks().size() == 2);
+    REQUIRE(l->count(Msg::kDef) == 1);  // the function goes once per node
+  }
+}
+
+TEST_CASE("the same closure bytes get the same id", "[scheduler]") {
+  Fixture f(1);
+  REQUIRE(f.sched->define("a") == f.sched->define("a"));
+  REQUIRE(f.sched->define("a") != f.sched->define("b"));
+}
+
+TEST_CASE("at most concurrency + prefetch tasks are in flight per node", "[scheduler]") {
+  Fixture f(1, Scheduler::Options{0, 2, 1, 1});
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  for (int i = 0; i < 10; i++) f.sched->submit(b, fn, "");
+  f.sched->flush();
+  auto first = f.links[0]->tasks();
+  REQUIRE(first.size() == 3);
+  f.links[0]->result(first[0], true, std::string(1, '\0'));  // a zero-value list
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks().size() == 4);
+}
+
+TEST_CASE("a batch completes when its last task does, outcomes in order", "[scheduler]") {
+  Fixture f(2);
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  TaskId t1 = f.sched->submit(b, fn, "");
+  TaskId t2 = f.sched->submit(b, fn, "");
+  f.sched->flush();
+  WaitId w = f.sched->batch(b).wait;
+  f.links[1]->result(t2, true, "two");
+  REQUIRE_FALSE(f.completed(w));
+  f.links[0]->result(t1, true, "one");
+  REQUIRE(f.completed(w));
+  REQUIRE(f.sched->outcome(t1)->payload == "one");
+  REQUIRE(f.sched->outcome(t2)->payload == "two");
+  REQUIRE(f.sched->outcome(t2)->node == 1);
+  f.sched->release(b);
+  REQUIRE(f.sched->outcome(t1) == nullptr);
+}
+
+TEST_CASE("the first failure completes the batch and drops its queued tasks", "[scheduler]") {
+  Fixture f(1, Scheduler::Options{0, 1, 0, 1});
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  TaskId t1 = f.sched->submit(b, fn, "");
+  f.sched->submit(b, fn, "");
+  f.sched->submit(b, fn, "");
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks().size() == 1);
+  f.links[0]->result(t1, false);
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  REQUIRE_FALSE(f.sched->outcome(t1)->ok);
+  f.sched->release(b);
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks().size() == 1);  // the other two never went out
+}
+
+TEST_CASE("a result is delivered once: duplicates and strangers are ignored", "[scheduler]") {
+  Fixture f(2);
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  TaskId t = f.sched->submit(b, f.sched->define("fn"), "");
+  f.sched->flush();
+  FakeLink* runner = f.links[0]->tasks().empty() ? f.links[1] : f.links[0];
+  FakeLink* other = runner == f.links[0] ? f.links[1] : f.links[0];
+  other->result(t, true, "from the wrong node");
+  REQUIRE_FALSE(f.completed(f.sched->batch(b).wait));
+  runner->result(t, true, "right");
+  runner->result(t, true, "again");
+  REQUIRE(f.sched->outcome(t)->payload == "right");
+}
+
+TEST_CASE("tasks of a lost node run again elsewhere, within retries", "[scheduler]") {
+  Fixture f(2, Scheduler::Options{0, 1, 0, 1});
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  TaskId t1 = f.sched->submit(b, fn, "");
+  TaskId t2 = f.sched->submit(b, fn, "");
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks() == std::vector<uint64_t>{t1});
+  f.links[0]->drop("connection reset");
+  f.sched->flush();
+  auto ev = f.sched->events_;
+  REQUIRE(std::any_of(ev.begin(), ev.end(), [](const Event& e) {
+    return e.type == "InstanceLost" && e.node == 0 && e.text == "connection reset";
+  }));
+  f.links[1]->result(t2, true, "b");
+  f.sched->flush();
+  REQUIRE(f.links[1]->tasks() == std::vector<uint64_t>{t2, t1});  // t1 retried on node 1
+  f.links[1]->result(t1, true, "a");
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  REQUIRE(f.sched->outcome(t1)->payload == "a");
+}
+
+TEST_CASE("past its retries a task fails naming the lost node", "[scheduler]") {
+  Fixture f(2, Scheduler::Options{0, 1, 0, 0});
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  TaskId t = f.sched->submit(b, f.sched->define("fn"), "");
+  f.sched->flush();
+  FakeLink* runner = f.links[0]->tasks().empty() ? f.links[1] : f.links[0];
+  runner->drop("host unreachable");
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  const Outcome* o = f.sched->outcome(t);
+  REQUIRE_FALSE(o->ok);
+  wire::Reader r(o->payload);
+  REQUIRE(std::string(r.get_string()).find("was lost: host unreachable") != std::string::npos);
+}
+
+TEST_CASE("pinned tasks run on their node and fail if it is lost", "[scheduler]") {
+  Fixture f(2);
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  TaskId t0 = f.sched->submit(b, fn, "", 0);
+  TaskId t1 = f.sched->submit(b, fn, "", 1);
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks() == std::vector<uint64_t>{t0});
+  REQUIRE(f.links[1]->tasks() == std::vector<uint64_t>{t1});
+  f.links[1]->drop("gone");
+  f.links[0]->result(t0, true, "x");
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  REQUIRE_FALSE(f.sched->outcome(t1)->ok);
+}
+
+TEST_CASE("when every node is lost, queued work fails instead of waiting", "[scheduler]") {
+  Fixture f(1, Scheduler::Options{0, 1, 0, 0});
+  f.all_ready();
+  ClosureId fn = f.sched->define("fn");
+  BatchId running = f.sched->new_batch();
+  f.sched->submit(running, fn, "");
+  BatchId waiting = f.sched->new_batch();
+  TaskId queued = f.sched->submit(waiting, fn, "");
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks().size() == 1);
+  f.links[0]->drop("gone");
+  auto done = f.poll();
+  REQUIRE(std::count(done.begin(), done.end(), f.sched->batch(waiting).wait) == 1);
+  wire::Reader r(f.sched->outcome(queued)->payload);
+  REQUIRE(std::string(r.get_string()) == "no nodes left in the pool (last lost: gone)");
+}
+
+TEST_CASE("a batch limit caps how many of its tasks run at once", "[scheduler]") {
+  Fixture f(2, Scheduler::Options{0, 4, 4, 1});
+  f.all_ready();
+  BatchId b = f.sched->new_batch(3);
+  ClosureId fn = f.sched->define("fn");
+  for (int i = 0; i < 10; i++) f.sched->submit(b, fn, "");
+  f.sched->flush();
+  size_t sent = f.links[0]->tasks().size() + f.links[1]->tasks().size();
+  REQUIRE(sent == 3);
+  TaskId first = f.links[0]->tasks().empty() ? f.links[1]->tasks()[0] : f.links[0]->tasks()[0];
+  FakeLink* runner = f.links[0]->tasks().empty() ? f.links[1] : f.links[0];
+  runner->result(first, true, std::string(1, '\0'));
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks().size() + f.links[1]->tasks().size() == 4);
+}
+
+TEST_CASE("shutdown asks every node to stop and completes when all are gone", "[scheduler]") {
+  Fixture f(2);
+  f.all_ready();
+  WaitId gone = f.sched->shutdown(5000);
+  for (auto* l : f.links) {
+    REQUIRE(l->count(Msg::kShutdown) == 1);
+    REQUIRE(l->closed);
+  }
+  f.links[0]->drop("");
+  REQUIRE_FALSE(f.completed(gone));
+  f.links[1]->drop("");
+  REQUIRE(f.completed(gone));
+}
+
+TEST_CASE("task events are produced only when asked for", "[scheduler]") {
+  Fixture f(1);
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  TaskId t = f.sched->submit(b, fn, "");
+  f.sched->flush();
+  f.links[0]->result(t, true, "");
+  REQUIRE(f.sched->events_.empty());
+  f.sched->set_task_events(true);
+  t = f.sched->submit(b, fn, "");
+  f.sched->flush();
+  f.links[0]->result(t, true, "");
+  REQUIRE(f.sched->events_.size() == 2);
+  REQUIRE(f.sched->events_[0].type == "TaskStarted");
+  REQUIRE(f.sched->events_[1].type == "TaskCompleted");
+  REQUIRE(f.sched->events_[1].ok);
+}
