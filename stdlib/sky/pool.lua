@@ -6,7 +6,8 @@ local cpool = require "skyhost.pool"
 local errors = require "sky.errors"
 local events = require "sky.events"
 local options = require "sky.options"
-local providers = require "sky.providers"
+local broker = require "sky.broker"
+local connect = require "sky.connect"
 local sched = require "sky.sched"
 
 local M = {}
@@ -70,8 +71,6 @@ function M.compute(opts)
     instances = {},
     started = core.now(),
   }, Pool)
-  self.provider = providers.resolve(opts.provider or "local")
-  self.cluster = { id = self.name, nodes = self.nodes, spec = opts }
   if opts.on_event then self:on("*", opts.on_event) end
   events.attach(self, opts.display)
   _open[self.id] = self
@@ -85,25 +84,11 @@ function M.compute(opts)
 end
 
 function Pool:_start()
-  _emit(self, "ClusterRequested", { nodes = self.nodes, provider = self.provider.name })
-  local prov = self.provider
+  _emit(self, "ClusterRequested", { nodes = self.nodes })
   self.state = "provisioning"
-  prov:prepare(self.cluster)
-  local offers = prov:offers(self.opts)
-  local offer = offers[1]
-  if not offer then
-    errors.raise("NoOffers", ("provider '%s' has no offer for this pool"):format(prov.name))
-  end
-  _emit(self, "OffersSelected", { offers = 1, instance_type = offer.instance_type })
-  local ids = prov:provision(self.cluster, self.nodes, offer)
-  for _, id in ipairs(ids) do
-    self.instances[#self.instances + 1] = { id = id }
-    _emit(self, "InstanceLaunched", { instance = id })
-  end
-  if #ids < self.nodes then
-    errors.raise("ProvisionFailed", ("provider '%s' provisioned %d of %d nodes")
-      :format(prov.name, #ids, self.nodes))
-  end
+  -- The broker picks an offer, provisions the instances and fills self.provider, self.offer,
+  -- self.cluster and self.instances ({id, info}); on failure it has cleaned up what it made.
+  broker.provision(self, function(type_, fields) _emit(self, type_, fields) end)
   self.core = cpool.new {
     id = self.id,
     concurrency = self.opts.concurrency or 4,
@@ -112,22 +97,7 @@ function Pool:_start()
   }
   self.core:set_task_events(events.wants_task_events(self))
   for node, inst in ipairs(self.instances) do
-    local info = prov:get_instance(self.cluster, inst.id)
-    inst.info = info
-    _emit(self, "InstanceRunning", { instance = inst.id, node = node - 1 })
-    if info.transport ~= "local" then
-      errors.raise("Unsupported", ("instance %s: transport '%s' is not supported yet")
-        :format(inst.id, tostring(info.transport or "ssh")))
-    end
-    self.core:add_local_node(core.worker_path(), {
-      node = node - 1,
-      total_nodes = self.nodes,
-      is_head = node == 1,
-      head_addr = "127.0.0.1",
-      provider = prov.name,
-      pool = self.name,
-      instance = inst.id,
-    }, self.opts.concurrency or 4)
+    connect.start(self, node - 1, inst)
   end
   sched.await(self.core:ready_wait())
   local why = self.core:start_error()
@@ -244,7 +214,6 @@ end
 --- from an error path, a <close>, or teardown after Ctrl-C.
 function Pool:close()
   if self.state == "destroyed" or self.state == "draining" then return end
-  local was = self.state
   self.state = "draining"
   _emit(self, "ClusterDraining", {})
   local first_err
@@ -256,12 +225,7 @@ function Pool:close()
     try(function() sched.await(self.core:shutdown(5)) end)
     self.core:destroy()  -- kills anything the grace period did not end
   end
-  if was ~= "requested" or #self.instances > 0 then
-    local ids = {}
-    for _, inst in ipairs(self.instances) do ids[#ids + 1] = inst.id end
-    if #ids > 0 then try(self.provider.terminate, self.provider, self.cluster, ids) end
-    try(self.provider.teardown, self.provider, self.cluster)
-  end
+  try(broker.release, self)
   self.state = "destroyed"
   _open[self.id] = nil
   _emit(self, "ClusterDestroyed", { seconds = core.now() - self.started })
