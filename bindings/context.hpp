@@ -6,9 +6,11 @@
 
 #include <atomic>
 #include <exception>
+#include <memory>
 #include <string>
 #include <set>
 
+#include "host/http.hpp"
 #include "host/loop.hpp"
 #include "host/scheduler.hpp"
 
@@ -17,11 +19,15 @@ namespace skyhost {
 struct Context {
   Loop loop;
   std::set<Scheduler*> pools;
+  /// Events raised outside any pool's scheduler (SSH bootstrap output), for the driver.
+  std::vector<Event> events;
   /// The coroutine running now, so a signal can stop the Lua code that is actually executing.
   lua_State* running = nullptr;
   lua_State* main = nullptr;
   std::atomic<bool> tearing_down{false};
   std::string worker_path;
+  /// Created by the first sky.http request (bindings/http.cpp); destroyed before `loop`.
+  std::unique_ptr<HttpClient> http;
 };
 
 /// The context of the state `L` belongs to.

@@ -76,37 +76,51 @@ int l_core_resume(lua_State* L) {
   return 2;
 }
 
-/// core.take_events() → list of events raised by every pool since the last call.
+void push_event(lua_State* L, const Event& e) {
+  lua_createtable(L, 0, 6);  // [.., ev]
+  lua_pushstring(L, e.type.c_str());
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, e.pool);
+  lua_setfield(L, -2, "pool");
+  if (e.node >= 0) {
+    lua_pushinteger(L, e.node);
+    lua_setfield(L, -2, "node");
+  }
+  if (e.task != 0) {
+    lua_pushinteger(L, static_cast<lua_Integer>(e.task));
+    lua_setfield(L, -2, "task");
+  }
+  if (e.type == "TaskCompleted") {
+    lua_pushnumber(L, e.duration);
+    lua_setfield(L, -2, "duration");
+    lua_pushboolean(L, e.ok);
+    lua_setfield(L, -2, "ok");
+  }
+  if (!e.text.empty()) {
+    lua_pushlstring(L, e.text.data(), e.text.size());
+    lua_setfield(L, -2, e.type == "InstanceLost" ? "reason" : "text");
+  }
+  if (!e.phase.empty()) {
+    lua_pushstring(L, e.phase.c_str());
+    lua_setfield(L, -2, "phase");
+  }
+}
+
+/// core.take_events() → list of events raised since the last call, by every pool and by the
+/// SSH bootstrap.
 int l_core_take_events(lua_State* L) {
   Context& ctx = context(L);
   lua_newtable(L);  // [events]
   int n = 0;
+  for (Event& e : ctx.events) {
+    push_event(L, e);
+    lua_rawseti(L, -2, ++n);
+  }
+  ctx.events.clear();
   for (Scheduler* s : ctx.pools) {
     for (Event& e : s->events_) {
-      lua_createtable(L, 0, 6);  // [events, ev]
-      lua_pushstring(L, e.type.c_str());
-      lua_setfield(L, -2, "type");
-      lua_pushinteger(L, e.pool);
-      lua_setfield(L, -2, "pool");
-      if (e.node >= 0) {
-        lua_pushinteger(L, e.node);
-        lua_setfield(L, -2, "node");
-      }
-      if (e.task != 0) {
-        lua_pushinteger(L, static_cast<lua_Integer>(e.task));
-        lua_setfield(L, -2, "task");
-      }
-      if (e.type == "TaskCompleted") {
-        lua_pushnumber(L, e.duration);
-        lua_setfield(L, -2, "duration");
-        lua_pushboolean(L, e.ok);
-        lua_setfield(L, -2, "ok");
-      }
-      if (!e.text.empty()) {
-        lua_pushlstring(L, e.text.data(), e.text.size());
-        lua_setfield(L, -2, e.type == "Log" ? "text" : "reason");
-      }
-      lua_rawseti(L, -2, ++n);  // [events]
+      push_event(L, e);
+      lua_rawseti(L, -2, ++n);
     }
     s->events_.clear();
   }

@@ -8,8 +8,11 @@
 #include "bindings/codec.hpp"
 #include "bindings/context.hpp"
 #include "host/local_link.hpp"
+#include "host/ssh_link.hpp"
 
 namespace skyhost {
+
+std::unique_ptr<ssh::Session> take_ssh_session(lua_State* L, int idx);  // bindings/ssh.cpp
 
 namespace {
 
@@ -69,6 +72,23 @@ int l_pool_add_local_node(lua_State* L) {
     codec::encode_values(L, 3, 1, init);
     auto link = LocalLink::spawn(context(L).loop.uv(),
                                  {worker, "--concurrency", std::to_string(concurrency)});
+    lua_pushinteger(L, s.add_node(std::move(link), init.take()));
+    return 1;
+  });
+}
+
+/// pool:add_ssh_node(session, command, init_values_table) → node index. The pool takes the
+/// connected session over; the worker runs as `command` on an exec channel.
+int l_pool_add_ssh_node(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  std::string cmd = luaL_checkstring(L, 3);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  auto session = take_ssh_session(L, 2);
+  if (!session) return luaL_error(L, "ssh session is closed or already in a pool");
+  return guarded(L, [&] {
+    wire::Writer init;
+    codec::encode_values(L, 4, 1, init);
+    auto link = std::make_unique<SshLink>(std::move(session), std::move(cmd));
     lua_pushinteger(L, s.add_node(std::move(link), init.take()));
     return 1;
   });
@@ -215,6 +235,13 @@ int l_pool_results(lua_State* L) {
   });
 }
 
+/// pool:set_lease_interval(seconds)
+int l_pool_set_lease_interval(lua_State* L) {
+  double s = luaL_checknumber(L, 2);
+  check_pool(L).set_lease_interval(static_cast<uint64_t>(s * 1000));
+  return 0;
+}
+
 int l_pool_set_task_events(lua_State* L) {
   check_pool(L).set_task_events(lua_toboolean(L, 2));
   return 0;
@@ -241,6 +268,7 @@ int l_pool_destroy(lua_State* L) {
 
 const luaL_Reg kPoolMethods[] = {
     {"add_local_node", l_pool_add_local_node},
+    {"add_ssh_node", l_pool_add_ssh_node},
     {"ready_wait", l_pool_ready_wait},
     {"start_error", l_pool_start_error},
     {"node", l_pool_node},
@@ -250,6 +278,7 @@ const luaL_Reg kPoolMethods[] = {
     {"submit", l_pool_submit},
     {"results", l_pool_results},
     {"set_task_events", l_pool_set_task_events},
+    {"set_lease_interval", l_pool_set_lease_interval},
     {"shutdown", l_pool_shutdown},
     {"destroy", l_pool_destroy},
     {nullptr, nullptr},

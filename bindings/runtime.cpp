@@ -14,6 +14,10 @@
 
 extern "C" int luaopen_skyhost_core(lua_State* L);
 extern "C" int luaopen_skyhost_pool(lua_State* L);
+extern "C" int luaopen_skyhost_ssh(lua_State* L);
+extern "C" int luaopen_skyhost_http(lua_State* L);
+extern "C" int luaopen_skyhost_json(lua_State* L);
+extern "C" int luaopen_skyhost_state(lua_State* L);
 
 namespace skyhost {
 
@@ -98,6 +102,14 @@ void install_stdlib(lua_State* L) {
   lua_setfield(L, -2, "skyhost.core");
   lua_pushcfunction(L, luaopen_skyhost_pool);
   lua_setfield(L, -2, "skyhost.pool");
+  lua_pushcfunction(L, luaopen_skyhost_ssh);
+  lua_setfield(L, -2, "skyhost.ssh");
+  lua_pushcfunction(L, luaopen_skyhost_http);
+  lua_setfield(L, -2, "skyhost.http");
+  lua_pushcfunction(L, luaopen_skyhost_json);
+  lua_setfield(L, -2, "skyhost.json");
+  lua_pushcfunction(L, luaopen_skyhost_state);
+  lua_setfield(L, -2, "skyhost.state");
   lua_pop(L, 1);  // [package]
   if (const char* dir = std::getenv("SKYHOST_STDLIB")) {
     lua_getfield(L, -1, "searchers");  // [package, searchers]

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace skyhost {
 
@@ -13,7 +14,11 @@ struct Event {
   uint64_t task = 0;
   double duration = 0;  // seconds, for TaskCompleted
   bool ok = true;
-  std::string text;  // log line, or why an instance was lost
+  std::string text;   // log line, or why an instance was lost
+  std::string phase;  // bootstrap step, for BootstrapConsole
+
+  Event() = default;
+  Event(std::string t, int p, int n, uint64_t id = 0) : type(std::move(t)), pool(p), node(n), task(id) {}
 };
 
 }  // namespace skyhost

@@ -17,8 +17,9 @@ Scheduler::Scheduler(Loop& loop, Options opts) : loop_(loop), opts_(opts) {
 }
 
 Scheduler::~Scheduler() {
-  if (grace_timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(grace_timer_),
+  for (uv_timer_t* t : {grace_timer_, lease_timer_}) {
+    if (t == nullptr) continue;
+    uv_close(reinterpret_cast<uv_handle_t*>(t),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   }
   // Destroying the links kills any worker still running: a pool never outlives its scheduler.
@@ -173,7 +174,7 @@ bool Scheduler::send_one(Node& n) {
     n.running++;
     n.in_flight.insert(id);
     if (auto b = batches_.find(t.batch); b != batches_.end()) b->second.running++;
-    if (task_events_) emit({"TaskStarted", opts_.pool_id, n.index, id, 0, true, ""});
+    if (task_events_) emit(Event("TaskStarted", opts_.pool_id, n.index, id));
     return true;
   }
 }
@@ -204,12 +205,19 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
       break;
     case wire::Msg::kLog: {
       TaskId id = r.get_u64();
-      emit({"Log", opts_.pool_id, n.index, id, 0, true, std::string(r.get_string())});
+      Event e("Log", opts_.pool_id, n.index, id);
+      e.text = r.get_string();
+      emit(std::move(e));
       break;
     }
     case wire::Msg::kFatal:
-      emit({"Log", opts_.pool_id, n.index, 0, 0, false, std::string(r.get_string())});
+    {
+      Event e("Log", opts_.pool_id, n.index);
+      e.ok = false;
+      e.text = r.get_string();
+      emit(std::move(e));
       break;
+    }
     default:
       throw wire::Error("unexpected message type " + std::to_string(int(f.type)));
   }
@@ -241,7 +249,10 @@ void Scheduler::finish(TaskId id, Task& t, bool ok, std::string payload, uint64_
   t.args.clear();
   t.args.shrink_to_fit();
   if (task_events_) {
-    emit({"TaskCompleted", opts_.pool_id, node, id, seconds(exec_ns), ok, ""});
+    Event e("TaskCompleted", opts_.pool_id, node, id);
+    e.duration = seconds(exec_ns);
+    e.ok = ok;
+    emit(std::move(e));
   }
   auto bit = batches_.find(t.batch);
   if (bit == batches_.end()) return;
@@ -274,7 +285,10 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
   bool expected = shutting_down_;
   if (!expected) {
     std::string why = reason.empty() ? "worker exited" : reason;
-    emit({"InstanceLost", opts_.pool_id, n.index, 0, 0, false, why});
+    Event lost("InstanceLost", opts_.pool_id, n.index);
+    lost.ok = false;
+    lost.text = why;
+    emit(std::move(lost));
     if (!n.ready && start_error_.empty()) {
       start_error_ = "node " + std::to_string(n.index) + " failed to start: " + why;
       check_ready();
@@ -325,6 +339,32 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
     dispatch();
   }
   if (shutting_down_ && all_gone()) loop_.complete(gone_wait_);
+}
+
+void Scheduler::set_lease_interval(uint64_t interval_ms) {
+  if (lease_timer_ == nullptr) {
+    lease_timer_ = new uv_timer_t;
+    uv_timer_init(loop_.uv(), lease_timer_);
+    lease_timer_->data = this;
+  }
+  uv_timer_stop(lease_timer_);
+  if (interval_ms == 0) return;
+  uv_timer_start(
+      lease_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Scheduler*>(t->data);
+        if (self->shutting_down_) return;
+        for (auto& n : self->nodes_) {
+          if (!n->alive) continue;
+          auto& w = n->link->out();
+          size_t mark = w.begin_frame(wire::Msg::kLease);
+          w.end_frame(mark);
+          n->link->flush();
+        }
+      },
+      interval_ms, interval_ms);
+  // The lease never keeps the loop alive by itself.
+  uv_unref(reinterpret_cast<uv_handle_t*>(lease_timer_));
 }
 
 bool Scheduler::all_gone() const {

@@ -75,6 +75,8 @@ class Scheduler {
   /// Forgets a batch and its tasks' outcomes.
   void release(BatchId id);
 
+  /// Renews every worker's dead-man lease each `interval_ms` (0 stops renewing).
+  void set_lease_interval(uint64_t interval_ms);
   /// Report TaskStarted/TaskCompleted events (off by default: they cost on the hot path).
   void set_task_events(bool on) { task_events_ = on; }
   /// Sends queued frames. Called before each poll and after each batch of received frames.
@@ -139,6 +141,7 @@ class Scheduler {
   bool shutting_down_ = false;
   WaitId gone_wait_ = 0;
   uv_timer_t* grace_timer_ = nullptr;
+  uv_timer_t* lease_timer_ = nullptr;
 
  public:
   /// Events raised since the driver last took them.

@@ -6,7 +6,10 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,11 +29,54 @@ void die(const char* what) {
   std::_Exit(2);
 }
 
-/// Ends the worker and every process its tasks started (a local worker leads its own process
-/// group). Async-signal-safe.
+struct Settings {
+  int concurrency = 4;
+  double ttl = 0;          // seconds of host silence before the lease expires; 0: no lease
+  std::string pool_dir;    // scratch directory of the pool on this node, removed at the end
+  std::string on_expiry;   // command run when the lease expires (a provider's self-termination)
+};
+
+Settings g_settings;
+
+/// Ends the worker and every process its tasks started (the worker leads its process group:
+/// a local one by the host's choice, a remote one as the session leader sshd made). Async-signal-safe.
 [[noreturn]] void end_group(int = 0) {
   if (getpgrp() == getpid()) kill(0, SIGKILL);
   std::_Exit(0);
+}
+
+/// Orderly end: the pool's scratch directory goes, then the process group.
+[[noreturn]] void finish() {
+  if (!g_settings.pool_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(g_settings.pool_dir, ec);
+  }
+  end_group();
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::atomic<int64_t> g_last_word{0};
+
+/// The dead-man lease: a host that says nothing for `ttl` seconds is presumed dead (killed,
+/// frozen, cut off), and a worker without a host only costs money.
+void watch_lease() {
+  const auto ttl_ms = static_cast<int64_t>(g_settings.ttl * 1000);
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ttl_ms / 4 + 1, 1000)));
+    if (now_ms() - g_last_word.load() <= ttl_ms) continue;
+    std::fprintf(stderr, "skyworker: no word from the host for %.0f s: lease expired, stopping\n",
+                 g_settings.ttl);
+    if (!g_settings.on_expiry.empty()) {
+      int rc = std::system(g_settings.on_expiry.c_str());
+      (void)rc;
+    }
+    finish();
+  }
 }
 
 /// A local worker dies with its host, even on kill -9 of the host.
@@ -42,11 +88,25 @@ void follow_parent() {
   if (std::to_string(getppid()) != parent) end_group();  // it died before prctl
 }
 
-int settings_concurrency(int argc, char** argv) {
-  for (int i = 1; i + 1 < argc; i++) {
-    if (std::strcmp(argv[i], "--concurrency") == 0) return std::max(1, std::atoi(argv[i + 1]));
+Settings parse_settings(int argc, char** argv) {
+  Settings st;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string key = argv[i];
+    const char* val = argv[i + 1];
+    if (key == "--concurrency") {
+      st.concurrency = std::max(1, std::atoi(val));
+    } else if (key == "--ttl") {
+      st.ttl = std::atof(val);
+    } else if (key == "--pool-dir") {
+      st.pool_dir = val;
+    } else if (key == "--on-expiry") {
+      st.on_expiry = val;
+    } else {
+      std::fprintf(stderr, "skyworker: unknown option %s\n", key.c_str());
+      std::_Exit(2);
+    }
   }
-  return 4;
+  return st;
 }
 
 }  // namespace
@@ -67,10 +127,19 @@ int main(int argc, char** argv) {
   dup2(2, 1);
   close(devnull);
 
+  g_settings = parse_settings(argc, argv);
+  int concurrency = g_settings.concurrency;
+  if (!g_settings.pool_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(g_settings.pool_dir, ec);
+    setenv("SKYHOST_POOL_DIR", g_settings.pool_dir.c_str(), 1);
+  }
+  g_last_word = now_ms();
+  if (g_settings.ttl > 0) std::thread(watch_lease).detach();
+
   skyworker::Shared shared(out_fd);
   std::thread writer([&] { shared.out.run(); });
   std::vector<std::thread> executors;
-  int concurrency = settings_concurrency(argc, argv);
 
   skyhost::wire::FrameDecoder decoder;
   std::vector<char> buf(256 * 1024);
@@ -79,6 +148,7 @@ int main(int argc, char** argv) {
     ssize_t n = read(in_fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the host is gone or closed the stream: stop
+    g_last_word = now_ms();
     decoder.feed(buf.data(), static_cast<size_t>(n));
     try {
       skyhost::wire::Frame f;
@@ -117,7 +187,7 @@ int main(int argc, char** argv) {
             break;
           }
           case Msg::kShutdown:
-            end_group();
+            finish();
           default:
             break;  // lease and cancel: later
         }
@@ -128,5 +198,5 @@ int main(int argc, char** argv) {
     }
   }
   // The stream ended: nobody is left to receive results, so running tasks are abandoned.
-  end_group();
+  finish();
 }

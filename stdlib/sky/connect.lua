@@ -1,29 +1,175 @@
--- From an instance to a worker on it: a local instance gets a worker process; others are
--- reached over SSH (bootstrap, then the worker on an exec channel).
+-- From instances to workers. A local instance gets a worker process; any other is reached over
+-- SSH and bootstrapped: upload the worker (skipped when that exact binary is there), run the
+-- image's steps with their output streamed as events, start the worker on an exec channel.
+-- All nodes bootstrap at once; a failing node fails the pool, which tears everything down.
 local core = require "skyhost.core"
+local ssh = require "skyhost.ssh"
 local errors = require "sky.errors"
+local options = require "sky.options"
+local sched = require "sky.sched"
 
 local M = {}
 
---- Starts the worker for node `node` of `pool` on instance `inst` ({id, info}); readiness is
---- awaited by the pool.
-function M.start(pool, node, inst)
-  local info = inst.info
-  local identity = {
-    node = node,
-    total_nodes = pool.nodes,
-    is_head = node == 0,
-    head_addr = "127.0.0.1",
-    provider = pool.provider.name,
-    pool = pool.name,
-    instance = inst.id,
-  }
-  if info.transport == "local" then
-    pool.core:add_local_node(core.worker_path(), identity, pool.opts.concurrency or 4)
-    return
+M.IMAGE_SCHEMA = { apt = "table", pip = "table", env = "table", setup = "string", workdir = "string" }
+
+local function _q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+function M.check_image(image)
+  image = options.check("sky.compute: image", image, M.IMAGE_SCHEMA)
+  for k, v in pairs(image.env or {}) do
+    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+      errors.raise("BadOption", ("sky.compute: image.env key %q is not a valid variable name"):format(tostring(k)))
+    end
+    if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
+      errors.raise("BadOption", ("sky.compute: image.env.%s must be a string, got %s"):format(k, type(v)))
+    end
   end
-  errors.raise("Unsupported", ("instance %s: transport '%s' is not supported yet")
-    :format(inst.id, tostring(info.transport or "ssh")))
+  for _, key in ipairs({ "apt", "pip" }) do
+    for i, pkg in ipairs(image[key] or {}) do
+      if type(pkg) ~= "string" or not pkg:match("^[%w][%w%.%-%+_:=<>~!,%[%]]*$") then
+        errors.raise("BadOption", ("sky.compute: image.%s[%d] = %s is not a package name")
+          :format(key, i, tostring(pkg)))
+      end
+    end
+  end
+  return image
+end
+
+local _worker_hash
+local function _worker_remote()
+  if not _worker_hash then
+    local h, err = ssh.file_sha256(core.worker_path())
+    if not h then errors.raise("WorkerMissing", err .. " (set SKYHOST_WORKER to the skyworker binary)") end
+    _worker_hash = h:sub(1, 20)
+  end
+  return ".skyhost/bin/skyworker-" .. _worker_hash
+end
+
+local function _env_prefix(env)
+  local keys = {}
+  for k in pairs(env or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. _q(env[k]) end
+  return #parts > 0 and ("export " .. table.concat(parts, " ") .. "; ") or ""
+end
+
+--- The image's steps as {phase, shell command}, in order.
+function M.image_steps(image, pool_dir)
+  local env = _env_prefix(image.env)
+  local cd = image.workdir and ("mkdir -p " .. _q(image.workdir) .. " && cd " .. _q(image.workdir) .. " && ") or ""
+  local sudo = 'S=; [ "$(id -u)" = 0 ] || S="sudo -n"; '
+  local steps = {}
+  if image.apt and #image.apt > 0 then
+    steps[#steps + 1] = { "apt", sudo .. "export DEBIAN_FRONTEND=noninteractive; "
+      .. "$S apt-get install -y --no-install-recommends " .. table.concat(image.apt, " ") }
+  end
+  if image.pip and #image.pip > 0 then
+    local pkgs = {}
+    for i, p in ipairs(image.pip) do pkgs[i] = _q(p) end
+    steps[#steps + 1] = { "pip", env .. "python3 -m pip install " .. table.concat(pkgs, " ") }
+  end
+  if image.setup then
+    steps[#steps + 1] = { "setup", env .. "mkdir -p " .. _q(pool_dir) .. " && " .. cd .. "sh -ec " .. _q(image.setup) }
+  end
+  return steps
+end
+
+local function _await(s, id)
+  sched.await(id)
+  return s:result(id)
+end
+
+local function _tail(text, lines)
+  local all = {}
+  for l in (text or ""):gmatch("[^\n]+") do all[#all + 1] = l end
+  return table.concat(all, "\n", math.max(1, #all - lines + 1))
+end
+
+local function _bootstrap(pool, node, inst, emit)
+  local info = inst.info
+  local opts = info.ssh or {}
+  local key = pool.ssh_key
+  local s = ssh.session {
+    host = info.ip, port = info.port or 22, user = info.user or "root", label = inst.id,
+    identity_file = opts.identity_file,
+    private_key = (not opts.identity_file and key) and key.private or nil,
+    known_hosts = opts.known_hosts, host_keys = opts.host_keys,
+    pinned = info.host_keys, connect_timeout = opts.connect_timeout or pool.opts.connect_timeout,
+    pool = pool.id, node = node,
+  }
+  pool._sessions[#pool._sessions + 1] = s
+  local function phase(name) emit("BootstrapPhase", { node = node, instance = inst.id, phase = name }) end
+  local function fail(step, r)
+    local why = r.error or (r.signal and ("killed by signal " .. r.signal)) or ("exit status " .. r.code)
+    errors.raise("BootstrapFailed", ("node %d (%s): %s failed (%s)%s"):format(node, inst.id, step, why,
+      (r.tail and r.tail ~= "") and (":\n" .. _tail(r.tail, 12)) or ""), { node = node, step = step })
+  end
+  phase("connecting")
+  local r = _await(s, s:connect())
+  if not r.ok then errors.raise("ConnectFailed", ("node %d: %s"):format(node, r.error), { node = node }) end
+  phase("uploading")
+  local remote = _worker_remote()
+  r = _await(s, s:step("mkdir -p .skyhost/bin && test -x " .. remote, "uploading", 60))
+  if r.error then fail("checking the worker", r) end
+  if r.code ~= 0 then
+    r = _await(s, s:upload(core.worker_path(), remote, tonumber("755", 8)))
+    if not r.ok then fail("uploading the worker", r) end
+  end
+  local pool_dir = ".skyhost/pools/" .. pool.name
+  local image = pool.opts.image or {}
+  for _, st in ipairs(M.image_steps(image, pool_dir)) do
+    phase(st[1])
+    r = _await(s, s:step(st[2], st[1], pool.opts.setup_timeout or 1800))
+    if not r.ok then fail(st[1] .. " step", r) end
+  end
+  phase("starting")
+  local cd = image.workdir and ("mkdir -p " .. _q(image.workdir) .. " && cd " .. _q(image.workdir) .. " && ") or ""
+  local cmd = ("%s%sexec \"$HOME\"/%s --concurrency %d --ttl %g --pool-dir \"$HOME\"/%s")
+    :format(_env_prefix(image.env), cd, remote, pool.opts.concurrency or 4, pool.ttl, _q(pool_dir))
+  return s, cmd
+end
+
+--- Starts a worker on every instance of the pool; returns when each has been handed to the
+--- pool (readiness is awaited by the pool).
+function M.start_all(pool, emit)
+  local head = pool.instances[1] and pool.instances[1].info
+  pool.head_addr = head and head.ip or "127.0.0.1"
+  pool._sessions = {}
+  local tasks, local_nodes = {}, {}
+  local identities = {}
+  for i, inst in ipairs(pool.instances) do
+    local node = i - 1
+    identities[i] = {
+      node = node, total_nodes = pool.nodes, is_head = node == 0, head_addr = pool.head_addr,
+      provider = pool.provider.name, pool = pool.name, instance = inst.id,
+    }
+    if inst.info.transport == "local" then
+      local_nodes[i] = true
+    elseif inst.info.ip then
+      -- Each node in its own coroutine: a slow one does not hold the others up.
+      tasks[i] = sched.spawn(_bootstrap, pool, node, inst, emit)
+    else
+      errors.raise("BadInstance", ("instance %s has neither an ip nor transport = \"local\""):format(inst.id))
+    end
+  end
+  -- Workers join the pool in node order, so node i is the pool's node i.
+  for i = 1, #pool.instances do
+    if local_nodes[i] then
+      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 4)
+    else
+      local s, cmd = sched.join(tasks[i])
+      pool.core:add_ssh_node(s, cmd, identities[i])
+    end
+  end
+end
+
+--- Closes the SSH sessions of nodes that never reached the pool (a failed bootstrap).
+function M.close_sessions(pool)
+  for _, s in ipairs(pool._sessions or {}) do s:close() end
+  pool._sessions = nil
 end
 
 return M

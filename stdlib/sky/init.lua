@@ -2,6 +2,8 @@
 local core = require "skyhost.core"
 local errors = require "sky.errors"
 local fnmod = require "sky.fn"
+local http = require "sky.http"
+local json = require "sky.json"
 local pool = require "sky.pool"
 local sched = require "sky.sched"
 local shard = require "sky.common.shard"
@@ -13,6 +15,12 @@ M.version = core.version
 M.fn = fnmod.fn
 M.gather = fnmod.gather
 M.compute = pool.compute
+
+--- sky.ssh{hosts = {...}, user =, identity =, known_hosts =, host_keys =}: a provider for
+--- machines you already have (see providers/ssh.lua).
+M.ssh = function(opts) return require("providers.ssh").new(opts) end
+M.http = http
+M.json = json
 
 --- Runs fn(...) concurrently with the caller; returns a handle whose :wait() gives fn's results
 --- (or raises its error). Use it to drive several pools at once.

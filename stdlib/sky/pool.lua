@@ -26,6 +26,9 @@ local SCHEMA = {
   prefetch = "integer",
   retries = "integer",
   ttl = "number",
+  image = "table",
+  connect_timeout = "number",
+  setup_timeout = "number",
   name = "string",
   on_event = "callable",
   display = "string",
@@ -47,6 +50,10 @@ local function _check_options(opts)
     errors.raise("BadOption", "sky.compute: option 'retries' must be 0 or more")
   end
   if opts.display then options.one_of("sky.compute", "display", opts.display, M.DISPLAYS) end
+  if opts.ttl ~= nil and opts.ttl <= 0 then
+    errors.raise("BadOption", "sky.compute: option 'ttl' must be a positive number of seconds")
+  end
+  if opts.image ~= nil then opts.image = connect.check_image(opts.image) end
   return opts
 end
 
@@ -61,11 +68,14 @@ end
 function M.compute(opts)
   opts = _check_options(opts)
   _last_id = _last_id + 1
+  local pub, priv = require("skyhost.ssh").keygen("skyhost-pool")
   local self = setmetatable({
+    ssh_key = { public = pub, private = priv },  -- the pool's own key, for machines it creates
     id = _last_id,
     name = opts.name or ("pool-" .. _last_id),
     opts = opts,
-    nodes = opts.nodes or 1,
+    nodes = opts.nodes or (type(opts.provider) == "table" and opts.provider.default_nodes) or 1,
+    ttl = opts.ttl or 600,
     state = "requested",
     handlers = {},
     instances = {},
@@ -96,15 +106,15 @@ function Pool:_start()
     retries = self.opts.retries or 1,
   }
   self.core:set_task_events(events.wants_task_events(self))
-  for node, inst in ipairs(self.instances) do
-    connect.start(self, node - 1, inst)
-  end
+  connect.start_all(self, function(type_, fields) _emit(self, type_, fields) end)
   sched.await(self.core:ready_wait())
   local why = self.core:start_error()
   if why then errors.raise("StartFailed", why) end
   for i = 0, self.nodes - 1 do
     _emit(self, "InstanceReady", { node = i, hostname = self.core:node(i).hostname })
   end
+  -- Renew the workers' dead-man lease well within its ttl.
+  self.core:set_lease_interval(math.min(self.ttl / 4, 10))
   self.state = "ready"
   _emit(self, "ClusterReady", { nodes = self.nodes, seconds = core.now() - self.started })
 end
@@ -225,6 +235,7 @@ function Pool:close()
     try(function() sched.await(self.core:shutdown(5)) end)
     self.core:destroy()  -- kills anything the grace period did not end
   end
+  connect.close_sessions(self)
   try(broker.release, self)
   self.state = "destroyed"
   _open[self.id] = nil

@@ -1,0 +1,312 @@
+// skyhost.ssh: SSH sessions (host/ssh) as Lua userdata for the bootstrap in stdlib/sky/connect.lua.
+// Each operation returns a wait id; after sched.await(id), s:result(id) gives its outcome.
+#include <lua.hpp>
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include "bindings/context.hpp"
+#include "host/ssh/keygen.hpp"
+#include "host/ssh/session.hpp"
+
+namespace skyhost {
+
+namespace {
+
+const char* kSessionMeta = "skyhost.ssh.session";
+
+struct OpResult {
+  bool ok = false;
+  std::string error;
+  int code = -1;
+  std::string signal;
+  std::string tail;  // last lines of a step's output
+};
+
+OpResult failure_or_ok(const ssh::Status& st) {
+  OpResult r;
+  r.ok = st.ok();
+  r.error = st.error;
+  return r;
+}
+
+struct SessionBox {
+  std::unique_ptr<ssh::Session> session;
+  Context* ctx = nullptr;
+  int pool = 0;
+  int node = -1;
+  std::map<WaitId, OpResult> results;
+};
+
+SessionBox& check_box(lua_State* L) {
+  return **static_cast<SessionBox**>(luaL_checkudata(L, 1, kSessionMeta));
+}
+
+ssh::Session& check_session(lua_State* L) {
+  SessionBox& b = check_box(L);
+  if (!b.session) luaL_error(L, "ssh session is closed or handed to a pool");
+  return *b.session;
+}
+
+std::string opt_string(lua_State* L, int idx, const char* key, const char* dflt = "") {
+  lua_getfield(L, idx, key);
+  std::string v = lua_isnil(L, -1) ? dflt : luaL_checkstring(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+double opt_number(lua_State* L, int idx, const char* key, double dflt) {
+  lua_getfield(L, idx, key);
+  double v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/// ssh.session{host=, port=, user=, label=, private_key= | identity_file=, known_hosts=,
+/// host_keys="strict"|"accept-new", pinned={...}, connect_timeout=, keepalive_interval=,
+/// keepalive_count=, pool=, node=} → session (not yet connected)
+int l_ssh_session(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ssh::SessionOptions o;
+  o.host = opt_string(L, 1, "host");
+  o.port = static_cast<uint16_t>(opt_number(L, 1, "port", 22));
+  o.user = opt_string(L, 1, "user", "root");
+  o.label = opt_string(L, 1, "label");
+  o.private_key = opt_string(L, 1, "private_key");
+  o.identity_file = opt_string(L, 1, "identity_file");
+  o.known_hosts_file = opt_string(L, 1, "known_hosts");
+  std::string mode = opt_string(L, 1, "host_keys", "strict");
+  if (mode == "accept-new") {
+    o.host_key_check = ssh::HostKeyCheck::accept_new;
+  } else if (mode != "strict") {
+    return luaL_error(L, "host_keys must be \"strict\" or \"accept-new\", got \"%s\"", mode.c_str());
+  }
+  lua_getfield(L, 1, "pinned");
+  if (lua_istable(L, -1)) {
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+      o.pinned_host_keys.emplace_back(lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  o.connect_timeout = opt_number(L, 1, "connect_timeout", o.connect_timeout);
+  o.keepalive_interval = opt_number(L, 1, "keepalive_interval", o.keepalive_interval);
+  o.keepalive_count = static_cast<int>(opt_number(L, 1, "keepalive_count", o.keepalive_count));
+  Context& ctx = context(L);
+  auto box = std::make_unique<SessionBox>();
+  box->ctx = &ctx;
+  box->pool = static_cast<int>(opt_number(L, 1, "pool", 0));
+  box->node = static_cast<int>(opt_number(L, 1, "node", -1));
+  box->session = std::make_unique<ssh::Session>(ctx.loop.uv(), std::move(o));
+  auto** ud = static_cast<SessionBox**>(lua_newuserdatauv(L, sizeof(SessionBox*), 0));
+  *ud = box.release();
+  luaL_setmetatable(L, kSessionMeta);
+  return 1;
+}
+
+/// s:connect() → wait id
+int l_session_connect(lua_State* L) {
+  SessionBox& b = check_box(L);
+  ssh::Session& s = check_session(L);
+  WaitId id = b.ctx->loop.new_wait();
+  SessionBox* box = &b;
+  s.connect([box, id](const ssh::Status& st) {
+    box->results[id] = failure_or_ok(st);
+    box->ctx->loop.complete(id);
+  });
+  lua_pushinteger(L, static_cast<lua_Integer>(id));
+  return 1;
+}
+
+/// s:step(command, phase, timeout) → wait id. Output lines stream as BootstrapConsole events.
+int l_session_step(lua_State* L) {
+  SessionBox& b = check_box(L);
+  ssh::Session& s = check_session(L);
+  std::string cmd = luaL_checkstring(L, 2);
+  std::string phase = luaL_checkstring(L, 3);
+  ssh::ExecOptions eo;
+  eo.timeout = luaL_optnumber(L, 4, 0);
+  WaitId id = b.ctx->loop.new_wait();
+  SessionBox* box = &b;
+  // The channel must outlive this call: it is kept alive by its callbacks' shared state.
+  auto ch = std::make_shared<ssh::Channel>(s.exec(std::move(cmd), eo));
+  auto tail = std::make_shared<std::string>();
+  auto partial = std::make_shared<std::string>();
+  auto on_bytes = [box, tail, partial, phase](std::string_view d) {
+    tail->append(d);
+    if (tail->size() > 4096) tail->erase(0, tail->size() - 4096);
+    partial->append(d);
+    size_t nl;
+    while ((nl = partial->find('\n')) != std::string::npos) {
+      Event e("BootstrapConsole", box->pool, box->node);
+      e.text = partial->substr(0, nl);
+      e.phase = phase;
+      box->ctx->events.push_back(std::move(e));
+      partial->erase(0, nl + 1);
+    }
+  };
+  ch->on_data(on_bytes);
+  ch->on_stderr(on_bytes);
+  ch->on_exit([box, id, tail, ch](const ssh::ExitInfo& e) mutable {
+    OpResult r{e.ok(), e.error, e.code, e.signal, *tail};
+    box->results[id] = std::move(r);
+    box->ctx->loop.complete(id);
+    ch.reset();  // drop the last reference once we are done with it
+  });
+  ch->send_eof();
+  lua_pushinteger(L, static_cast<lua_Integer>(id));
+  return 1;
+}
+
+/// s:upload(local_path, remote_path, mode) → wait id; s:upload_bytes(bytes, remote, mode)
+int upload(lua_State* L, bool bytes) {
+  SessionBox& b = check_box(L);
+  ssh::Session& s = check_session(L);
+  std::string src = luaL_checkstring(L, 2);
+  std::string dst = luaL_checkstring(L, 3);
+  ssh::UploadOptions uo;
+  uo.mode = static_cast<int>(luaL_optinteger(L, 4, 0644));
+  WaitId id = b.ctx->loop.new_wait();
+  SessionBox* box = &b;
+  auto done = [box, id](const ssh::Status& st) {
+    box->results[id] = failure_or_ok(st);
+    box->ctx->loop.complete(id);
+  };
+  if (bytes) {
+    s.upload_bytes(std::move(src), std::move(dst), uo, done);
+  } else {
+    s.upload_file(std::move(src), std::move(dst), uo, done);
+  }
+  lua_pushinteger(L, static_cast<lua_Integer>(id));
+  return 1;
+}
+int l_session_upload(lua_State* L) { return upload(L, false); }
+int l_session_upload_bytes(lua_State* L) { return upload(L, true); }
+
+/// s:result(id) → {ok, error, code, signal, tail}
+int l_session_result(lua_State* L) {
+  SessionBox& b = check_box(L);
+  auto id = static_cast<WaitId>(luaL_checkinteger(L, 2));
+  auto it = b.results.find(id);
+  if (it == b.results.end()) return luaL_error(L, "no result for operation %d", int(id));
+  OpResult r = std::move(it->second);
+  b.results.erase(it);
+  lua_createtable(L, 0, 5);
+  lua_pushboolean(L, r.ok);
+  lua_setfield(L, -2, "ok");
+  if (!r.error.empty()) {
+    lua_pushstring(L, r.error.c_str());
+    lua_setfield(L, -2, "error");
+  }
+  lua_pushinteger(L, r.code);
+  lua_setfield(L, -2, "code");
+  if (!r.signal.empty()) {
+    lua_pushstring(L, r.signal.c_str());
+    lua_setfield(L, -2, "signal");
+  }
+  lua_pushlstring(L, r.tail.data(), r.tail.size());
+  lua_setfield(L, -2, "tail");
+  return 1;
+}
+
+int l_session_describe(lua_State* L) {
+  lua_pushstring(L, check_session(L).describe().c_str());
+  return 1;
+}
+
+int l_session_host_key(lua_State* L) {
+  lua_pushstring(L, check_session(L).host_key().c_str());
+  return 1;
+}
+
+int l_session_close(lua_State* L) {
+  SessionBox& b = check_box(L);
+  b.session.reset();  // no callback runs after this
+  return 0;
+}
+
+int l_session_gc(lua_State* L) {
+  auto** ud = static_cast<SessionBox**>(luaL_checkudata(L, 1, kSessionMeta));
+  delete *ud;
+  *ud = nullptr;
+  return 0;
+}
+
+/// ssh.keygen(comment) → public_key, private_key, fingerprint
+int l_ssh_keygen(lua_State* L) {
+  std::string comment = luaL_optstring(L, 1, "skyhost");
+  return guarded(L, [&] {
+    ssh::KeyPair k = ssh::generate_ed25519(comment);
+    lua_pushstring(L, k.public_key.c_str());
+    lua_pushstring(L, k.private_key.c_str());
+    lua_pushstring(L, k.fingerprint.c_str());
+    return 3;
+  });
+}
+
+/// ssh.file_sha256(path) → hex digest, or nil, error. Names uploads by content, so an unchanged
+/// worker is not sent again.
+int l_ssh_file_sha256(lua_State* L) {
+  const char* path = luaL_checkstring(L, 1);
+  FILE* f = std::fopen(path, "rb");
+  if (f == nullptr) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot read %s", path);
+    return 2;
+  }
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
+  std::fclose(f);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(md, digest, &len);
+  EVP_MD_CTX_free(md);
+  char hex[2 * EVP_MAX_MD_SIZE + 1];
+  for (unsigned i = 0; i < len; i++) std::snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+const luaL_Reg kSessionMethods[] = {
+    {"connect", l_session_connect},   {"step", l_session_step},
+    {"upload", l_session_upload},     {"upload_bytes", l_session_upload_bytes},
+    {"result", l_session_result},     {"describe", l_session_describe},
+    {"host_key", l_session_host_key}, {"close", l_session_close},
+    {nullptr, nullptr},
+};
+
+const luaL_Reg kSshModule[] = {
+    {"session", l_ssh_session},
+    {"keygen", l_ssh_keygen},
+    {"file_sha256", l_ssh_file_sha256},
+    {nullptr, nullptr},
+};
+
+}  // namespace
+
+/// Takes the session out of a Lua session userdata (for the pool to own); null if gone.
+std::unique_ptr<ssh::Session> take_ssh_session(lua_State* L, int idx) {
+  auto** ud = static_cast<SessionBox**>(luaL_checkudata(L, idx, kSessionMeta));
+  if (*ud == nullptr) return nullptr;
+  return std::move((*ud)->session);
+}
+
+}  // namespace skyhost
+
+extern "C" int luaopen_skyhost_ssh(lua_State* L) {
+  using namespace skyhost;
+  luaL_newmetatable(L, kSessionMeta);
+  luaL_newlib(L, kSessionMethods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_session_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newlib(L, kSshModule);
+  return 1;
+}

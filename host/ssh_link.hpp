@@ -1,0 +1,34 @@
+// A worker reached over SSH: its frames travel on the stdin/stdout of an exec channel. The link
+// owns the session, so the connection lives exactly as long as the node.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "host/link.hpp"
+#include "host/ssh/session.hpp"
+
+namespace skyhost {
+
+class SshLink final : public Link {
+ public:
+  /// Starts `command` (the worker) on `session`, which must be connected.
+  SshLink(std::unique_ptr<ssh::Session> session, std::string command);
+  ~SshLink() override;
+
+  void flush() override;
+  void close() override;
+  void kill() override;
+  bool gone() const override { return gone_; }
+
+ private:
+  void closed(const std::string& reason);
+
+  std::unique_ptr<ssh::Session> session_;  // declared first: destroyed after the channel
+  ssh::Channel channel_;
+  wire::FrameDecoder decoder_;
+  std::string stderr_tail_;
+  bool gone_ = false;
+};
+
+}  // namespace skyhost
