@@ -8,6 +8,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <map>
 #include <set>
 
 #include "host/http.hpp"
@@ -21,6 +22,8 @@ struct Context {
   std::set<Scheduler*> pools;
   /// Events raised outside any pool's scheduler (SSH bootstrap output), for the driver.
   std::vector<Event> events;
+  /// Outcomes of pool:put/get transfers by wait id ("" for success).
+  std::map<WaitId, std::string> transfer_errors;
   /// The coroutine running now, so a signal can stop the Lua code that is actually executing.
   lua_State* running = nullptr;
   lua_State* main = nullptr;

@@ -9,6 +9,7 @@
 #include "bindings/context.hpp"
 #include "host/local_link.hpp"
 #include "host/ssh_link.hpp"
+#include "host/transfer.hpp"
 
 namespace skyhost {
 
@@ -235,6 +236,43 @@ int l_pool_results(lua_State* L) {
   });
 }
 
+/// pool:transfer(node, "put"|"get", local, remote) → wait id; after it completes,
+/// pool:transfer_error(id) → nil or the error message.
+int l_pool_transfer(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  int node = static_cast<int>(luaL_checkinteger(L, 2));
+  luaL_argcheck(L, node >= 0 && node < s.node_count(), 2, "no such node");
+  std::string dir = luaL_checkstring(L, 3);
+  std::string local = luaL_checkstring(L, 4);
+  std::string remote = luaL_checkstring(L, 5);
+  if (!s.node_alive(node)) return luaL_error(L, "node %d is gone", node);
+  Context* ctx = &context(L);
+  WaitId id = ctx->loop.new_wait();
+  auto done = [ctx, id](const std::string& err) {
+    ctx->transfer_errors[id] = err;
+    ctx->loop.complete(id);
+  };
+  if (dir == "put") {
+    put_file(s.link(node), local, remote, done);
+  } else {
+    get_file(s.link(node), remote, local, done);
+  }
+  lua_pushinteger(L, static_cast<lua_Integer>(id));
+  return 1;
+}
+
+int l_pool_transfer_error(lua_State* L) {
+  Context& ctx = context(L);
+  auto id = static_cast<WaitId>(luaL_checkinteger(L, 2));
+  auto it = ctx.transfer_errors.find(id);
+  if (it == ctx.transfer_errors.end()) return luaL_error(L, "no transfer %d", int(id));
+  std::string err = std::move(it->second);
+  ctx.transfer_errors.erase(it);
+  if (err.empty()) return 0;
+  lua_pushstring(L, err.c_str());
+  return 1;
+}
+
 /// pool:set_lease_interval(seconds)
 int l_pool_set_lease_interval(lua_State* L) {
   double s = luaL_checknumber(L, 2);
@@ -279,6 +317,8 @@ const luaL_Reg kPoolMethods[] = {
     {"results", l_pool_results},
     {"set_task_events", l_pool_set_task_events},
     {"set_lease_interval", l_pool_set_lease_interval},
+    {"transfer", l_pool_transfer},
+    {"transfer_error", l_pool_transfer_error},
     {"shutdown", l_pool_shutdown},
     {"destroy", l_pool_destroy},
     {nullptr, nullptr},

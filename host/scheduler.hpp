@@ -61,6 +61,7 @@ class Scheduler {
   int node_count() const { return static_cast<int>(nodes_.size()); }
   int pid(int node) const { return nodes_.at(node)->link->pid(); }
   bool node_alive(int node) const { return nodes_.at(node)->alive; }
+  Link& link(int node) { return *nodes_.at(node)->link; }
 
   /// A closure (codec bytes) under an id; the same bytes get the same id.
   ClosureId define(std::string bytes);

@@ -20,6 +20,8 @@ class SshLink final : public Link {
   void close() override;
   void kill() override;
   bool gone() const override { return gone_; }
+  /// The node's connection, for file transfers beside the worker's channel.
+  ssh::Session& session() { return *session_; }
 
  private:
   void closed(const std::string& reason);

@@ -99,6 +99,10 @@ function M.new(opts)
     end
   end
   self.default_nodes = #self.hosts
+  -- Methods as own fields: a provider is a plain table of fields and methods.
+  for k, v in pairs(Provider) do
+    if type(v) == "function" then self[k] = v end
+  end
   return self
 end
 

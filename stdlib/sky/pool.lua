@@ -201,6 +201,75 @@ function Pool:map(fn, items, opts)
   return res
 end
 
+local function _nodes_for(self, what, opts)
+  opts = options.check(what, opts, { node = "integer" })
+  if opts.node == nil then
+    local all = {}
+    for i = 0, self.nodes - 1 do all[#all + 1] = i end
+    return all, false
+  end
+  if opts.node < 0 or opts.node >= self.nodes then
+    errors.raise("BadArgument", ("%s: node %d does not exist (nodes are 0 to %d)")
+      :format(what, opts.node, self.nodes - 1))
+  end
+  return { opts.node }, true
+end
+
+local function _transfers(self, what, jobs)
+  local waits = {}
+  for i, j in ipairs(jobs) do waits[i] = self.core:transfer(j.node, j.dir, j.local_path, j.remote) end
+  local failures = {}
+  for i, id in ipairs(waits) do
+    sched.await(id)
+    local err = self.core:transfer_error(id)
+    if err then failures[#failures + 1] = ("node %d: %s"):format(jobs[i].node, err) end
+  end
+  if #failures > 0 then
+    errors.raise("TransferFailed", what .. " failed on " .. table.concat(failures, "; "))
+  end
+end
+
+--- Copies the local file to `remote` on every node (or {node = i}), all at once. A relative
+--- remote path is relative to the remote user's home; parent directories are created.
+function Pool:put(local_path, remote, opts)
+  self:_check_open()
+  if type(local_path) ~= "string" or type(remote) ~= "string" then
+    errors.raise("BadArgument", "pool:put(local_path, remote_path [, {node = i}]) takes two paths")
+  end
+  local f = io.open(local_path, "rb")
+  if not f then errors.raise("BadArgument", ("pool:put: cannot read %s"):format(local_path)) end
+  f:close()
+  local jobs = {}
+  for _, n in ipairs((_nodes_for(self, "pool:put", opts))) do
+    jobs[#jobs + 1] = { node = n, dir = "put", local_path = local_path, remote = remote }
+  end
+  _transfers(self, "pool:put", jobs)
+end
+
+--- Copies `remote` from one node ({node = i}: to exactly `local_path`) or from every node (then
+--- `local_path` is a directory: it gets <node>/<file name> per node). Returns the paths written.
+function Pool:get(remote, local_path, opts)
+  self:_check_open()
+  if type(local_path) ~= "string" or type(remote) ~= "string" then
+    errors.raise("BadArgument", "pool:get(remote_path, local_path [, {node = i}]) takes two paths")
+  end
+  local nodes, one = _nodes_for(self, "pool:get", opts)
+  local jobs, paths = {}, {}
+  local name = remote:match("([^/]+)/*$") or remote
+  for _, n in ipairs(nodes) do
+    local dest = local_path
+    if not one then
+      local dir = ("%s/%d"):format(local_path, n)
+      os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+      dest = dir .. "/" .. name
+    end
+    jobs[#jobs + 1] = { node = n, dir = "get", local_path = dest, remote = remote }
+    paths[#paths + 1] = dest
+  end
+  _transfers(self, "pool:get", jobs)
+  return paths
+end
+
 --- Handler for events of this pool: name is "*" or an event type, "TaskCompleted" or
 --- "task_completed".
 function Pool:on(name, fn)

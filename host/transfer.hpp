@@ -1,0 +1,21 @@
+// Files to and from nodes: over the node's SSH session, or a plain copy for a local node (same
+// filesystem). Each transfer reports once, with "" on success or a message naming both paths.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "host/link.hpp"
+
+namespace skyhost {
+
+using TransferDone = std::function<void(const std::string& error)>;
+
+/// Copies the local file `local` to `remote` on the node behind `link` (parent directories are
+/// created; a relative remote path is relative to the remote user's home).
+void put_file(Link& link, const std::string& local, const std::string& remote, TransferDone done);
+
+/// Copies `remote` from the node to the local file `local` (written whole, then renamed).
+void get_file(Link& link, const std::string& remote, const std::string& local, TransferDone done);
+
+}  // namespace skyhost
