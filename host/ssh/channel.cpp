@@ -40,6 +40,9 @@ std::shared_ptr<ChannelCore> SessionCore::exec(std::string command, ExecOptions 
   c->session = this;
   c->command = std::move(command);
   c->options = options;
+  // libssh2 1.10 refuses packets over 40000 bytes; OpenSSH sends at most 32 KiB anyway
+  c->options.packet_size = std::min<uint32_t>(std::max<uint32_t>(options.packet_size, 4096), 32768);
+  c->options.window_size = std::max<uint32_t>(options.window_size, 65536);
   if (options.timeout > 0) {
     c->deadline_ms = uv_now(loop_) + static_cast<uint64_t>(options.timeout * 1000);
   }

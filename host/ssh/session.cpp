@@ -15,11 +15,6 @@ namespace {
 
 std::once_flag g_libssh2_init;
 
-template <class H>
-H* new_handle() {
-  return new H();
-}
-
 }  // namespace
 
 void ChannelCore::silence() {
@@ -33,10 +28,10 @@ SessionCore::SessionCore(uv_loop_t* loop, SessionOptions options)
     : loop_(loop), opt_(std::move(options)), rbuf_(new char[256 * 1024]) {
   std::call_once(g_libssh2_init, [] { libssh2_init(0); });
   if (opt_.label.empty()) opt_.label = opt_.host;
-  timer_ = new_handle<uv_timer_t>();
+  timer_ = new uv_timer_t();
   uv_timer_init(loop_, timer_);
   timer_->data = this;
-  kick_ = new_handle<uv_idle_t>();
+  kick_ = new uv_idle_t();
   uv_idle_init(loop_, kick_);
   kick_->data = this;
   open_handles_ = 2;
@@ -143,6 +138,7 @@ void SessionCore::update_poll() {
     // Idle with no channel: libssh2 has no call that only reads, so stop reading and watch for
     // the server hanging up; keepalive_tick() watches the unread byte count.
     reading_paused_ = !any_open_libssh2_channel();
+    if (!reading_paused_) last_unread_ = 0;  // libssh2 reads everything from here on
     mask = UV_DISCONNECT | (reading_paused_ ? 0 : UV_READABLE) | (out_pending ? UV_WRITABLE : 0);
   }
   if (mask == poll_mask_) return;
