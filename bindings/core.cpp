@@ -158,6 +158,12 @@ int l_core_hostname(lua_State* L) {
   return 1;
 }
 
+/// core.isatty(fd) → whether the descriptor is a terminal (display modes).
+int l_core_isatty(lua_State* L) {
+  lua_pushboolean(L, isatty(static_cast<int>(luaL_checkinteger(L, 1))));
+  return 1;
+}
+
 int l_core_pid(lua_State* L) {
   lua_pushinteger(L, getpid());
   return 1;
@@ -182,6 +188,7 @@ const luaL_Reg kCore[] = {
     {"worker_path", l_core_worker_path},
     {"hostname", l_core_hostname},
     {"pid", l_core_pid},
+    {"isatty", l_core_isatty},
     {nullptr, nullptr},
 };
 

@@ -138,13 +138,16 @@ function M.start_all(pool, emit)
   local head = pool.instances[1] and pool.instances[1].info
   pool.head_addr = head and head.ip or "127.0.0.1"
   pool._sessions = {}
+  -- The broker may start workers before it records the winning attempt on the pool.
+  local provider_name = (pool.provider and pool.provider.name)
+    or (pool.cluster and pool.cluster.provider) or "unknown"
   local tasks, local_nodes = {}, {}
   local identities = {}
   for i, inst in ipairs(pool.instances) do
     local node = i - 1
     identities[i] = {
       node = node, total_nodes = pool.nodes, is_head = node == 0, head_addr = pool.head_addr,
-      provider = pool.provider.name, pool = pool.name, instance = inst.id,
+      provider = provider_name, pool = pool.name, instance = inst.id,
     }
     if inst.info.transport == "local" then
       local_nodes[i] = true

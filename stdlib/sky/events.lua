@@ -2,6 +2,7 @@
 -- TaskCompleted), worker output (Log). Handlers run from the driver, never inside a libuv
 -- callback; a failing handler is reported and the others still run.
 local core = require "skyhost.core"
+local display = require "sky.display"
 local sched = require "sky.sched"
 
 local M = {}
@@ -9,9 +10,9 @@ local M = {}
 local _pools = setmetatable({}, { __mode = "v" })  -- id -> pool
 
 M.TYPES = {
-  "ClusterRequested", "OffersSelected", "InstanceLaunched", "InstanceRunning", "InstanceReady",
-  "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "InstanceLost", "ClusterDraining",
-  "ClusterDestroyed",
+  "ClusterRequested", "OffersSelected", "InstanceLaunched", "InstanceRunning", "BootstrapPhase",
+  "BootstrapConsole", "InstanceReady", "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "InstanceLost", "ClusterDraining",
+  "ClusterDestroyed", "AttemptFailed", "CostSummary",
 }
 local _known = {}
 for _, t in ipairs(M.TYPES) do _known[t] = true end
@@ -24,8 +25,8 @@ function M.normalize(name)
   error(("unknown event '%s' (events: %s)"):format(name, table.concat(M.TYPES, ", ")), 3)
 end
 
-function M.attach(pool, display)
-  pool.display = display or "log"
+function M.attach(pool, mode)
+  pool.display = display.resolve(mode)
   _pools[pool.id] = pool
 end
 
@@ -50,18 +51,9 @@ local function _call(fn, ev)
   end
 end
 
-local function _show(pool, ev)
-  if pool.display == "quiet" then return end
-  if ev.type == "Log" then
-    io.stdout:write(("[node %d] %s\n"):format(ev.node, ev.text))
-  elseif ev.type == "InstanceLost" then
-    io.stderr:write(("skyhost: pool %s lost node %d: %s\n"):format(pool.name, ev.node, ev.reason))
-  end
-end
-
 function M.deliver(pool, ev)
   ev.time = ev.time or core.now()
-  _show(pool, ev)
+  display.show(pool, ev)
   local h = pool.handlers
   for _, fn in ipairs(h[ev.type] or {}) do _call(fn, ev) end
   for _, fn in ipairs(h["*"] or {}) do _call(fn, ev) end
