@@ -250,3 +250,29 @@ TEST_CASE("upload: bytes and a file, renamed into place with the mode", "[upload
   REQUIRE(loop.run_until([&] { return done == 1; }, 10));
   REQUIRE(missing.error.find("cannot upload /nonexistent/file") != std::string::npos);
 }
+
+TEST_CASE("channel: a channel the server refuses fails alone, the session goes on", "[channel]") {
+  Loop loop;
+  auto s = connected(loop, 1);
+  // the test hosts allow 64 sessions per connection (MaxSessions): the 65th open is refused
+  std::vector<Channel> held;
+  int ended = 0, refused = 0;
+  std::string why;
+  for (int i = 0; i < 66; ++i) {
+    held.push_back(s->exec("sleep 3"));
+    held.back().on_exit([&](const ExitInfo& e) {
+      ++ended;
+      if (e.error.find("cannot open a session channel") != std::string::npos) {
+        ++refused;
+        why = e.error;
+      }
+    });
+  }
+  REQUIRE(loop.run_until([&] { return refused >= 2; }, 20));
+  INFO(why);
+  REQUIRE(why.find("h1 (10.203.0.11:22): cannot open a session channel") == 0);
+  REQUIRE(s->is_ready());
+  REQUIRE(loop.run_until([&] { return ended == 66; }, 20));
+  REQUIRE(refused == 2);
+  REQUIRE(run(loop, *s, "echo fine").out == "fine\n");
+}

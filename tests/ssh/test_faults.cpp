@@ -236,3 +236,26 @@ TEST_CASE("faults: close() with channels in flight", "[faults]") {
   REQUIRE(lost == 0);
   REQUIRE_FALSE(s->is_ready());
 }
+
+TEST_CASE("faults: close() while still connecting", "[faults]") {
+  Loop loop;
+  SessionOptions o = options_for(1);
+  o.port = 2222;  // refused: the session keeps retrying
+  Session s(loop.get(), o);
+  int connects = 0, closed = 0, exits = 0;
+  std::string connect_error, exit_error;
+  s.connect([&](const Status& st) {
+    ++connects;
+    connect_error = st.error;
+  });
+  Channel ch = s.exec("true");
+  ch.on_exit([&](const ExitInfo& e) {
+    ++exits;
+    exit_error = e.error;
+  });
+  loop.run_for(0.3);
+  s.close([&] { ++closed; });
+  REQUIRE(loop.run_until([&] { return closed == 1 && connects == 1 && exits == 1; }, 5));
+  REQUIRE(connect_error.find("session closed before connect finished") != std::string::npos);
+  REQUIRE(exit_error.find("session closed") != std::string::npos);
+}
