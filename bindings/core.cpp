@@ -1,10 +1,9 @@
 // skyhost.core: the loop as the Lua driver (stdlib/sky/sched.lua) sees it — poll for completed
 // waits, timers, events, signals.
-#include <lua.hpp>
-
 #include <unistd.h>
 
 #include <chrono>
+#include <lua.hpp>
 
 #include "bindings/codec.hpp"
 #include "bindings/context.hpp"
@@ -33,7 +32,8 @@ int l_core_poll(lua_State* L) {
 int l_core_sleep(lua_State* L) {
   double s = luaL_checknumber(L, 1);
   if (s < 0) s = 0;
-  lua_pushinteger(L, static_cast<lua_Integer>(context(L).loop.sleep(static_cast<uint64_t>(s * 1000))));
+  lua_pushinteger(L,
+                  static_cast<lua_Integer>(context(L).loop.sleep(static_cast<uint64_t>(s * 1000))));
   return 1;
 }
 

@@ -1,8 +1,8 @@
 // skyhost.pool: a pool's nodes and tasks (host/scheduler) as a Lua userdata. The lifecycle —
 // providers, events, teardown order — is stdlib/sky/pool.lua; this is check, call, push.
-#include <lua.hpp>
 #include <unistd.h>
 
+#include <lua.hpp>
 #include <memory>
 
 #include "bindings/codec.hpp"

@@ -1,12 +1,12 @@
 #include "bindings/runtime.hpp"
 
-#include <lua.hpp>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <lua.hpp>
 
 #include "bindings/context.hpp"
 #include "bindings/embedded.hpp"
@@ -191,7 +191,9 @@ void Runtime::teardown() {
   }
 }
 
-int Runtime::interrupts() const { return ctx_->loop.interrupts(); }
+int Runtime::interrupts() const {
+  return ctx_->loop.interrupts();
+}
 
 int Runtime::run_loaded(int status, const std::string& script,
                         const std::vector<std::string>& args) {
@@ -224,7 +226,8 @@ int Runtime::run_loaded(int status, const std::string& script,
 }
 
 int Runtime::run_file(const std::string& path, const std::vector<std::string>& args) {
-  int status = path == "-" ? luaL_loadfilex(L_, nullptr, "t") : luaL_loadfilex(L_, path.c_str(), "t");
+  int status =
+      path == "-" ? luaL_loadfilex(L_, nullptr, "t") : luaL_loadfilex(L_, path.c_str(), "t");
   return run_loaded(status, path, args);
 }
 

@@ -1,9 +1,9 @@
 // skyhost.ssh: SSH sessions (host/ssh) as Lua userdata for the bootstrap in stdlib/sky/connect.lua.
 // Each operation returns a wait id; after sched.await(id), s:result(id) gives its outcome.
-#include <lua.hpp>
 #include <openssl/evp.h>
 
 #include <cstdio>
+#include <lua.hpp>
 #include <map>
 #include <memory>
 
@@ -81,7 +81,8 @@ int l_ssh_session(lua_State* L) {
   if (mode == "accept-new") {
     o.host_key_check = ssh::HostKeyCheck::accept_new;
   } else if (mode != "strict") {
-    return luaL_error(L, "host_keys must be \"strict\" or \"accept-new\", got \"%s\"", mode.c_str());
+    return luaL_error(L, "host_keys must be \"strict\" or \"accept-new\", got \"%s\"",
+                      mode.c_str());
   }
   lua_getfield(L, 1, "pinned");
   if (lua_istable(L, -1)) {
@@ -183,8 +184,12 @@ int upload(lua_State* L, bool bytes) {
   lua_pushinteger(L, static_cast<lua_Integer>(id));
   return 1;
 }
-int l_session_upload(lua_State* L) { return upload(L, false); }
-int l_session_upload_bytes(lua_State* L) { return upload(L, true); }
+int l_session_upload(lua_State* L) {
+  return upload(L, false);
+}
+int l_session_upload_bytes(lua_State* L) {
+  return upload(L, true);
+}
 
 /// s:result(id) → {ok, error, code, signal, tail}
 int l_session_result(lua_State* L) {
@@ -274,10 +279,14 @@ int l_ssh_file_sha256(lua_State* L) {
 }
 
 const luaL_Reg kSessionMethods[] = {
-    {"connect", l_session_connect},   {"step", l_session_step},
-    {"upload", l_session_upload},     {"upload_bytes", l_session_upload_bytes},
-    {"result", l_session_result},     {"describe", l_session_describe},
-    {"host_key", l_session_host_key}, {"close", l_session_close},
+    {"connect", l_session_connect},
+    {"step", l_session_step},
+    {"upload", l_session_upload},
+    {"upload_bytes", l_session_upload_bytes},
+    {"result", l_session_result},
+    {"describe", l_session_describe},
+    {"host_key", l_session_host_key},
+    {"close", l_session_close},
     {nullptr, nullptr},
 };
 

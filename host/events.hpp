@@ -18,7 +18,8 @@ struct Event {
   std::string phase;  // bootstrap step, for BootstrapConsole
 
   Event() = default;
-  Event(std::string t, int p, int n, uint64_t id = 0) : type(std::move(t)), pool(p), node(n), task(id) {}
+  Event(std::string t, int p, int n, uint64_t id = 0)
+      : type(std::move(t)), pool(p), node(n), task(id) {}
 };
 
 }  // namespace skyhost

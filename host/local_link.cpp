@@ -122,7 +122,8 @@ std::unique_ptr<LocalLink> LocalLink::spawn(uv_loop_t* loop, const std::vector<s
           return;
         }
         if (n == 0) return;
-        if (n != UV_EOF) s->fail(std::string("reading from worker: ") + uv_strerror(static_cast<int>(n)));
+        if (n != UV_EOF)
+          s->fail(std::string("reading from worker: ") + uv_strerror(static_cast<int>(n)));
         s->out_closed = true;
         uv_read_stop(st);
         s->close_handle(reinterpret_cast<uv_handle_t*>(st));
@@ -168,9 +169,13 @@ void LocalLink::close() {
   s->close_handle(reinterpret_cast<uv_handle_t*>(&s->in));
 }
 
-bool LocalLink::gone() const { return state_->exited && state_->out_closed; }
+bool LocalLink::gone() const {
+  return state_->exited && state_->out_closed;
+}
 
-int LocalLink::pid() const { return state_->pid; }
+int LocalLink::pid() const {
+  return state_->pid;
+}
 
 void LocalLink::kill() {
   if (state_->exited) return;

@@ -6,7 +6,9 @@ namespace skyhost {
 
 namespace {
 
-double seconds(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
+double seconds(uint64_t ns) {
+  return static_cast<double>(ns) / 1e9;
+}
 
 }  // namespace
 
@@ -112,8 +114,10 @@ void Scheduler::release(BatchId id) {
   for (TaskId t : it->second.tasks) {
     auto tt = tasks_.find(t);
     // A task still running elsewhere is forgotten when its result arrives.
-    if (tt != tasks_.end() && (tt->second.done || tt->second.node < 0)) tasks_.erase(tt);
-    else if (tt != tasks_.end()) tt->second.batch = 0;
+    if (tt != tasks_.end() && (tt->second.done || tt->second.node < 0))
+      tasks_.erase(tt);
+    else if (tt != tasks_.end())
+      tt->second.batch = 0;
   }
   batches_.erase(it);
 }
@@ -210,8 +214,7 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
       emit(std::move(e));
       break;
     }
-    case wire::Msg::kFatal:
-    {
+    case wire::Msg::kFatal: {
       Event e("Log", opts_.pool_id, n.index);
       e.ok = false;
       e.text = r.get_string();
@@ -302,8 +305,10 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
       if (t.pin < 0 && t.attempts <= opts_.retries) {
         t.node = -1;
         auto b = batches_.find(t.batch);
-        if (b != batches_.end() && b->second.limit > 0) b->second.queued.push_front(id);
-        else queue_.push_front(id);
+        if (b != batches_.end() && b->second.limit > 0)
+          b->second.queued.push_front(id);
+        else
+          queue_.push_front(id);
       } else {
         fail_task(id, t, "node " + std::to_string(n.index) + " was lost: " + why, n.index);
       }
@@ -313,8 +318,7 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
       n.pinned.pop_front();
       auto it = tasks_.find(id);
       if (it != tasks_.end() && !it->second.done) {
-        fail_task(id, it->second, "node " + std::to_string(n.index) + " was lost: " + why,
-                  n.index);
+        fail_task(id, it->second, "node " + std::to_string(n.index) + " was lost: " + why, n.index);
       }
     }
     n.in_flight.clear();

@@ -34,7 +34,7 @@ struct Batch {
   std::vector<TaskId> tasks;
   size_t remaining = 0;
   bool failed = false;
-  size_t limit = 0;    // most tasks of this batch running at once; 0: no limit
+  size_t limit = 0;  // most tasks of this batch running at once; 0: no limit
   size_t running = 0;
   std::deque<TaskId> queued;  // a limited batch's tasks wait here, not in the shared queue
 };

@@ -39,7 +39,8 @@ void put_file(Link& link, const std::string& local, const std::string& remote, T
   ssh::Session& s = ssh_link->session();
   std::string dir = std::filesystem::path(remote).parent_path().string();
   auto upload = [&s, local, remote, done]() {
-    s.upload_file(local, remote, ssh::UploadOptions{}, [done](const ssh::Status& st) { done(st.error); });
+    s.upload_file(local, remote, ssh::UploadOptions{},
+                  [done](const ssh::Status& st) { done(st.error); });
   };
   if (dir.empty()) {
     upload();
@@ -77,22 +78,25 @@ void get_file(Link& link, const std::string& remote, const std::string& local, T
   ch->on_stderr([err](std::string_view d) {
     if (err->size() < 1024) err->append(d.substr(0, 1024 - err->size()));
   });
-  ch->on_exit([f, ch, err, write_failed, part, local, remote, done](const ssh::ExitInfo& e) mutable {
-    bool closed_ok = std::fclose(f) == 0;
-    std::string why;
-    if (!e.ok()) {
-      why = "cannot read " + remote + " on the node: " +
-            (!err->empty() ? *err : !e.error.empty() ? e.error : "exit status " + std::to_string(e.code));
-      while (!why.empty() && why.back() == '\n') why.pop_back();
-    } else if (*write_failed || !closed_ok) {
-      why = "cannot write " + local;
-    } else if (std::rename(part.c_str(), local.c_str()) != 0) {
-      why = "cannot rename " + part + " to " + local + ": " + std::strerror(errno);
-    }
-    if (!why.empty()) std::remove(part.c_str());
-    done(why);
-    ch.reset();
-  });
+  ch->on_exit(
+      [f, ch, err, write_failed, part, local, remote, done](const ssh::ExitInfo& e) mutable {
+        bool closed_ok = std::fclose(f) == 0;
+        std::string why;
+        if (!e.ok()) {
+          why = "cannot read " + remote + " on the node: " +
+                (!err->empty()      ? *err
+                 : !e.error.empty() ? e.error
+                                    : "exit status " + std::to_string(e.code));
+          while (!why.empty() && why.back() == '\n') why.pop_back();
+        } else if (*write_failed || !closed_ok) {
+          why = "cannot write " + local;
+        } else if (std::rename(part.c_str(), local.c_str()) != 0) {
+          why = "cannot rename " + part + " to " + local + ": " + std::strerror(errno);
+        }
+        if (!why.empty()) std::remove(part.c_str());
+        done(why);
+        ch.reset();
+      });
   ch->send_eof();
 }
 

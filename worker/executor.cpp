@@ -1,9 +1,9 @@
 #include "worker/executor.hpp"
 
-#include <lua.hpp>
 #include <unistd.h>
 
 #include <chrono>
+#include <lua.hpp>
 #include <string>
 #include <unordered_map>
 
@@ -70,7 +70,7 @@ lua_State* new_state(Shared& shared) {
   // The node's identity, for sky.instance_info().
   Reader r(shared.init);
   int n = skyhost::codec::decode_values(L, r);  // [info...]
-  lua_settop(L, lua_gettop(L) - n + 1);     // [info]
+  lua_settop(L, lua_gettop(L) - n + 1);         // [info]
   if (!lua_istable(L, -1)) luaL_error(L, "the host sent no node identity");
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
@@ -137,9 +137,9 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
   }
   lua_settop(L, base);
   t_task = 0;
-  uint64_t ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                          std::chrono::steady_clock::now() - start)
-                                          .count());
+  uint64_t ns = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count());
   shared.out.frame(Msg::kResult, [&](Writer& w) {
     w.put_u64(task.id);
     w.put_u8(ok ? 1 : 0);

@@ -9,10 +9,10 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,15 +31,16 @@ void die(const char* what) {
 
 struct Settings {
   int concurrency = 4;
-  double ttl = 0;          // seconds of host silence before the lease expires; 0: no lease
-  std::string pool_dir;    // scratch directory of the pool on this node, removed at the end
-  std::string on_expiry;   // command run when the lease expires (a provider's self-termination)
+  double ttl = 0;         // seconds of host silence before the lease expires; 0: no lease
+  std::string pool_dir;   // scratch directory of the pool on this node, removed at the end
+  std::string on_expiry;  // command run when the lease expires (a provider's self-termination)
 };
 
 Settings g_settings;
 
 /// Ends the worker and every process its tasks started (the worker leads its process group:
-/// a local one by the host's choice, a remote one as the session leader sshd made). Async-signal-safe.
+/// a local one by the host's choice, a remote one as the session leader sshd made).
+/// Async-signal-safe.
 [[noreturn]] void end_group(int = 0) {
   if (getpgrp() == getpid()) kill(0, SIGKILL);
   std::_Exit(0);

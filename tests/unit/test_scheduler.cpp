@@ -1,8 +1,7 @@
 // host/scheduler: dispatch, results, failures, node loss — driven frame by frame through an
 // in-memory link standing in for a worker's stream.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <memory>
 #include <vector>
 
@@ -78,8 +77,8 @@ struct FakeLink : Link {
     return out;
   }
   int count(Msg m) const {
-    return static_cast<int>(std::count_if(sent.begin(), sent.end(),
-                                          [&](const Sent& s) { return s.type == m; }));
+    return static_cast<int>(
+        std::count_if(sent.begin(), sent.end(), [&](const Sent& s) { return s.type == m; }));
   }
 };
 
