@@ -50,7 +50,7 @@ SshLink::SshLink(std::unique_ptr<ssh::Session> session, std::string command)
     }
     closed(why);
   });
-  session_->on_lost([this](const std::string& reason) { closed("connection lost: " + reason); });
+  session_->on_lost([this](const std::string& reason) { closed(reason); });
 }
 
 SshLink::~SshLink() = default;

@@ -1,0 +1,114 @@
+---@meta sky
+-- LuaCATS annotations for the `sky` module, for editors running the Lua language server
+-- (add stdlib/_meta to "workspace.library"). Not loaded by skyhost.
+
+---@class sky.fn
+---@field name string          where the function was defined
+---@field local_call fun(...): ...  runs the function here, in this process
+---@overload fun(...): sky.pending
+
+---@class sky.pending
+---@operator shr(sky.pool): any    run on the pool; the first return value
+---@operator band(sky.pending|sky.group): sky.group
+
+---@class sky.group
+---@operator shr(sky.pool): any[]  run every task in parallel; each first return value, in order
+---@operator band(sky.pending|sky.group): sky.group
+
+---@class sky.event
+---@field type string   "ClusterReady", "TaskCompleted", "Log", ...
+---@field pool integer
+---@field time number
+---@field node? integer
+---@field task? integer
+---@field duration? number
+---@field ok? boolean
+---@field text? string
+---@field reason? string
+---@field phase? string
+
+---@class sky.image
+---@field apt? string[]
+---@field pip? string[]
+---@field env? table<string, string|number|boolean>
+---@field setup? string
+---@field workdir? string
+
+---@class sky.compute_options
+---@field provider? string|table   "local" (default), sky.ssh{...}, a provider table, or a list
+---@field nodes? integer
+---@field concurrency? integer     tasks at once per node (default 4)
+---@field retries? integer         re-runs of a task whose node was lost (default 1)
+---@field ttl? number              dead-man lease, seconds (default 600)
+---@field image? sky.image
+---@field name? string
+---@field on_event? fun(ev: sky.event)
+---@field display? "auto"|"spinner"|"log"|"quiet"
+---@field accelerator? string|table
+---@field selection? "first"|"cheapest"|"available"|fun(offers: table[], spec: table): table[]
+---@field allocation? "spot-if-available"|"always-spot"|"on-demand"|"cheapest"
+---@field budget? number           USD
+
+---@class sky.pool
+local pool = {}
+---@param p sky.pending|sky.group
+---@return ...
+function pool:run(p) end
+---@param p sky.pending
+---@return any[] results, results[i] from node i - 1
+function pool:broadcast(p) end
+---@param fn sky.fn|function
+---@param items any[]
+---@param opts? {concurrency?: integer}
+---@return any[]
+function pool:map(fn, items, opts) end
+---@param name string  "*", "TaskCompleted", "task_completed", ...
+---@param fn fun(ev: sky.event)
+---@return sky.pool
+function pool:on(name, fn) end
+---@param local_path string
+---@param remote_path string
+---@param opts? {node?: integer}
+function pool:put(local_path, remote_path, opts) end
+---@param remote_path string
+---@param local_path string
+---@param opts? {node?: integer}
+---@return string[] paths written
+function pool:get(remote_path, local_path, opts) end
+---@return {node: integer, hostname: string, pid: integer, alive: boolean}[]
+function pool:nodes_info() end
+function pool:close() end
+
+---@class sky.task
+---@field wait fun(self: sky.task): ...
+---@field done fun(self: sky.task): boolean
+
+---@class sky
+sky = {}
+---@param f function
+---@return sky.fn
+function sky.fn(f) end
+---@param opts sky.compute_options
+---@return sky.pool
+function sky.compute(opts) end
+---@param ... sky.pending|sky.pending[]
+---@return sky.group
+function sky.gather(...) end
+---@param fn function
+---@return sky.task
+function sky.spawn(fn, ...) end
+---@param handles sky.task[]
+---@return any[]
+function sky.wait_all(handles) end
+---@param seconds number
+function sky.sleep(seconds) end
+---@return {node: integer, total_nodes: integer, is_head: boolean, head_addr: string, hostname: string, pid: integer, provider: string}
+function sky.instance_info() end
+---@param ... any  lists, then optionally {shuffle?: boolean, seed?: integer, node?: integer, total_nodes?: integer}
+---@return ...
+function sky.shard(...) end
+---@param opts {hosts: string[], user?: string, port?: integer, identity?: string, known_hosts?: string, host_keys?: "strict"|"accept-new", connect_timeout?: number}
+---@return table provider
+function sky.ssh(opts) end
+
+return sky
