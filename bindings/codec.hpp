@@ -14,7 +14,6 @@
 #pragma once
 
 #include <lua.hpp>
-
 #include <stdexcept>
 
 #include "host/wire.hpp"

@@ -2,14 +2,13 @@
 // registry as a light userdata; created by the runtime before any module is required.
 #pragma once
 
-#include <lua.hpp>
-
 #include <atomic>
 #include <exception>
-#include <memory>
-#include <string>
+#include <lua.hpp>
 #include <map>
+#include <memory>
 #include <set>
+#include <string>
 
 #include "host/http.hpp"
 #include "host/loop.hpp"
