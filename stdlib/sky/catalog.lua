@@ -87,8 +87,25 @@ function M.load(source)
   return offers
 end
 
+--- Where the shipped snapshot is read from, and its text: $SKYHOST_CATALOG (a TSV file) if set;
+--- the repository named by $SKYHOST_STDLIB (development); the copy compiled into skyhost
+--- (stdlib/CMakeLists.txt embeds providers/catalog/offers.tsv); else M.snapshot_path.
+function M.snapshot_source()
+  local env = os.getenv("SKYHOST_CATALOG")
+  if env and env ~= "" then return env, _read_file(env) end
+  local root = os.getenv("SKYHOST_STDLIB")
+  if root and root ~= "" then
+    local path = root .. "/" .. M.snapshot_path
+    local text = _read_file(path)
+    if text then return path, text end
+  end
+  local ok, text = pcall(require, "providers.catalog.offers_tsv")
+  if ok and type(text) == "string" then return "(built in) " .. M.snapshot_path, text end
+  return M.snapshot_path, _read_file(M.snapshot_path)
+end
+
 local _snapshot
---- The shipped snapshot, loaded once. Raises if it cannot be read.
+--- The shipped snapshot, loaded once (or the TSV at `path`). Raises if it cannot be read.
 function M.snapshot(path)
   if path then
     local offers, err = M.load(path)
@@ -96,8 +113,12 @@ function M.snapshot(path)
     return offers
   end
   if not _snapshot then
-    local offers, err = M.load(M.snapshot_path)
-    if not offers then errors.raise("CatalogUnreadable", err) end
+    local where, text = M.snapshot_source()
+    if not text then
+      errors.raise("CatalogUnreadable", ("catalog.snapshot: cannot read %s"):format(where))
+    end
+    local offers, err = M.load(text)
+    if not offers then errors.raise("CatalogUnreadable", ("%s (%s)"):format(err, where)) end
     _snapshot = offers
   end
   return _snapshot

@@ -11,8 +11,10 @@
 --                inside one provider; offers of providers not listed are left out.
 --   "cheapest"   by the price the allocation would pay first (see _relevant_price), cheapest
 --                first; offers with no such price last; ties keep catalog order.
---   "available"  the same order as "first". It names the broker's contract: what matters is the
---                first attempt that can actually provision, in the user's provider order.
+--   "available"  the first offer that can actually provision, in provider list order: offers a
+--                provider reports as out of stock (available = false, or capacity below the
+--                pool's nodes) are left out, offers reported in stock come first, then the
+--                rest in "first" order; the broker then walks them until one provisions.
 --   a function   function(offers, spec) returning an ordered list of offers (a user policy).
 -- Allocations (per offer, in selection order; attempts whose price is missing are not made):
 --   "spot-if-available"  spot (if the offer has a spot price), then on-demand of the same offer.
@@ -21,6 +23,10 @@
 --   "cheapest"           the lower of spot and on-demand first, then the other one of the same
 --                        offer as its fallback. Equal prices: on-demand first (same money, no
 --                        preemption).
+--   a function           function(offer, spec) returning that offer's attempts, in order, as a
+--                        list of {spot = <boolean>, price = <USD/h>}.
+-- The named ones are functions in M.selection and M.allocation, so a script can wrap or replace
+-- them (sky.override("selection.cheapest", function(base, offers, spec) ... end)).
 -- "cheapest" and the attempt lists are lazy (sky._lazy): entries are computed as they are read,
 -- so choosing among 10,000 offers costs ~2 ms and reading all 15,000 attempts ~13 ms
 -- (bench/select_offers.lua). They read like plain lists; M.materialize makes one plain.
@@ -35,8 +41,39 @@ M.default_selection = "cheapest"
 M.default_allocation = "spot-if-available"
 M.allocations = { "spot-if-available", "always-spot", "on-demand", "cheapest" }
 
-local _allocation_set = {}
-for _, a in ipairs(M.allocations) do _allocation_set[a] = true end
+-- The named allocations as functions of one offer, returning its attempts in order. expand and
+-- cheapest use an inlined equivalent while a name still maps to its original function.
+M.allocation = {}
+M.allocation["spot-if-available"] = function(o)
+  local out = {}
+  if o.spot_price then out[1] = { spot = true, price = o.spot_price } end
+  if o.price then out[#out + 1] = { spot = false, price = o.price } end
+  return out
+end
+M.allocation["always-spot"] = function(o)
+  return o.spot_price and { { spot = true, price = o.spot_price } } or {}
+end
+M.allocation["on-demand"] = function(o)
+  return o.price and { { spot = false, price = o.price } } or {}
+end
+M.allocation["cheapest"] = function(o)
+  local s, p = o.spot_price, o.price
+  if s and p then
+    if p <= s then return { { spot = false, price = p }, { spot = true, price = s } } end
+    return { { spot = true, price = s }, { spot = false, price = p } }
+  end
+  if s then return { { spot = true, price = s } } end
+  return p and { { spot = false, price = p } } or {}
+end
+local _original = {}
+for k, f in pairs(M.allocation) do _original[k] = f end
+
+-- The function behind an allocation, and whether it is a built-in left as it was (fast path).
+local function _allocation_fn(a)
+  if type(a) == "function" then return a, false end
+  local f = M.allocation[a]
+  return f, f == _original[a]
+end
 
 local function _unknown(kind, name, valid)
   local cands = {}
@@ -46,14 +83,47 @@ local function _unknown(kind, name, valid)
     kind, tostring(name), hint, table.concat(valid, ", ")))
 end
 
-local function _allocation(spec)
-  local a = spec and spec.allocation or M.default_allocation
-  if not _allocation_set[a] then _unknown("allocation", a, M.allocations) end
+--- Raises unless `a` is an allocation name or function; returns it.
+function M.check_allocation(a)
+  if type(a) == "function" then return a end
+  if type(a) ~= "string" then
+    errors.raise("BadAllocation", ("allocation must be a name or a function, got %s"):format(type(a)))
+  end
+  if not M.allocation[a] then
+    local names = {}
+    for k in pairs(M.allocation) do names[#names + 1] = k end
+    table.sort(names)
+    _unknown("allocation", a, names)
+  end
   return a
 end
 
+local function _allocation(spec)
+  return M.check_allocation(spec and spec.allocation or M.default_allocation)
+end
+
+-- A user allocation's attempts for one offer, checked.
+local function _user_attempts(fn, o, spec)
+  local list = fn(o, spec)
+  if type(list) ~= "table" then
+    errors.raise("BadAllocation", ("allocation function must return a list of {spot =, price =}, got %s"):format(type(list)))
+  end
+  for i, a in ipairs(list) do
+    if type(a) ~= "table" or type(a.spot) ~= "boolean" or type(a.price) ~= "number" then
+      errors.raise("BadAllocation", ("allocation function returned a bad attempt at index %d for %s: need {spot = <boolean>, price = <number>}")
+        :format(i, tostring(o.instance_type)))
+    end
+  end
+  return list
+end
+
 -- The price an allocation would pay for an offer on its first attempt; nil if it cannot use it.
-local function _relevant_price(o, allocation)
+local function _relevant_price(o, allocation, spec)
+  local fn, builtin = _allocation_fn(allocation)
+  if not builtin then
+    local first = _user_attempts(fn, o, spec)[1]
+    return first and first.price
+  end
   local p, s = o.price, o.spot_price
   if allocation == "on-demand" then return p end
   if allocation == "always-spot" then return s end
@@ -90,7 +160,24 @@ function M.selection.first(offers, spec)
   return out
 end
 
-M.selection.available = M.selection.first
+--- Provider list order, without offers known to be out of stock; offers known in stock first.
+function M.selection.available(offers, spec)
+  local ordered = M.selection.first(offers, spec)
+  local nodes = spec and spec.nodes or 1
+  local yes, unknown = {}, {}
+  for i = 1, #ordered do
+    local o = ordered[i]
+    local cap = o.capacity
+    if o.available == false or (cap and cap < nodes) then
+      -- left out: the provider says it cannot give this many now
+    elseif o.available == true or cap then
+      yes[#yes + 1] = o
+    else
+      unknown[#unknown + 1] = o
+    end
+  end
+  return table.move(unknown, 1, #unknown, #yes + 1, yes)
+end
 
 -- "cheapest" must choose among 10,000 offers in a few milliseconds, and the broker reads the
 -- result from the front. So: pack each offer's price (micro-dollars) above its index into one
@@ -120,12 +207,15 @@ local function _sift_down(h, n, j, v)
 end
 
 -- Beyond 2^20 offers the index does not fit beside the price: sort tables the ordinary way.
-local function _cheapest_slow(offers, allocation)
-  local idx = {}
-  for i = 1, #offers do idx[i] = i end
-  local function key(i) return _relevant_price(offers[i], allocation) or math.huge end
+-- Also the way for allocations that are user functions (each offer's price comes from a call).
+local function _cheapest_slow(offers, allocation, spec)
+  local idx, keys = {}, {}
+  for i = 1, #offers do
+    idx[i] = i
+    keys[i] = _relevant_price(offers[i], allocation, spec) or math.huge
+  end
   table.sort(idx, function(a, b)
-    local ka, kb = key(a), key(b)
+    local ka, kb = keys[a], keys[b]
     if ka ~= kb then return ka < kb end
     return a < b
   end)
@@ -139,7 +229,9 @@ function M.selection.cheapest(offers, spec)
   local allocation = _allocation(spec)
   local n = #offers
   if n == 0 then return {} end
-  if n > _INDEX_MASK then return _cheapest_slow(offers, allocation) end
+  if n > _INDEX_MASK or not select(2, _allocation_fn(allocation)) then
+    return _cheapest_slow(offers, allocation, spec)
+  end
   local use_spot, use_od, lower = allocation ~= "on-demand", allocation ~= "always-spot", allocation == "cheapest"
   local heap, floor = {}, math.floor
   for i = 1, n do
@@ -185,9 +277,10 @@ end
 --- Attempts for an ordered list of offers under an allocation mode. Each attempt is
 --- {offer = <offer>, spot = <boolean>, price = <USD/h of that attempt>}. Returns a lazy list:
 --- attempts are made as the broker reads them (most pools stop at the first).
-function M.expand(offers, allocation)
-  allocation = allocation or M.default_allocation
-  if not _allocation_set[allocation] then _unknown("allocation", allocation, M.allocations) end
+function M.expand(offers, allocation, spec)
+  allocation = M.check_allocation(allocation or M.default_allocation)
+  local fn, builtin = _allocation_fn(allocation)
+  if not builtin then return M._expand_with(offers, fn, spec) end
   local want_spot = allocation ~= "on-demand"
   local want_od = allocation ~= "always-spot"
   local cheapest = allocation == "cheapest"
@@ -213,6 +306,24 @@ function M.expand(offers, allocation)
   return lazy.list(fill)
 end
 
+-- expand for an allocation function: its attempts per offer, in offer order, made lazily.
+function M._expand_with(offers, fn, spec)
+  local n_offers, oi, count = #offers, 0, 0
+  local function fill(t, upto)
+    if upto == math.huge then lazy.materialize(offers) end
+    while count < upto and oi < n_offers do
+      oi = oi + 1
+      local o = offers[oi]
+      for _, a in ipairs(_user_attempts(fn, o, spec)) do
+        count = count + 1
+        rawset(t, count, { offer = o, spot = a.spot, price = a.price })
+      end
+    end
+    return oi >= n_offers
+  end
+  return lazy.list(fill)
+end
+
 -- A user policy's answer must be a list of offers; say exactly what is wrong otherwise. A lazy
 -- list (a user policy that returns the result of a built-in one) came from here and is not read,
 -- so that checking does not compute it.
@@ -231,13 +342,11 @@ local function _check_selected(result)
   return result
 end
 
---- Orders offers by spec.selection (a name or a function; default "cheapest").
-function M.select(offers, spec)
-  spec = spec or {}
-  local sel = spec.selection or M.default_selection
-  if type(sel) == "function" then return _check_selected(sel(offers, spec)) end
-  local fn = M.selection[sel]
-  if type(sel) ~= "string" or not fn then
+--- Raises unless `sel` is a selection name or function; returns the function.
+function M.check_selection(sel)
+  if type(sel) == "function" then return sel end
+  local fn = type(sel) == "string" and M.selection[sel]
+  if not fn then
     local names = {}
     for k in pairs(M.selection) do names[#names + 1] = k end
     table.sort(names)
@@ -246,6 +355,15 @@ function M.select(offers, spec)
     end
     _unknown("selection", sel, names)
   end
+  return fn
+end
+
+--- Orders offers by spec.selection (a name or a function; default "cheapest").
+function M.select(offers, spec)
+  spec = spec or {}
+  local sel = spec.selection or M.default_selection
+  local fn = M.check_selection(sel)
+  if type(sel) == "function" then return _check_selected(fn(offers, spec)) end
   return fn(offers, spec)
 end
 
@@ -258,7 +376,7 @@ function M.plan(offers, spec)
   spec = spec or {}
   _allocation(spec)
   local matching = catalog.query(offers, spec)
-  return M.expand(M.select(matching, spec), spec.allocation)
+  return M.expand(M.select(matching, spec), spec.allocation, spec)
 end
 
 return M
