@@ -7,6 +7,13 @@ local json = require "sky.json"
 local pool = require "sky.pool"
 local sched = require "sky.sched"
 local shard = require "sky.common.shard"
+local accelerators = require "sky.accelerators"
+local catalog = require "sky.catalog"
+local clouds = require "sky.clouds"
+local multipool = require "sky.multipool"
+local override = require "sky.override"
+local policy = require "sky.policy"
+local providers = require "sky.providers"
 
 local M = {}
 
@@ -21,6 +28,22 @@ M.compute = pool.compute
 M.ssh = function(opts) return require("providers.ssh").new(opts) end
 M.http = http
 M.json = json
+
+-- The broker (docs/broker.md): hardware by name, offers, policies, providers in Lua, several
+-- pools at once.
+M.accelerators = accelerators
+M.catalog = catalog
+M.policy = policy
+M.provider = providers.define
+M.override = override.override
+M.multipool = multipool.multipool
+-- sky.aws{...}, sky.runpod{}, ...: the cloud providers the catalog knows. Not implemented in
+-- this build: the broker reports them as such (sky.provider{name = "aws", ...} implements one).
+for _, c in ipairs(clouds.list) do
+  if M[c.name] == nil then
+    M[c.name] = function(opts) return providers.ref(c.name, opts) end
+  end
+end
 
 --- Runs fn(...) concurrently with the caller; returns a handle whose :wait() gives fn's results
 --- (or raises its error). Use it to drive several pools at once.

@@ -32,6 +32,16 @@ local SCHEMA = {
   name = "string",
   on_event = "callable",
   display = "string",
+  -- what to run on and how to choose it (stdlib/sky/broker.lua, docs/broker.md)
+  accelerator = "string|table",
+  region = "string|table",
+  zone = "string|table",
+  selection = "string|function",
+  allocation = "string|function",
+  spot = "boolean",
+  max_price = "number",
+  budget = "number",
+  provision_timeout = "number",
 }
 
 M.DISPLAYS = { "log", "quiet", "spinner" }
@@ -80,6 +90,7 @@ function M.compute(opts)
     handlers = {},
     instances = {},
     started = core.now(),
+    _waits = {},
   }, Pool)
   if opts.on_event then self:on("*", opts.on_event) end
   events.attach(self, opts.display)
@@ -96,20 +107,14 @@ end
 function Pool:_start()
   _emit(self, "ClusterRequested", { nodes = self.nodes })
   self.state = "provisioning"
-  -- The broker picks an offer, provisions the instances and fills self.provider, self.offer,
-  -- self.cluster and self.instances ({id, info}); on failure it has cleaned up what it made.
-  broker.provision(self, function(type_, fields) _emit(self, type_, fields) end)
-  self.core = cpool.new {
-    id = self.id,
-    concurrency = self.opts.concurrency or 4,
-    prefetch = self.opts.prefetch,
-    retries = self.opts.retries or 1,
-  }
-  self.core:set_task_events(events.wants_task_events(self))
-  connect.start_all(self, function(type_, fields) _emit(self, type_, fields) end)
-  sched.await(self.core:ready_wait())
-  local why = self.core:start_error()
-  if why then errors.raise("StartFailed", why) end
+  local emit = function(type_, fields) _emit(self, type_, fields) end
+  -- The broker walks the offers until one provisions and its workers come up (_bring_up); it
+  -- fills self.provider, self.offer, self.cluster, self.instances ({id, info}) and
+  -- self.ledger, and cleans up every failed attempt itself.
+  broker.provision(self, emit, {
+    start = function() self:_bring_up(emit) end,
+    stop = function() self:_drop_workers() end,
+  })
   for i = 0, self.nodes - 1 do
     _emit(self, "InstanceReady", { node = i, hostname = self.core:node(i).hostname })
   end
@@ -119,10 +124,45 @@ function Pool:_start()
   _emit(self, "ClusterReady", { nodes = self.nodes, seconds = core.now() - self.started })
 end
 
+--- Starts a worker on each of self.instances and waits until all are ready; raises if one
+--- cannot start (the broker then drops them and tries its next offer).
+function Pool:_bring_up(emit)
+  self.core = cpool.new {
+    id = self.id,
+    concurrency = self.opts.concurrency or 4,
+    prefetch = self.opts.prefetch,
+    retries = self.opts.retries or 1,
+  }
+  self.core:set_task_events(events.wants_task_events(self))
+  connect.start_all(self, emit)
+  sched.await(self.core:ready_wait())
+  local why = self.core:start_error()
+  if why then errors.raise("StartFailed", why) end
+end
+
+--- Removes the workers and sessions _bring_up made (a failed attempt).
+function Pool:_drop_workers()
+  if self.core then
+    self.core:destroy()
+    self.core = nil
+  end
+  connect.close_sessions(self)
+end
+
 function Pool:_check_open()
   if self.state ~= "ready" then
-    errors.raise("PoolClosed", ("pool '%s' is %s"):format(self.name, self.state))
+    local why = self.closed_reason and (": " .. self.closed_reason) or ""
+    errors.raise("PoolClosed", ("pool '%s' is %s%s"):format(self.name, self.state, why))
   end
+end
+
+-- Waits for a batch. A pool closed meanwhile (its budget, another coroutine) wakes the wait,
+-- and the caller gets PoolClosed instead of waiting forever.
+function Pool:_await_batch(wait)
+  self._waits[wait] = true
+  sched.await(wait)
+  self._waits[wait] = nil
+  self:_check_open()
 end
 
 local function _raise_task_error(self, failure)
@@ -143,7 +183,7 @@ function Pool:_dispatch(tasks, mode, pins)
   for i, p in ipairs(tasks) do
     c:submit(batch, c:define(p.closure), pins and pins[i], p.args)
   end
-  sched.await(wait)
+  self:_await_batch(wait)
   local r = table.pack(c:results(batch, mode ~= "list"))
   if not r[1] then _raise_task_error(self, r[2]) end
   if mode == "first" then return r[2] end
@@ -195,7 +235,7 @@ function Pool:map(fn, items, opts)
   for i = 1, n do
     c:submit(batch, closure, nil, { n = 1, items[i] })
   end
-  sched.await(wait)
+  self:_await_batch(wait)
   local ok, res = c:results(batch, false)
   if not ok then _raise_task_error(self, res) end
   return res
@@ -292,16 +332,31 @@ end
 --- Stops every worker, terminates every instance, releases the provider. Idempotent; safe
 --- from an error path, a <close>, or teardown after Ctrl-C.
 function Pool:close()
-  if self.state == "destroyed" or self.state == "draining" then return end
+  if self.state == "destroyed" then return end
+  local resumed = false
+  if self.state == "draining" then
+    -- Another coroutine is closing it (a budget stop): wait for that, unless teardown cut that
+    -- coroutine short, in which case the rest of the job is done here.
+    local closer = self._closer
+    if closer == coroutine.running() then return end
+    while self.state == "draining" and coroutine.status(closer) ~= "dead" do
+      sched.await(core.sleep(0.02))
+    end
+    if self.state == "destroyed" then return end
+    resumed = true
+  end
   self.state = "draining"
-  _emit(self, "ClusterDraining", {})
+  self._closer = coroutine.running()
+  if not resumed then _emit(self, "ClusterDraining", {}) end
   local first_err
   local function try(f, ...)
     local ok, e = pcall(f, ...)
     if not ok and first_err == nil then first_err = e end
   end
   if self.core then
-    try(function() sched.await(self.core:shutdown(5)) end)
+    -- A budget stop gives running tasks no time: every second is billed.
+    local grace = self.stop_grace or 5
+    if not resumed then try(function() sched.await(self.core:shutdown(grace)) end) end
     self.core:destroy()  -- kills anything the grace period did not end
   end
   connect.close_sessions(self)
@@ -310,6 +365,7 @@ function Pool:close()
   _open[self.id] = nil
   _emit(self, "ClusterDestroyed", { seconds = core.now() - self.started })
   events.detach(self)
+  for w in pairs(self._waits) do sched.complete(w) end  -- waiting callers get PoolClosed
   if first_err ~= nil then error(first_err, 0) end
 end
 
