@@ -236,6 +236,19 @@ int Runtime::run_code(const std::string& code, const std::vector<std::string>& a
   return run_loaded(status, "-e", args);
 }
 
+int Runtime::run_command(const std::string& name, const std::vector<std::string>& args) {
+  lua_pushstring(L_, name.c_str());
+  for (const auto& a : args) lua_pushstring(L_, a.c_str());  // [name, args...]
+  if (call_module(L_, "sky.commands", "run", 1 + static_cast<int>(args.size()), 1) != LUA_OK) {
+    std::fprintf(stderr, "skyhost %s: %s\n", name.c_str(), lua_tostring(L_, -1));
+    lua_pop(L_, 1);
+    return 1;
+  }
+  int code = static_cast<int>(lua_tointeger(L_, -1));  // [code]
+  lua_pop(L_, 1);
+  return code;
+}
+
 Runtime::Eval Runtime::eval(const std::string& code, std::string& out) {
   lua_pushlstring(L_, code.data(), code.size());
   if (call_module(L_, "sky.cli", "eval", 1, 2) != LUA_OK) {

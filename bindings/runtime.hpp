@@ -27,6 +27,9 @@ class Runtime {
   int run_file(const std::string& path, const std::vector<std::string>& args);
   /// Runs `code` (skyhost -e). Returns the exit code.
   int run_code(const std::string& code, const std::vector<std::string>& args);
+  /// Runs a subcommand written in Lua (`skyhost offers ...`, `skyhost check`):
+  /// require("sky.commands").run(name, args...). Returns its exit code.
+  int run_command(const std::string& name, const std::vector<std::string>& args);
 
   enum class Eval { kOk, kIncomplete, kError };
   /// One REPL entry: an expression prints its values, a statement runs; output in `out`.

@@ -21,6 +21,9 @@ const char kUsage[] =
     "  skyhost -e CODE [ARGS...] run CODE\n"
     "  skyhost - [ARGS...]       run a script read from standard input\n"
     "  skyhost                   interactive REPL (when standard input is a terminal)\n"
+    "  skyhost offers [--accelerator NAME] [--count N] [--spot] [--provider P] [--json]\n"
+    "                            GPU offers and prices from the catalog, cheapest first\n"
+    "  skyhost check             each provider: implemented, credentials found (and where)\n"
     "\n"
     "options:\n"
     "  -v, --verbose   show tracebacks (local and remote) with errors\n"
@@ -30,6 +33,7 @@ const char kUsage[] =
     "environment:\n"
     "  SKYHOST_WORKER  path of the skyworker binary (default: next to skyhost)\n"
     "  SKYHOST_STDLIB  repository root to load stdlib/ and providers/ from (development)\n"
+    "  SKYHOST_CATALOG offer catalog (TSV) to use instead of the built-in snapshot\n"
     "\n"
     "docs: README.md and docs/ in the skyhost repository\n";
 
@@ -73,6 +77,9 @@ int main(int argc, char** argv) {
     skyhost::Runtime rt(opts);
     if (code != nullptr) {
       return rt.run_code(code, std::vector<std::string>(argv + i, argv + argc));
+    }
+    if (i < argc && (std::strcmp(argv[i], "offers") == 0 || std::strcmp(argv[i], "check") == 0)) {
+      return rt.run_command(argv[i], std::vector<std::string>(argv + i + 1, argv + argc));
     }
     if (i < argc) {
       return rt.run_file(argv[i], std::vector<std::string>(argv + i + 1, argv + argc));
