@@ -17,6 +17,22 @@ local sched = require "sky.sched"
 
 local M = {}
 
+---@class sky.http.request
+---@field method? string            default "GET"
+---@field url string                http:// or https://
+---@field headers? table            name = value (or {values}), and/or a list of {name, value}
+---@field body? string
+---@field json? any                 sent as JSON with Content-Type application/json
+---@field timeout? number           seconds for the whole exchange (default 30)
+---@field follow? boolean           follow redirects (default true)
+
+---@class sky.http.response
+---@field status integer
+---@field ok boolean                status is 2xx
+---@field headers table             [i] = {name=, value=} as received; [lowercased name] = value
+---@field body string
+---@field url string                after redirects
+
 --- Seconds a request may take, connecting included, when `timeout` is not given.
 M.default_timeout = 30
 
@@ -172,6 +188,8 @@ end
 --- the whole exchange, default 30), follow (redirects, default true).
 --- Raises BadOption for a bad request and HttpError (fields url, method, kind: "timeout",
 --- "connect", "resolve", "tls", "send", "receive", "redirect" or "other") when no response came.
+---@param req sky.http.request
+---@return sky.http.response
 function M.request(req)
   local resp, err = _perform(_prepare("sky.http.request", req))
   if not resp then error(err, 0) end
@@ -180,6 +198,8 @@ end
 
 --- Like request, but a transport failure returns nil, err (the HttpError) instead of raising.
 --- A bad request still raises.
+---@param req sky.http.request
+---@return sky.http.response|nil resp, table|nil err
 function M.try(req)
   return _perform(_prepare("sky.http.try", req))
 end
@@ -192,11 +212,18 @@ local function _with(opts, schema, what, fields)
 end
 
 --- GET `url`; opts as for request (no method or url).
+---@param url string
+---@param opts? sky.http.request
+---@return sky.http.response
 function M.get(url, opts)
   return M.request(_with(opts, GET, "sky.http.get", { method = "GET", url = url }))
 end
 
 --- POST `body` to `url`: a string is sent as is, a table as JSON. opts as for request.
+---@param url string
+---@param body string|table
+---@param opts? sky.http.request
+---@return sky.http.response
 function M.post(url, body, opts)
   local fields = { method = "POST", url = url }
   if type(body) == "table" then fields.json = body else fields.body = body end
