@@ -1,6 +1,7 @@
--- How long choosing among 10,000 offers takes, in plain Lua 5.4:
+-- How long choosing among 10,000 offers takes:
 --
---   lua5.4 bench/select_offers.lua [N]
+--   skyhost bench/select_offers.lua [N]      (also the broker's whole choice, below)
+--   lua5.4 bench/select_offers.lua [N]       (policies only)
 --
 -- Times (median of 20 runs, CPU time via os.clock):
 --   default    selection "cheapest" + allocation "spot-if-available" (the defaults); target <= 5 ms
@@ -9,6 +10,9 @@
 --              own comparator, one that filters and then calls the default
 --   plan       catalog.query (H100 x 8) + default selection + expansion
 --   reference  "cheapest" done with a comparator sort, to show what the heap of packed keys saves
+--   broker     under skyhost only: what sky.compute does before its first attempt, for a Lua
+--              provider (sky.provider) listing the N offers: offers() called on the driver,
+--              validated and filtered for the request, ordered, expanded (broker.plan)
 -- The offers are generated from a fixed seed, so every run sees the same input.
 local _here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = _here .. "/../stdlib/?.lua;" .. package.path
@@ -150,3 +154,22 @@ report(("plan: query H100x8 (%d match), first attempt"):format(n_match), time_ms
   first = policy.plan(offers, plan_spec)[1]
 end))
 report("reference: cheapest by comparator sort", time_ms(function() comparator_cheapest(offers) end))
+
+if pcall(require, "skyhost.core") then
+  local broker = require "sky.broker"
+  local providers = require "sky.providers"
+  local noop = function() end
+  local prov = providers.define { name = "bench", offers = function() return offers end, provision = noop,
+    get_instance = noop, terminate = noop }
+  local how
+  report("broker: default, first attempt ready", time_ms(function()
+    how = broker.plan({ provider = prov })[1]
+  end))
+  print(("  -> first attempt: %s spot=%s %.4f USD/h"):format(how.offer.instance_type, tostring(how.spot), how.price))
+  report("broker: Lua selection function, first attempt", time_ms(function()
+    how = broker.plan({ provider = prov, selection = user_policy })[1]
+  end))
+  report("broker: H100 x8 on the request, first attempt", time_ms(function()
+    how = broker.plan({ provider = prov, accelerator = "H100", count = 8 })[1]
+  end))
+end

@@ -74,12 +74,28 @@ local function _unimplemented(search, s)
   _record_failure(search, { provider = s.name, reason = reason, blocked = "provider " .. s.name })
 end
 
-local function _check_offer(o, i, name)
-  if type(o) ~= "table" then return ("offers() of '%s' returned a %s at index %d, not an offer table"):format(name, type(o), i) end
-  if type(o.instance_type) ~= "string" then return ("offers() of '%s': offer %d has no instance_type (a string)"):format(name, i) end
-  if type(o.price) ~= "number" and type(o.spot_price) ~= "number" then
-    return ("offers() of '%s': offer %d (%s) has neither price nor spot_price"):format(name, i, o.instance_type)
+-- Checks a provider's offers (and names the provider on those that do not say): nil, or what
+-- is wrong. One pass; it runs over every offer of every pool.
+local function _check_offers(list, name)
+  local type_ = type
+  for i = 1, #list do
+    local o = list[i]
+    if type_(o) ~= "table" then
+      return ("offers() of '%s' returned a %s at index %d, not an offer table"):format(name, type_(o), i)
+    end
+    if type_(o.instance_type) ~= "string" then
+      return ("offers() of '%s': offer %d has no instance_type (a string)"):format(name, i)
+    end
+    if type_(o.price) ~= "number" and type_(o.spot_price) ~= "number" then
+      return ("offers() of '%s': offer %d (%s) has neither price nor spot_price"):format(name, i, o.instance_type)
+    end
+    if o.provider == nil then o.provider = name end
   end
+end
+
+-- Whether a spec filters offers at all (most pools on a Lua provider do not).
+local function _filters(q)
+  return q.accelerator or q.count or q.memory or q.region or q.zone
 end
 
 -- Every spec's offers, in spec order; owner[offer] = the spec (and so the provider) it came from.
@@ -101,19 +117,19 @@ local function _gather(search)
       elseif type(list) ~= "table" then
         why = ("offers() of '%s' returned %s, not a list"):format(s.name, type(list))
       else
-        for i = 1, #list do
-          why = why or _check_offer(list[i], i, s.name)
-        end
+        why = _check_offers(list, s.name)
       end
       if why then
         local e = search.blocked:block(prov, {}, nil, "provider")
         _note(search.pool, why)
         _record_failure(search, { provider = s.name, reason = why, blocked = blocklist.describe(e) })
       else
-        for _, o in ipairs(list) do
-          if o.provider == nil then o.provider = s.name end
+        local matching = _filters(s.query) and catalog.query(list, s.query) or list
+        if #req.specs == 1 then
+          -- One spec owns every offer (see _owner): no map to build.
+          return matching, owner
         end
-        for _, o in ipairs(catalog.query(list, s.query)) do
+        for _, o in ipairs(matching) do
           if not owner[o] then
             owner[o] = s
             all[#all + 1] = o
@@ -129,6 +145,9 @@ end
 -- its own offer tables) the first spec whose provider has the offer's provider name.
 local function _owner(search, owner, o)
   if owner[o] then return owner[o] end
+  local specs = search.req.specs
+  -- A provider may list offers under other names (a marketplace): what one spec gathered is its.
+  if #specs == 1 and not providers.is_ref(specs[1].provider) then return specs[1] end
   for _, s in ipairs(search.req.specs) do
     if not providers.is_ref(s.provider) and s.name == o.provider then return s end
   end
@@ -187,10 +206,13 @@ function M.format_failures(search)
   end
   local k = search.skipped
   local not_tried = {}
-  if k.blocked > 0 then not_tried[#not_tried + 1] = ("%d in blocked zones/regions/providers"):format(k.blocked) end
-  if k.max_price > 0 then not_tried[#not_tried + 1] = ("%d over max_price"):format(k.max_price) end
-  if k.budget > 0 then not_tried[#not_tried + 1] = ("%d whose minimum run would pass the budget"):format(k.budget) end
-  if #not_tried > 0 then lines[#lines + 1] = "  not tried: " .. table.concat(not_tried, ", ") .. " attempts" end
+  local function add(n, why)
+    if n > 0 then not_tried[#not_tried + 1] = ("%d attempt%s %s"):format(n, n == 1 and "" or "s", why) end
+  end
+  add(k.blocked, "in blocked zones, regions or providers")
+  add(k.max_price, "over max_price")
+  add(k.budget, "whose minimum run would pass the budget")
+  if #not_tried > 0 then lines[#lines + 1] = "  not tried: " .. table.concat(not_tried, "; ") end
   return table.concat(lines, "\n")
 end
 
@@ -207,18 +229,53 @@ local function _fail(search, code, message)
   errors.raise(code, message, { attempts = search.failures })
 end
 
+-- Offers gathered, ordered and expanded: the attempts (a lazy list), the owner map, the count.
+local function _choose(search)
+  local req = search.req
+  local offers, owner = _gather(search)
+  if #offers == 0 then return nil, owner, 0 end
+  local sel_spec = request.selection_spec(req, search.pool.opts)
+  return policy.expand(policy.select(offers, sel_spec), req.allocation, sel_spec), owner, #offers
+end
+
+local function _new_search(pool, emit)
+  return {
+    pool = pool, req = request.normalize(pool.opts, pool.nodes), emit = emit or function() end,
+    ledger = money.ledger(), blocked = blocklist.new(), clusters = {}, prepared = {},
+    stragglers = {}, failures = {}, skipped = { blocked = 0, max_price = 0, budget = 0 },
+  }
+end
+
+--- What a pool with options `opts` would try, in order, without provisioning anything: a lazy
+--- list of attempts {offer, spot, price, provider}, and the failures met while gathering offers
+--- (providers not implemented, offers() errors). Calls each provider's offers().
+function M.plan(opts)
+  local search = _new_search({ opts = opts, nodes = opts.nodes or 1, name = opts.name or "plan", display = "quiet" })
+  local attempts, owner = _choose(search)
+  if not attempts then return {}, search.failures end
+  local lazy = require "sky._lazy"
+  local n = 0
+  return lazy.list(function(t, upto)
+    while n < upto do
+      local a = attempts[n + 1]
+      if not a then return true end
+      n = n + 1
+      rawset(t, n, { offer = a.offer, spot = a.spot, price = a.price, provider = _owner(search, owner, a.offer).name })
+    end
+    return false
+  end), search.failures
+end
+
 -- The search itself; returns on success with the pool's fields set.
 local function _search(search, hooks)
   local pool, req = search.pool, search.req
-  local offers, owner = _gather(search)
-  if #offers == 0 then
+  local attempts, owner, n_offers = _choose(search)
+  if not attempts then
     local tried = #search.failures > 0 and (":\n" .. M.format_failures(search)) or ""
     _fail(search, "NoOffers", ("sky.compute: no offer matches %s%s"):format(_asked(req), tried))
   end
-  local sel_spec = request.selection_spec(req, pool.opts)
-  local attempts = policy.expand(policy.select(offers, sel_spec), req.allocation, sel_spec)
   local first = attempts[1]
-  search.emit("OffersSelected", { offers = #offers, instance_type = first and first.offer.instance_type,
+  search.emit("OffersSelected", { offers = n_offers, instance_type = first and first.offer.instance_type,
     provider = first and first.offer.provider })
   local n, k = 0, search.skipped
   local i = 0
@@ -278,12 +335,8 @@ end
 --- Sets pool.provider, pool.offer, pool.cluster, pool.instances ({id, info}), pool.ledger.
 --- `emit(type, fields)` reports progress. On failure everything created has been cleaned up.
 function M.provision(pool, emit, hooks)
-  local req = request.normalize(pool.opts, pool.nodes)
-  local search = {
-    pool = pool, req = req, emit = emit, ledger = money.ledger(), blocked = blocklist.new(),
-    clusters = {}, prepared = {}, stragglers = {}, failures = {},
-    skipped = { blocked = 0, max_price = 0, budget = 0 },
-  }
+  local search = _new_search(pool, emit)
+  local req = search.req
   pool._search, pool.ledger = search, search.ledger
   _search(search, hooks)
   local err = _teardown(search, pool.provider)

@@ -53,7 +53,7 @@ t.test("max_price: attempts above it are not made", function()
   local pool <close> = sky.compute { provider = p, selection = "first", max_price = 5, display = "quiet" }
   t.eq(l.provisions, { "ok:od" })
   local err = t.raises(function() sky.compute { provider = p, max_price = 1, display = "quiet" } end, "no attempt could be made")
-  t.ok(tostring(err):find("not tried: 3 over max_price attempts", 1, true), tostring(err))
+  t.ok(tostring(err):find("not tried: 3 attempts over max_price", 1, true), tostring(err))
 end)
 
 t.test("budget: refuses to start when even the minimum run would pass it", function()
