@@ -42,8 +42,18 @@ function M.within(timeout, late, fn, ...)
     end)
   end
   sched.await(gate)
-  if box then return table.unpack(box, 1, box.n) end
+  if box then
+    -- Ctrl-C inside fn (the signal hook raises in running code) stops the whole search, as it
+    -- would have if it had come while we waited: it is not the provider's failure.
+    if not box[1] and M.is_interrupt(box[2]) then error(box[2], 0) end
+    return table.unpack(box, 1, box.n)
+  end
   return nil, "timeout"
+end
+
+--- Whether an error is an interrupt (Ctrl-C, SIGTERM), structured or from the signal hook.
+function M.is_interrupt(err)
+  return errors.is(err, "Interrupted") or (type(err) == "string" and err:find("interrupted$") ~= nil)
 end
 
 local FAILURE = {} -- marks failure tables raised inside the attempt's own steps

@@ -364,7 +364,8 @@ local function _cost_summary(pool, search)
   search.emit("CostSummary", s)
 end
 
---- Terminates the pool's instances, tears down what was prepared, waits for late provision
+--- Terminates every instance the pool's search created and still runs (the pool's nodes, and
+--- any attempt an interrupt cut short), tears down what was prepared, waits for late provision
 --- calls, reports the cost. Raises the first failure after trying everything.
 function M.release(pool)
   local search = pool._search
@@ -374,14 +375,12 @@ function M.release(pool)
     local ok, e = pcall(f, ...)
     if not ok and first_err == nil then first_err = e end
   end
-  if pool.provider and #pool.instances > 0 then
-    local ids = {}
-    for i, inst in ipairs(pool.instances) do ids[i] = inst.id end
-    try(attempt.terminate, search, pool.provider, pool.cluster, ids)
+  try(_wait_stragglers, search, M.STRAGGLER_GRACE)
+  for _, g in ipairs(search.ledger:live()) do
+    try(attempt.terminate, search, g.prov, g.cluster, g.ids)
   end
   local err = _teardown(search, nil)
   if err ~= nil and first_err == nil then first_err = err end
-  try(_wait_stragglers, search, M.STRAGGLER_GRACE)
   try(_cost_summary, pool, search)
   if first_err ~= nil then error(first_err, 0) end
 end

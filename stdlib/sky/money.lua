@@ -31,6 +31,7 @@ function Ledger:launched(provider_name, ids, attempt, nodes_from)
       spot = attempt.spot, price = attempt.price or 0, on_demand_price = attempt.offer.price,
       region = attempt.offer.region, zone = attempt.offer.zone, start = now,
       node = nodes_from and (nodes_from + i - 1) or nil,
+      prov = attempt.prov, cluster = attempt.cluster, -- to terminate it, whatever happens
     }
     self.entries[#self.entries + 1] = e
     self.by_id[provider_name .. "\0" .. tostring(id)] = e
@@ -43,6 +44,24 @@ function Ledger:set_nodes(provider_name, ids)
     local e = self.by_id[provider_name .. "\0" .. tostring(id)]
     if e then e.node = i - 1 end
   end
+end
+
+--- Instances still billed (not terminated), grouped by provider in launch order:
+--- { {prov =, cluster =, ids = {...}}, ... }.
+function Ledger:live()
+  local groups, by_prov = {}, {}
+  for _, e in ipairs(self.entries) do
+    if not e.stop and e.prov then
+      local g = by_prov[e.prov]
+      if not g then
+        g = { prov = e.prov, cluster = e.cluster, ids = {} }
+        by_prov[e.prov] = g
+        groups[#groups + 1] = g
+      end
+      g.ids[#g.ids + 1] = e.id
+    end
+  end
+  return groups
 end
 
 --- Stops billing instances (terminate returned). Unknown ids are ignored.

@@ -245,6 +245,24 @@ t.test("workers that fail to start: the attempt is dropped, its worker processes
   t.eq(l.terminated, { l.created[1], l.created[2] })
 end)
 
+t.test("every attempt's workers fail to start: the error lists them, no process is left", function()
+  local p, l = fake.new { offers = { offer("n1", 1.0, nil, { zone = "a" }), offer("n2", 2.0, nil, { zone = "b" }) },
+    behave = function() return { ssh_port = 1 } end }
+  local err = t.raises(function()
+    sky.compute { provider = p, nodes = 2, selection = "first", display = quiet, connect_timeout = 1 }
+  end, "all 2 attempts failed")
+  t.eq(#err.attempts, 2)
+  local pids = {}
+  for _, a in ipairs(err.attempts) do
+    t.ok(a.reason:find("workers did not start"), a.reason)
+    t.eq(#a.pids, 1)
+    pids[#pids + 1] = a.pids[1]
+  end
+  gone(pids)
+  all_terminated(l)
+  t.eq(#l.terminated, 4)
+end)
+
 t.test("a provider returning bad data is blocked with a clear reason", function()
   local bad, lb = fake.new { offers = { offer("x", 1.0), offer("y", 1.0) }, behave = function() return "bad_ids" end }
   local noprice = fake.new { offers = { { instance_type = "np" } } }

@@ -164,4 +164,36 @@ t.test("sky.multipool: if one pool fails, the others are torn down", function()
   t.raises(function() sky.multipool {} end, "expected a list of pool specs")
 end)
 
+t.test("Ctrl-C while instances come up: what was created is terminated", function()
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write([[
+local core = require "skyhost.core"
+local n = 0
+local p = sky.provider { name = "intr",
+  offers = function() return { { instance_type = "x", price = 1 } } end,
+  provision = function(_, _, k)
+    local ids = {}
+    for i = 1, k do n = n + 1; ids[i] = "i" .. n; print("created " .. ids[i]) end
+    return ids
+  end,
+  get_instance = function(_, _, id)
+    io.popen("kill -INT " .. core.pid()):close() -- os.execute would ignore SIGINT while it waits
+    sky.sleep(5)
+    return { id = id, state = "running", transport = "local" }
+  end,
+  terminate = function(_, _, ids) for _, id in ipairs(ids) do print("terminated " .. id) end end,
+}
+local pool <close> = sky.compute { provider = p, nodes = 2, display = "quiet" }
+print("not reached")
+]])
+  f:close()
+  local skyhost = arg and arg[-1] or "skyhost"
+  local proc = io.popen(("'%s' '%s' 2>&1; echo \"exit $?\""):format(skyhost, script))
+  local out = proc:read("a")
+  proc:close()
+  os.remove(script)
+  t.eq(out:gsub("[^\n]*interrupted[^\n]*\n", ""), "created i1\ncreated i2\nterminated i1\nterminated i2\nexit 130\n", out)
+end)
+
 t.done()
