@@ -46,8 +46,38 @@
 ---@field display? "auto"|"spinner"|"log"|"quiet"
 ---@field accelerator? string|table
 ---@field selection? "first"|"cheapest"|"available"|fun(offers: table[], spec: table): table[]
----@field allocation? "spot-if-available"|"always-spot"|"on-demand"|"cheapest"
+---@field allocation? "spot-if-available"|"always-spot"|"on-demand"|"cheapest"|fun(offer: sky.offer, spec: table): {spot: boolean, price: number}[]
 ---@field budget? number           USD
+---@field region? string|string[]
+---@field zone? string|string[]
+---@field spot? boolean            true: always-spot, false: on-demand
+---@field max_price? number        USD/h per node
+---@field provision_timeout? number seconds per attempt (default 600)
+
+---@class sky.offer
+---@field provider string
+---@field instance_type string
+---@field accelerator? string
+---@field count? number
+---@field gpu_memory? number       GiB per accelerator
+---@field vcpus? number
+---@field memory? number           host RAM, GiB
+---@field region? string
+---@field zone? string
+---@field price? number            on-demand USD/h for the instance
+---@field spot_price? number       spot USD/h for the instance
+---@field available? boolean
+---@field capacity? integer
+
+---@class sky.provider_def
+---@field name string
+---@field offers fun(self: table, spec: table): sky.offer[]
+---@field prepare? fun(self: table, cluster: table)
+---@field provision fun(self: table, cluster: table, n: integer, offer: sky.offer): (string|integer)[]
+---@field get_instance fun(self: table, cluster: table, id: string|integer): {id: any, state: "pending"|"running"|"terminated", ip?: string, port?: integer, user?: string, transport?: "local"}
+---@field terminate fun(self: table, cluster: table, ids: (string|integer)[])
+---@field teardown? fun(self: table, cluster: table)
+---@field offers_ttl? number       seconds to cache offers() in the state database
 
 ---@class sky.pool
 local pool = {}
@@ -110,5 +140,21 @@ function sky.shard(...) end
 ---@param opts {hosts: string[], user?: string, port?: integer, identity?: string, known_hosts?: string, host_keys?: "strict"|"accept-new", connect_timeout?: number}
 ---@return table provider
 function sky.ssh(opts) end
+---@param def sky.provider_def
+---@return table provider  usable as sky.compute{provider = ...}, also by its name
+function sky.provider(def) end
+---@param path string  "providers.<name>.<method>", "selection.<name>" or "allocation.<name>"
+---@param fn fun(base: function, ...): ...
+---@return fun() undo
+function sky.override(path, fn) end
+---@param specs sky.compute_options[]
+---@return sky.pool[] pools  in order; closing the list (or <close>) closes them all
+function sky.multipool(specs) end
+---Known accelerators: sky.accelerators.H100{count = 8, memory = 80}, resolve(name), list().
+sky.accelerators = {}
+---The offer catalog: snapshot(), query(offers, spec), load(path_or_text).
+sky.catalog = {}
+---Selection and allocation policies: selection.<name>, allocation.<name>, select, expand, plan.
+sky.policy = {}
 
 return sky

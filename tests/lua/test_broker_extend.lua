@@ -164,6 +164,25 @@ t.test("sky.multipool: if one pool fails, the others are torn down", function()
   t.raises(function() sky.multipool {} end, "expected a list of pool specs")
 end)
 
+t.test("a Lua provider uses sky.http and sky.json from the scheduler (a price API)", function()
+  local server = assert(io.popen("exec /usr/bin/python3 tests/support/http_echo.py --lifetime 30"))
+  local port, pid = server:read("l"):match("^(%d+) (%d+)$")
+  local api = "http://127.0.0.1:" .. port
+  local listed = { { instance_type = "api-gpu", accelerator = "L4", count = 1, price = 0.7 } }
+  local p, l = fake.new { offers = {} }
+  p.offers = function(_, spec)
+    -- The echo server returns what it was sent: a stand-in for a provider's price list.
+    local r = sky.http.post(api .. "/echo", sky.json.encode({ gpu = spec.accelerator, offers = listed }))
+    local doc = sky.json.decode(r.body)
+    return sky.json.decode(doc.body).offers
+  end
+  local pool <close> = sky.compute { provider = p, accelerator = "L4", display = quiet }
+  t.eq(pool.offer.instance_type, "api-gpu")
+  t.eq(l.provisions, { "api-gpu:od" })
+  os.execute("kill " .. pid)
+  server:close()
+end)
+
 t.test("Ctrl-C while instances come up: what was created is terminated", function()
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
