@@ -34,6 +34,9 @@ OpResult failure_or_ok(const ssh::Status& st) {
 
 struct SessionBox {
   std::unique_ptr<ssh::Session> session;
+  // Bootstrap steps in flight. Held here, not by their own callbacks, and declared after the
+  // session so they are destroyed before it.
+  std::map<WaitId, ssh::Channel> steps;
   Context* ctx = nullptr;
   int pool = 0;
   int node = -1;
@@ -132,8 +135,7 @@ int l_session_step(lua_State* L) {
   eo.timeout = luaL_optnumber(L, 4, 0);
   WaitId id = b.ctx->loop.new_wait();
   SessionBox* box = &b;
-  // The channel must outlive this call: it is kept alive by its callbacks' shared state.
-  auto ch = std::make_shared<ssh::Channel>(s.exec(std::move(cmd), eo));
+  ssh::Channel& ch = b.steps.emplace(id, s.exec(std::move(cmd), eo)).first->second;
   auto tail = std::make_shared<std::string>();
   auto partial = std::make_shared<std::string>();
   auto on_bytes = [box, tail, partial, phase](std::string_view d) {
@@ -149,15 +151,20 @@ int l_session_step(lua_State* L) {
       partial->erase(0, nl + 1);
     }
   };
-  ch->on_data(on_bytes);
-  ch->on_stderr(on_bytes);
-  ch->on_exit([box, id, tail, ch](const ssh::ExitInfo& e) mutable {
-    OpResult r{e.ok(), e.error, e.code, e.signal, *tail};
+  ch.on_data(on_bytes);
+  ch.on_stderr(on_bytes);
+  ch.on_exit([box, id, tail](const ssh::ExitInfo& e) {
+    OpResult r;
+    r.ok = e.ok();
+    r.error = e.error;
+    r.code = e.code;
+    r.signal = e.signal;
+    r.tail = *tail;
     box->results[id] = std::move(r);
     box->ctx->loop.complete(id);
-    ch.reset();  // drop the last reference once we are done with it
+    box->steps.erase(id);  // destroys the channel whose callback this is: allowed by host/ssh
   });
-  ch->send_eof();
+  ch.send_eof();
   lua_pushinteger(L, static_cast<lua_Integer>(id));
   return 1;
 }
@@ -229,7 +236,8 @@ int l_session_host_key(lua_State* L) {
 
 int l_session_close(lua_State* L) {
   SessionBox& b = check_box(L);
-  b.session.reset();  // no callback runs after this
+  b.steps.clear();  // channels first, then their session; no callback runs after this
+  b.session.reset();
   return 0;
 }
 

@@ -55,6 +55,11 @@ SshLink::SshLink(std::unique_ptr<ssh::Session> session, std::string command)
 
 SshLink::~SshLink() = default;
 
+uint64_t SshLink::hold(ssh::Channel ch) {
+  held_.emplace(++last_held_, std::move(ch));
+  return last_held_;
+}
+
 void SshLink::closed(const std::string& reason) {
   if (gone_) return;
   gone_ = true;

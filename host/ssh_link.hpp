@@ -2,6 +2,7 @@
 // owns the session, so the connection lives exactly as long as the node.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -22,12 +23,19 @@ class SshLink final : public Link {
   bool gone() const override { return gone_; }
   /// The node's connection, for file transfers beside the worker's channel.
   ssh::Session& session() { return *session_; }
+  /// Keeps a transfer's channel until release(id): the link owns it, so it is destroyed before
+  /// the session, and never by its own callbacks' captures.
+  uint64_t hold(ssh::Channel ch);
+  ssh::Channel& held(uint64_t id) { return held_.at(id); }
+  void release(uint64_t id) { held_.erase(id); }
 
  private:
   void closed(const std::string& reason);
 
   std::unique_ptr<ssh::Session> session_;  // declared first: destroyed after the channel
   ssh::Channel channel_;
+  std::map<uint64_t, ssh::Channel> held_;
+  uint64_t last_held_ = 0;
   wire::FrameDecoder decoder_;
   std::string stderr_tail_;
   bool gone_ = false;

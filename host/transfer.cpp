@@ -69,17 +69,18 @@ void get_file(Link& link, const std::string& remote, const std::string& local, T
     done("cannot write " + part + ": " + std::strerror(errno));
     return;
   }
-  auto ch = std::make_shared<ssh::Channel>(ssh_link->session().exec("cat " + quote(remote)));
+  uint64_t id = ssh_link->hold(ssh_link->session().exec("cat " + quote(remote)));
+  ssh::Channel& ch = ssh_link->held(id);
   auto err = std::make_shared<std::string>();
   auto write_failed = std::make_shared<bool>(false);
-  ch->on_data([f, write_failed](std::string_view d) {
+  ch.on_data([f, write_failed](std::string_view d) {
     if (std::fwrite(d.data(), 1, d.size(), f) != d.size()) *write_failed = true;
   });
-  ch->on_stderr([err](std::string_view d) {
+  ch.on_stderr([err](std::string_view d) {
     if (err->size() < 1024) err->append(d.substr(0, 1024 - err->size()));
   });
-  ch->on_exit(
-      [f, ch, err, write_failed, part, local, remote, done](const ssh::ExitInfo& e) mutable {
+  ch.on_exit(
+      [f, ssh_link, id, err, write_failed, part, local, remote, done](const ssh::ExitInfo& e) {
         bool closed_ok = std::fclose(f) == 0;
         std::string why;
         if (!e.ok()) {
@@ -95,9 +96,9 @@ void get_file(Link& link, const std::string& remote, const std::string& local, T
         }
         if (!why.empty()) std::remove(part.c_str());
         done(why);
-        ch.reset();
+        ssh_link->release(id);  // destroys this channel: allowed from its own callback
       });
-  ch->send_eof();
+  ch.send_eof();
 }
 
 }  // namespace skyhost

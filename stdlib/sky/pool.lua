@@ -44,7 +44,7 @@ local SCHEMA = {
   provision_timeout = "number",
 }
 
-M.DISPLAYS = { "log", "quiet", "spinner" }
+M.DISPLAYS = { "auto", "log", "quiet", "spinner" }
 
 local function _check_options(opts)
   opts = options.check("sky.compute", opts, SCHEMA)

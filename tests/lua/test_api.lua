@@ -196,7 +196,7 @@ t.test("options are validated", function()
   t.raises(function() sky.compute { nodes = "2" } end,
     "option 'nodes' must be integer, got string")
   t.raises(function() sky.compute { nodes = 0 } end, "at least 1")
-  t.raises(function() sky.compute { display = "fancy" } end, "one of log, quiet, spinner")
+  t.raises(function() sky.compute { display = "fancy" } end, "one of auto, log, quiet, spinner")
   t.raises(function() sky.compute { provider = "nowhere" } end, "unknown provider 'nowhere'")
   t.raises(function() sky.fn(42) end, "sky.fn: expected a function, got number")
   t.raises(function() return add(1, 2) >> 5 end, "must be a pool")
