@@ -10,8 +10,8 @@ import tempfile
 import time
 
 SKYHOST = sys.argv[1] if len(sys.argv) > 1 else "build/bin/skyhost"
-FAILED = []
-PASSED = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+from checks import alive, finish, run_case  # noqa: E402
 
 
 class Repl:
@@ -67,23 +67,13 @@ class Repl:
         raise AssertionError("REPL did not exit")
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def case(name):
+def with_home(name):
+    """A case with a fresh HOME, so history starts empty."""
     def wrap(fn):
-        try:
+        def run():
             with tempfile.TemporaryDirectory() as home:
                 fn(home)
-            PASSED.append(name)
-        except Exception as e:  # noqa: BLE001 - report every failure and go on
-            FAILED.append(name)
-            print(f"FAIL {name}: {e}", file=sys.stderr)
+        run_case(name, run)
         return fn
     return wrap
 
@@ -99,7 +89,7 @@ def open_pool(r):
     return pids
 
 
-@case("expressions print their values; statements run")
+@with_home("expressions print their values; statements run")
 def _(home):
     r = Repl(home)
     r.read_until("sky> ")
@@ -116,7 +106,7 @@ def _(home):
     assert r.wait_exit() == 0
 
 
-@case("multi-line input continues until the statement is complete")
+@with_home("multi-line input continues until the statement is complete")
 def _(home):
     r = Repl(home)
     r.read_until("sky> ")
@@ -132,7 +122,7 @@ def _(home):
     r.wait_exit()
 
 
-@case("an error prints and the REPL goes on")
+@with_home("an error prints and the REPL goes on")
 def _(home):
     r = Repl(home)
     r.read_until("sky> ")
@@ -148,7 +138,7 @@ def _(home):
     r.wait_exit()
 
 
-@case("a pool lives across lines and is torn down on Ctrl-D")
+@with_home("a pool lives across lines and is torn down on Ctrl-D")
 def _(home):
     r = Repl(home)
     r.read_until("sky> ")
@@ -160,7 +150,7 @@ def _(home):
     assert not any(alive(p) for p in pids), pids
 
 
-@case("Ctrl-C at the prompt tears the pool down and exits")
+@with_home("Ctrl-C at the prompt tears the pool down and exits")
 def _(home):
     r = Repl(home)
     r.read_until("sky> ")
@@ -171,7 +161,7 @@ def _(home):
     assert not any(alive(p) for p in pids), pids
 
 
-@case("history is saved between runs")
+@with_home("history is saved between runs")
 def _(home):
     r = Repl(home)
     r.read_until("sky> ")
@@ -194,5 +184,4 @@ def _(home):
     r.wait_exit()
 
 
-print(f"{len(PASSED)} passed, {len(FAILED)} failed")
-sys.exit(1 if FAILED else 0)
+finish()

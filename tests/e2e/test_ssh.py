@@ -20,7 +20,8 @@ ENV = dict(os.environ, SKYT_PREFIX="skye", SKYT_NET4="10.205", SKYT_NET6="fd5c:2
            SKYT_STATE="/run/skyhost-e2e")
 STATE = ENV["SKYT_STATE"]
 N = 8
-PASSED, FAILED = [], []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+from checks import case, finish  # noqa: E402
 
 
 def hosts_sh(*args):
@@ -47,18 +48,6 @@ def run(mode, hosts, timeout=60, **env):
     e = dict(ENV, HOSTS=" ".join(hosts), **{k: str(v) for k, v in env.items()})
     return subprocess.run([SKYHOST, SCRIPT, mode], env=e, capture_output=True, text=True,
                           timeout=timeout)
-
-
-def case(name):
-    def wrap(fn):
-        try:
-            fn()
-            PASSED.append(name)
-        except Exception as ex:  # noqa: BLE001 - report every failure and go on
-            FAILED.append(name)
-            print(f"FAIL {name}: {ex}", file=sys.stderr)
-        return fn
-    return wrap
 
 
 def no_workers_left(hosts_idx, within=5.0):
@@ -214,5 +203,4 @@ try:
 finally:
     hosts_sh("down")
 
-print(f"{len(PASSED)} passed, {len(FAILED)} failed")
-sys.exit(1 if FAILED else 0)
+finish()

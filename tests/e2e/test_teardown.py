@@ -10,16 +10,8 @@ import time
 
 SKYHOST = sys.argv[1]
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "teardown.lua")
-PASSED, FAILED = [], []
-
-
-def alive(pid):
-    """A zombie counts as gone: this machine's init reaps orphans lazily."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+from checks import alive, finish, run_case  # noqa: E402
 
 
 def descendants(pids):
@@ -73,8 +65,8 @@ def run(mode, sig=None, sigs=1, expect_rc=None):
     return rc, pids, kids, left, err
 
 
-def case(name, mode, sig=None, sigs=1, rc=0, stderr=None, min_kids=0):
-    try:
+def case_run(name, mode, sig=None, sigs=1, rc=0, stderr=None, min_kids=0):
+    def check():
         got_rc, pids, kids, left, err = run(mode, sig, sigs)
         assert pids, "no worker PIDs reported"
         assert got_rc == rc, f"exit code {got_rc}, expected {rc}; stderr: {err}"
@@ -82,23 +74,19 @@ def case(name, mode, sig=None, sigs=1, rc=0, stderr=None, min_kids=0):
         assert len(kids) >= min_kids, f"expected task children to check, saw {kids}"
         if stderr:
             assert re.search(stderr, err), f"stderr {err!r} lacks {stderr!r}"
-        PASSED.append(name)
-    except Exception as e:  # noqa: BLE001 - report every failure and go on
-        FAILED.append(name)
-        print(f"FAIL {name}: {e}", file=sys.stderr)
+    run_case(name, check)
 
 
-case("scope ends normally", "normal")
-case("Lua error", "error", rc=1, stderr=r"teardown.lua:\d+: deliberate failure")
-case("script ends with pools still open", "left-open")
-case("SIGINT while waiting for a task", "task", signal.SIGINT, rc=130,
+case_run("scope ends normally", "normal")
+case_run("Lua error", "error", rc=1, stderr=r"teardown.lua:\d+: deliberate failure")
+case_run("script ends with pools still open", "left-open")
+case_run("SIGINT while waiting for a task", "task", signal.SIGINT, rc=130,
      stderr=r"interrupted", min_kids=1)
-case("SIGTERM while waiting for a task", "task", signal.SIGTERM, rc=143, min_kids=1)
-case("SIGINT while Lua code is busy", "busy", signal.SIGINT, rc=130, stderr=r"interrupted")
-case("SIGTERM while Lua code is busy", "busy", signal.SIGTERM, rc=143)
-case("second Ctrl-C does not skip teardown", "task", signal.SIGINT, sigs=3, rc=130)
-case("SIGINT with a pool in a spawned coroutine", "spawned", signal.SIGINT, rc=130)
-case("kill -9 of skyhost", "task", signal.SIGKILL, rc=-9, min_kids=1)
+case_run("SIGTERM while waiting for a task", "task", signal.SIGTERM, rc=143, min_kids=1)
+case_run("SIGINT while Lua code is busy", "busy", signal.SIGINT, rc=130, stderr=r"interrupted")
+case_run("SIGTERM while Lua code is busy", "busy", signal.SIGTERM, rc=143)
+case_run("second Ctrl-C does not skip teardown", "task", signal.SIGINT, sigs=3, rc=130)
+case_run("SIGINT with a pool in a spawned coroutine", "spawned", signal.SIGINT, rc=130)
+case_run("kill -9 of skyhost", "task", signal.SIGKILL, rc=-9, min_kids=1)
 
-print(f"{len(PASSED)} passed, {len(FAILED)} failed")
-sys.exit(1 if FAILED else 0)
+finish()
