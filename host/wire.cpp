@@ -159,6 +159,19 @@ void FrameDecoder::feed(const char* p, size_t n) {
   }
   pos_ = 0;
   buf_.append(p, n);
+  // A large frame arrives in many reads: make room for all of it once, instead of growing the
+  // buffer (and copying it) again and again.
+  size_t at = 0;
+  while (buf_.size() - at >= kHeader) {
+    uint32_t len = load_le<uint32_t>(buf_.data() + at);
+    if (len == 0 || len > kMaxFrame) break;  // next() reports it
+    size_t end = at + kHeader + len;
+    if (end > buf_.size()) {
+      if (end > buf_.capacity()) buf_.reserve(end);
+      break;
+    }
+    at = end;
+  }
 }
 
 bool FrameDecoder::next(Frame& out) {
