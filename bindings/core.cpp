@@ -44,10 +44,10 @@ int l_core_now(lua_State* L) {
   return 1;
 }
 
-/// core.interrupts() → SIGINT/SIGTERM received so far, and the last signal number.
+/// core.interrupts() → SIGINT/SIGTERM received so far, and the first signal's number (0: none).
 int l_core_interrupts(lua_State* L) {
   lua_pushinteger(L, context(L).loop.interrupts());
-  lua_pushinteger(L, context(L).loop.last_signal());
+  lua_pushinteger(L, context(L).loop.first_signal());
   return 2;
 }
 

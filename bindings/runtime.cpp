@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,7 +24,8 @@ namespace skyhost {
 
 namespace {
 
-Context* g_signal_ctx = nullptr;
+// Read inside the signal handler, which may run on another thread than the one clearing it.
+std::atomic<Context*> g_signal_ctx{nullptr};
 
 void interrupt_hook(lua_State* L, lua_Debug* ar) {
   lua_sethook(L, nullptr, 0, 0);
@@ -35,7 +37,7 @@ void interrupt_hook(lua_State* L, lua_Debug* ar) {
 /// Runs inside the signal handler: only async-signal-safe work. Like the `lua` program, it sets
 /// a hook so that Lua code running right now stops at its next instruction.
 void on_signal(int) {
-  Context* ctx = g_signal_ctx;
+  Context* ctx = g_signal_ctx.load();
   if (ctx == nullptr) return;
   if (ctx->tearing_down.load()) {
     static const char msg[] = "\nskyhost: tearing down the pools, please wait\n";
@@ -173,13 +175,13 @@ Runtime::Runtime(Options opts) : opts_(std::move(opts)), ctx_(std::make_unique<C
   lua_pushglobaltable(L_);
   call_module(L_, "sky.sched", "install_globals", 1, 0);
 
-  g_signal_ctx = ctx_.get();
+  g_signal_ctx.store(ctx_.get());
   ctx_->loop.watch_signals(on_signal);
 }
 
 Runtime::~Runtime() {
   teardown();
-  g_signal_ctx = nullptr;
+  g_signal_ctx.store(nullptr);
   if (L_ != nullptr) lua_close(L_);  // frees any pool left, killing its workers
 }
 

@@ -20,11 +20,10 @@ struct Loop::Sleep {
 };
 
 Loop::~Loop() {
-  if (signal_loop_ == this) {
-    signal_loop_ = nullptr;
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-  }
+  // The handler stays installed (only counting from now on): restoring SIG_DFL here let a
+  // Ctrl-C that arrived while the process was exiting kill it with status -2 instead of 130.
+  Loop* self = this;
+  if (signal_loop_.compare_exchange_strong(self, nullptr)) signal_hook_.store(nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
   for (Sleep* s : sleeps_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&s->timer),
@@ -86,14 +85,15 @@ WaitId Loop::sleep(uint64_t ms) {
 
 void Loop::on_posix_signal(int sig) {
   interrupts_.fetch_add(1);
-  last_signal_.store(sig);
-  if (signal_hook_ != nullptr) signal_hook_(sig);
-  if (signal_loop_ != nullptr) uv_async_send(&signal_loop_->wakeup_);  // async-signal-safe
+  int none = 0;
+  first_signal_.compare_exchange_strong(none, sig);
+  if (auto hook = signal_hook_.load()) hook(sig);
+  if (Loop* loop = signal_loop_.load()) uv_async_send(&loop->wakeup_);  // async-signal-safe
 }
 
 void Loop::watch_signals(void (*on_signal)(int)) {
-  signal_loop_ = this;
-  signal_hook_ = on_signal;
+  signal_loop_.store(this);
+  signal_hook_.store(on_signal);
   struct sigaction sa {};
   sa.sa_handler = &Loop::on_posix_signal;
   sigemptyset(&sa.sa_mask);

@@ -45,10 +45,14 @@ class Loop {
 
   /// Installs SIGINT/SIGTERM handlers. `on_signal` runs inside the signal handler and must be
   /// async-signal-safe (the runtime uses it to set a Lua hook, as the `lua` program does).
+  /// The handlers stay installed until the process exits, also after this loop is gone: a late
+  /// Ctrl-C during teardown or exit must neither kill the process nor change its exit status.
   void watch_signals(void (*on_signal)(int));
   /// How many SIGINT/SIGTERM arrived since watch_signals.
   int interrupts() const { return interrupts_.load(); }
-  int last_signal() const { return last_signal_.load(); }
+  /// The first signal that arrived (0 if none): it decides the exit status (130 or 143), so a
+  /// SIGTERM after a Ctrl-C does not turn 130 into 143.
+  int first_signal() const { return first_signal_.load(); }
 
   /// Live handles other than the loop's own wakeup handle (leak check at shutdown).
   int live_handles();
@@ -65,9 +69,10 @@ class Loop {
   std::vector<WaitId> completed_;
   std::vector<std::function<void()>> before_poll_;
   static inline std::atomic<int> interrupts_{0};
-  static inline std::atomic<int> last_signal_{0};
-  static inline Loop* signal_loop_ = nullptr;
-  static inline void (*signal_hook_)(int) = nullptr;
+  static inline std::atomic<int> first_signal_{0};
+  // Read by the signal handler, which may run on any thread: atomics, cleared by ~Loop.
+  static inline std::atomic<Loop*> signal_loop_{nullptr};
+  static inline std::atomic<void (*)(int)> signal_hook_{nullptr};
 };
 
 }  // namespace skyhost

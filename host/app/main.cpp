@@ -1,8 +1,11 @@
 // skyhost: the command line. Runs a script, a -e chunk, standard input, or the REPL.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -42,9 +45,7 @@ int usage_error(const char* msg) {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   skyhost::Runtime::Options opts;
   opts.program = argv[0];
   int i = 1;
@@ -90,4 +91,27 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "skyhost: %s\n", e.what());
     return 1;
   }
+}
+
+/// Test seam for tests/e2e/test_teardown.py: SKYHOST_TEST_EXIT_HOLD_MS keeps the process alive
+/// that long after everything is torn down, so a test can send a signal "during exit" at a
+/// chosen moment instead of by luck. Signals that arrive here are counted and ignored.
+void hold_before_exit() {
+  const char* hold = std::getenv("SKYHOST_TEST_EXIT_HOLD_MS");
+  if (hold == nullptr) return;
+  static const char msg[] = "skyhost: exiting\n";
+  ssize_t ignored = write(2, msg, sizeof msg - 1);
+  (void)ignored;
+  long ms = std::strtol(hold, nullptr, 10);
+  timespec left{ms / 1000, (ms % 1000) * 1000000};
+  while (nanosleep(&left, &left) != 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int code = run(argc, argv);
+  hold_before_exit();
+  return code;
 }

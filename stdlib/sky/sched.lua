@@ -16,6 +16,7 @@ local _local_done = {}  -- ids completed from Lua (negative), delivered at the n
 local _last_local = 0
 local _live = {}     -- managed coroutine -> its Task
 local _interrupts_seen = 0
+local _interrupt_epoch = 0  -- interrupts delivered so far (a pump raises only for newer ones)
 local _event_sink = function() end
 
 M.tearing_down = false
@@ -63,6 +64,13 @@ local function _finish(task, ok, ...)
   else
     task.err = (...)
     task.traceback = debug.traceback(task.co, errors.message(task.err))
+    -- Lua leaves the <close> variables of a coroutine that died of an error pending until it
+    -- is closed: close it now, so the script's own cleanups run while the error unwinds (an
+    -- error raised by one of them replaces the original, as in plain Lua).
+    local closed, err = coroutine.close(task.co)
+    if not closed and not (errors.is(err, "Interrupted") and errors.is(task.err, "Interrupted")) then
+      task.err = err
+    end
   end
   M.complete(task.wait)
 end
@@ -103,7 +111,7 @@ function M.step(block)
       _waiting[id] = nil
       _ready[#_ready + 1] = { co, INTERRUPT }
     end
-    M.interrupted = true
+    _interrupt_epoch = _interrupt_epoch + 1
   end
   local events = core.take_events()
   if #events > 0 then _event_sink(events) end
@@ -124,12 +132,12 @@ function M.await(id)
     if coroutine.yield(AWAIT, id) == INTERRUPT then error(errors.interrupted(), 0) end
     return
   end
+  -- Only an interrupt that arrives while this pump waits stops it: a cleanup that waits while
+  -- an earlier interrupt unwinds (a pool closed by a <close> variable) must run to its end.
+  local epoch = _interrupt_epoch
   while not _done[id] do
     M.step(true)
-    if M.interrupted and not M.tearing_down then
-      M.interrupted = false
-      error(errors.interrupted(), 0)
-    end
+    if _interrupt_epoch ~= epoch and not M.tearing_down then error(errors.interrupted(), 0) end
   end
   _done[id] = nil
 end

@@ -25,6 +25,21 @@ elseif mode == "task" then
   print("READY")
   io.stdout:flush()
   return h:wait()
+elseif mode == "late" then
+  -- Markers around a pool's teardown, so that the test can send later signals at chosen points:
+  -- `closing` closes first (the pool's teardown starts right after it), `gone` after the pool.
+  local function marker(text)
+    return setmetatable({}, { __close = function() print(text); io.stdout:flush() end })
+  end
+  local gone <close> = marker("WORKERS GONE")
+  local inner <close> = sky.compute { nodes = 2, display = "quiet" }
+  report(inner)
+  local closing <close> = marker("TEARDOWN")
+  local h = sky.spawn(function() return nap() >> inner end)
+  sky.sleep(0.3)
+  print("READY")
+  io.stdout:flush()
+  return h:wait()
 elseif mode == "spawned" then
   -- A pool opened inside a spawned coroutine that is still waiting when the script is stopped.
   sky.spawn(function()

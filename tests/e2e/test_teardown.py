@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 SKYHOST = sys.argv[1]
@@ -88,5 +89,94 @@ case_run("SIGTERM while Lua code is busy", "busy", signal.SIGTERM, rc=143)
 case_run("second Ctrl-C does not skip teardown", "task", signal.SIGINT, sigs=3, rc=130)
 case_run("SIGINT with a pool in a spawned coroutine", "spawned", signal.SIGINT, rc=130)
 case_run("kill -9 of skyhost", "task", signal.SIGKILL, rc=-9, min_kids=1)
+
+
+class Lines:
+    """A pipe read line by line on a thread, so the test can wait for a marker with a deadline
+    while the process goes on writing its other stream."""
+
+    def __init__(self, pipe):
+        self.lines, self.cond = [], threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe):
+        for line in pipe:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)  # end of stream
+            self.cond.notify_all()
+
+    def wait_for(self, prefix, timeout=30):
+        with self.cond:
+            ok = self.cond.wait_for(lambda: any(l is None or l.startswith(prefix)
+                                                for l in self.lines), timeout)
+            if not ok or not any(l is not None and l.startswith(prefix) for l in self.lines):
+                raise AssertionError(f"no line {prefix!r} (got {self.text()!r})")
+
+    def text(self):
+        return "".join(l for l in self.lines if l is not None)
+
+
+def run_late(first, point):
+    """One SIGINT/SIGTERM while a task runs, then later signals (of both kinds) at `point`:
+    "teardown" (right as the pool's teardown starts), "workers-gone" (after the pool's last
+    worker has exited), "exit" (after everything, while the process is exiting), or "storm"
+    (every 2 ms from the first signal until the process is gone)."""
+    env = dict(os.environ, SKYHOST_TEST_EXIT_HOLD_MS="400")
+    proc = subprocess.Popen([SKYHOST, SCRIPT, "late"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        out.wait_for("READY")
+        pids = {int(m) for m in re.findall(r"PID (\d+)", out.text())}
+        kids = descendants(pids)
+        assert len(pids) == 5 and kids, f"workers {pids}, task children {kids}"
+        later = [signal.SIGINT, signal.SIGTERM, signal.SIGINT]
+        os.kill(proc.pid, first)
+        if point == "storm":
+            i = 0
+            while proc.poll() is None:
+                try:
+                    os.kill(proc.pid, later[i % len(later)])
+                except ProcessLookupError:
+                    break
+                i += 1
+                time.sleep(0.002)
+            assert i >= 10, f"only {i} later signals reached the process"
+        else:
+            if point == "teardown":
+                out.wait_for("TEARDOWN")
+            elif point == "workers-gone":
+                out.wait_for("WORKERS GONE")
+                inner = {int(m) for m in re.findall(r"PID (\d+)", out.text())[3:]}
+                left = [p for p in inner if alive(p)]
+                assert not left, f"marker printed while the pool's workers {left} still ran"
+            elif point == "exit":
+                err.wait_for("skyhost: exiting")
+            assert proc.poll() is None, f"skyhost already gone at {point}"
+            for s in later:
+                os.kill(proc.pid, s)
+                time.sleep(0.005)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out.thread.join(5)
+    err.thread.join(5)
+    left = sorted(p for p in pids | kids if alive(p))
+    expected = 128 + first
+    assert rc == expected, f"exit code {rc}, expected {expected}; stderr: {err.text()}"
+    assert not left, f"still running after teardown: {left}"
+    assert "teardown:" not in err.text(), f"teardown failed: {err.text()}"
+
+
+for first in (signal.SIGINT, signal.SIGTERM):
+    for point in ("teardown", "workers-gone", "exit", "storm"):
+        name = f"{signal.Signals(first).name} then later signals at {point}"
+        run_case(name, run_late, first, point)
 
 finish()
