@@ -357,7 +357,8 @@ end
 local function _cost_summary(pool, search)
   local s = search.ledger:summary()
   s.budget = search.req.budget
-  if #s.rows > 0 and pool.display ~= "quiet" and (s.total > 0 or s.budget) then
+  s.reason = pool.closed_reason  -- why the pool ended early (its timeout, its budget), if it did
+  if #s.rows > 0 and pool.display ~= "quiet" and (s.total > 0 or s.budget or s.reason) then
     io.stderr:write(money.format(pool.name, s), "\n")
   end
   s.nodes = s.rows
