@@ -17,7 +17,7 @@ function M.current()
 end
 
 --- The current pool; raises NoPool, saying how to get one, if there is none.
-function M.require(what, pool_form)
+function M.current_or_raise(what, pool_form)
   local p = M.current()
   if p then return p end
   errors.raise("NoPool", ("%s: no current pool. Run this inside a scoped pool, "
@@ -75,20 +75,20 @@ end
 -- The module functions that use the current pool, exactly as the pool's own methods.
 
 function M.run(task)
-  return M.require("sky.run", "pool:run(task)"):run(task)
+  return M.current_or_raise("sky.run", "pool:run(task)"):run(task)
 end
 
 function M.broadcast(task)
-  return M.require("sky.broadcast", "pool:broadcast(task)"):broadcast(task)
+  return M.current_or_raise("sky.broadcast", "pool:broadcast(task)"):broadcast(task)
 end
 
 function M.map(fn, items, opts)
-  return M.require("sky.map", "pool:map(fn, items)"):map(fn, items, opts)
+  return M.current_or_raise("sky.map", "pool:map(fn, items)"):map(fn, items, opts)
 end
 
 --- `task >> sky`: sky stands in for the current pool (sky.fn's `>>` calls this).
 function M.dispatch(_, tasks, mode, pins)
-  return M.require("task >> sky", "task >> pool"):_dispatch(tasks, mode, pins)
+  return M.current_or_raise("task >> sky", "task >> pool"):_dispatch(tasks, mode, pins)
 end
 
 return M
