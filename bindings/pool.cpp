@@ -4,6 +4,8 @@
 
 #include <lua.hpp>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "bindings/codec.hpp"
 #include "bindings/context.hpp"
@@ -62,17 +64,22 @@ int l_pool_new(lua_State* L) {
   return 1;
 }
 
-/// pool:add_local_node(worker_path, init_values_table, concurrency) → node index
+/// pool:add_local_node(worker_path, init_values_table, concurrency [, deadline]) → node index.
+/// deadline: seconds after which the worker ends by itself (the pool's timeout and a grace).
 int l_pool_add_local_node(lua_State* L) {
   Scheduler& s = check_pool(L);
   const char* worker = luaL_checkstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
   int concurrency = static_cast<int>(luaL_checkinteger(L, 4));
+  double deadline = luaL_optnumber(L, 5, 0);
   return guarded(L, [&] {
     wire::Writer init;
     codec::encode_values(L, 3, 1, init);
-    auto link = LocalLink::spawn(context(L).loop.uv(),
-                                 {worker, "--concurrency", std::to_string(concurrency)});
+    std::vector<std::string> argv{worker, "--concurrency", std::to_string(concurrency)};
+    if (deadline > 0) {
+      argv.insert(argv.end(), {"--deadline", std::to_string(deadline)});
+    }
+    auto link = LocalLink::spawn(context(L).loop.uv(), argv);
     lua_pushinteger(L, s.add_node(std::move(link), init.take()));
     return 1;
   });

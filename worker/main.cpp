@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +35,8 @@ struct Settings {
   double ttl = 0;         // seconds of host silence before the lease expires; 0: no lease
   std::string pool_dir;   // scratch directory of the pool on this node, removed at the end
   std::string on_expiry;  // command run when the lease expires (a provider's self-termination)
+  double deadline = 0;    // seconds after the start when the worker ends whatever the host says
+                          // (the pool's timeout plus a grace period); 0: none
 };
 
 Settings g_settings;
@@ -64,14 +67,25 @@ int64_t now_ms() {
 std::atomic<int64_t> g_last_word{0};
 
 /// The dead-man lease: a host that says nothing for `ttl` seconds is presumed dead (killed,
-/// frozen, cut off), and a worker without a host only costs money.
+/// frozen, cut off), and a worker without a host only costs money. The deadline: a pool's
+/// lifetime has passed, and its host, alive or stuck, did not end this node in time.
 void watch_lease() {
   const auto ttl_ms = static_cast<int64_t>(g_settings.ttl * 1000);
+  const auto end_ms = g_settings.deadline > 0
+                          ? now_ms() + static_cast<int64_t>(g_settings.deadline * 1000)
+                          : INT64_MAX;
   for (;;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ttl_ms / 4 + 1, 1000)));
-    if (now_ms() - g_last_word.load() <= ttl_ms) continue;
-    std::fprintf(stderr, "skyworker: no word from the host for %.0f s: lease expired, stopping\n",
-                 g_settings.ttl);
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(ttl_ms > 0 ? std::min<int64_t>(ttl_ms / 4 + 1, 1000) : 1000));
+    if (now_ms() >= end_ms) {
+      std::fprintf(stderr, "skyworker: the pool's timeout has passed (deadline %.0f s): stopping\n",
+                   g_settings.deadline);
+    } else if (ttl_ms > 0 && now_ms() - g_last_word.load() > ttl_ms) {
+      std::fprintf(stderr, "skyworker: no word from the host for %.0f s: lease expired, stopping\n",
+                   g_settings.ttl);
+    } else {
+      continue;
+    }
     if (!g_settings.on_expiry.empty()) {
       int rc = std::system(g_settings.on_expiry.c_str());
       (void)rc;
@@ -100,6 +114,8 @@ Settings parse_settings(int argc, char** argv) {
       st.ttl = std::atof(val);
     } else if (key == "--pool-dir") {
       st.pool_dir = val;
+    } else if (key == "--deadline") {
+      st.deadline = std::atof(val);
     } else if (key == "--on-expiry") {
       st.on_expiry = val;
     } else {
@@ -136,7 +152,7 @@ int main(int argc, char** argv) {
     setenv("SKYHOST_POOL_DIR", g_settings.pool_dir.c_str(), 1);
   }
   g_last_word = now_ms();
-  if (g_settings.ttl > 0) std::thread(watch_lease).detach();
+  if (g_settings.ttl > 0 || g_settings.deadline > 0) std::thread(watch_lease).detach();
 
   skyworker::Shared shared(out_fd);
   std::thread writer([&] { shared.out.run(); });

@@ -8,11 +8,11 @@
 ---@overload fun(...): sky.pending
 
 ---@class sky.pending
----@operator shr(sky.pool): any    run on the pool; the first return value
+---@operator shr(sky.pool|sky): any    run on the pool (sky: the current pool); the first return value
 ---@operator band(sky.pending|sky.group): sky.group
 
 ---@class sky.group
----@operator shr(sky.pool): any[]  run every task in parallel; each first return value, in order
+---@operator shr(sky.pool|sky): any[]  run every task in parallel; each first return value, in order
 ---@operator band(sky.pending|sky.group): sky.group
 
 ---@class sky.event
@@ -24,8 +24,9 @@
 ---@field duration? number
 ---@field ok? boolean
 ---@field text? string
----@field reason? string
+---@field reason? string   InstanceLost: why; ClusterDraining, ClusterDestroyed: why it ended early
 ---@field phase? string
+---@field seconds? number
 
 ---@class sky.image
 ---@field apt? string[]
@@ -40,6 +41,7 @@
 ---@field concurrency? integer     tasks at once per node (default 4)
 ---@field retries? integer         re-runs of a task whose node was lost (default 1)
 ---@field ttl? number              dead-man lease, seconds (default 600)
+---@field timeout? number          the pool's maximum lifetime, seconds; then PoolTimeout (default: none)
 ---@field image? sky.image
 ---@field name? string
 ---@field on_event? fun(ev: sky.event)
@@ -121,6 +123,29 @@ function sky.fn(f) end
 ---@param opts sky.compute_options
 ---@return sky.pool
 function sky.compute(opts) end
+---The scoped form: sky.pool{...}(main) returns a function that provisions a pool, runs main with
+---it as the current pool (`task >> sky`, sky.run, sky.broadcast, sky.map), tears it down when
+---main returns or raises, and returns main's results.
+---@param opts? sky.compute_options
+---@return fun(main: function): fun(...): ...
+function sky.pool(opts) end
+---The current pool of this coroutine (inside sky.pool{...}(main), or spawned from there), or nil.
+---@return sky.pool?
+function sky.current_pool() end
+---pool:run on the current pool.
+---@param p sky.pending|sky.group
+---@return ...
+function sky.run(p) end
+---pool:broadcast on the current pool.
+---@param p sky.pending
+---@return any[]
+function sky.broadcast(p) end
+---pool:map on the current pool.
+---@param fn sky.fn|function
+---@param items any[]
+---@param opts? {concurrency?: integer}
+---@return any[]
+function sky.map(fn, items, opts) end
 ---@param ... sky.pending|sky.pending[]
 ---@return sky.group
 function sky.gather(...) end

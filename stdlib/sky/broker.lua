@@ -345,9 +345,9 @@ function M.provision(pool, emit, hooks)
     money.watch(search.ledger, req.budget, function()
       return pool.state ~= "draining" and pool.state ~= "destroyed"
     end, function(spent, rate)
-      local why = ("budget $%.2f would be passed: spent %s at %s/h; draining and tearing down the pool now")
+      local why = ("budget $%.2f would be passed: spent %s at %s/h")
         :format(req.budget, money.usd(spent), money.usd(rate))
-      io.stderr:write(("skyhost: pool %s: %s\n"):format(pool.name, why))
+      io.stderr:write(("skyhost: pool %s: %s; draining and tearing down the pool now\n"):format(pool.name, why))
       pool.closed_reason, pool.stop_grace = why, money.STOP_GRACE
       pcall(pool.close, pool)
     end)
@@ -357,7 +357,8 @@ end
 local function _cost_summary(pool, search)
   local s = search.ledger:summary()
   s.budget = search.req.budget
-  if #s.rows > 0 and pool.display ~= "quiet" and (s.total > 0 or s.budget) then
+  s.reason = pool.closed_reason  -- why the pool ended early (its timeout, its budget), if it did
+  if #s.rows > 0 and pool.display ~= "quiet" and (s.total > 0 or s.budget or s.reason) then
     io.stderr:write(money.format(pool.name, s), "\n")
   end
   s.nodes = s.rows

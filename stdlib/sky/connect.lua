@@ -7,6 +7,7 @@ local ssh = require "skyhost.ssh"
 local errors = require "sky.errors"
 local options = require "sky.options"
 local sched = require "sky.sched"
+local lifetime = require "sky.lifetime"
 
 local M = {}
 
@@ -129,6 +130,8 @@ local function _bootstrap(pool, node, inst, emit)
   local cd = image.workdir and ("mkdir -p " .. _q(image.workdir) .. " && cd " .. _q(image.workdir) .. " && ") or ""
   local cmd = ("%s%sexec \"$HOME\"/%s --concurrency %d --ttl %g --pool-dir \"$HOME\"/%s")
     :format(_env_prefix(image.env), cd, remote, pool.opts.concurrency or 4, pool.ttl, _q(pool_dir))
+  local deadline = lifetime.worker_deadline(pool)  -- a pool with a timeout: the node knows it too
+  if deadline then cmd = cmd .. (" --deadline %.3f"):format(deadline) end
   return s, cmd
 end
 
@@ -161,7 +164,7 @@ function M.start_all(pool, emit)
   -- Workers join the pool in node order, so node i is the pool's node i.
   for i = 1, #pool.instances do
     if local_nodes[i] then
-      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 4)
+      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 4, lifetime.worker_deadline(pool))
     else
       local s, cmd = sched.join(tasks[i])
       pool.core:add_ssh_node(s, cmd, identities[i])

@@ -6,6 +6,7 @@ local http = require "sky.http"
 local json = require "sky.json"
 local pool = require "sky.pool"
 local sched = require "sky.sched"
+local scope = require "sky.scope"
 local shard = require "sky.common.shard"
 local accelerators = require "sky.accelerators"
 local catalog = require "sky.catalog"
@@ -22,6 +23,13 @@ M.version = core.version
 M.fn = fnmod.fn
 M.gather = fnmod.gather
 M.compute = pool.compute
+
+-- The scoped form (stdlib/sky/scope.lua): sky.pool{...}(main) runs main with a current pool,
+-- which `task >> sky`, sky.run, sky.broadcast and sky.map use.
+M.pool = scope.pool
+M.current_pool = scope.current
+M.run, M.broadcast, M.map = scope.run, scope.broadcast, scope.map
+M._dispatch = scope.dispatch
 
 --- sky.ssh{hosts = {...}, user =, identity =, known_hosts =, host_keys =}: a provider for
 --- machines you already have (see providers/ssh.lua).
@@ -52,6 +60,7 @@ function M.spawn(fn, ...)
     errors.raise("BadArgument", ("sky.spawn: expected a function, got %s"):format(type(fn)))
   end
   local task = sched.spawn(fn, ...)
+  scope.inherit(task.co)  -- the caller's current pool is the new coroutine's too
   return setmetatable({}, {
     __name = "sky.task",
     __index = {

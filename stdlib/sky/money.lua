@@ -125,6 +125,7 @@ function M.format(name, s)
       r.provider, tostring(r.instance_type), r.spot and "spot" or "on-demand", r.price, r.seconds, _usd(r.cost))
   end
   out[#out + 1] = ("  total %s; on demand it would have cost %s"):format(_usd(s.total), _usd(s.on_demand_total))
+  if s.reason then out[#out + 1] = "  ended early: " .. s.reason end
   return table.concat(out, "\n")
 end
 

@@ -9,6 +9,7 @@ local options = require "sky.options"
 local broker = require "sky.broker"
 local connect = require "sky.connect"
 local sched = require "sky.sched"
+local lifetime = require "sky.lifetime"
 
 local M = {}
 
@@ -26,6 +27,7 @@ local SCHEMA = {
   prefetch = "integer",
   retries = "integer",
   ttl = "number",
+  timeout = "number",  -- the pool's maximum lifetime (stdlib/sky/lifetime.lua)
   image = "table",
   connect_timeout = "number",
   setup_timeout = "number",
@@ -63,9 +65,13 @@ local function _check_options(opts)
   if opts.ttl ~= nil and opts.ttl <= 0 then
     errors.raise("BadOption", "sky.compute: option 'ttl' must be a positive number of seconds")
   end
+  if opts.timeout ~= nil and opts.timeout <= 0 then
+    errors.raise("BadOption", "sky.compute: option 'timeout' must be a positive number of seconds")
+  end
   if opts.image ~= nil then opts.image = connect.check_image(opts.image) end
   return opts
 end
+M.check_options = _check_options  -- sky.pool{...} checks its options before the first call
 
 local function _emit(self, type_, fields)
   local ev = fields or {}
@@ -92,6 +98,7 @@ function M.compute(opts)
     started = core.now(),
     _waits = {},
   }, Pool)
+  self.deadline = opts.timeout and self.started + opts.timeout
   if opts.on_event then self:on("*", opts.on_event) end
   events.attach(self, opts.display)
   _open[self.id] = self
@@ -101,6 +108,7 @@ function M.compute(opts)
     if errors.is(err) then err.where = errors.user_site(2) end
     error(err, 0)
   end
+  lifetime.watch(self)
   return self
 end
 
@@ -152,7 +160,9 @@ end
 function Pool:_check_open()
   if self.state ~= "ready" then
     local why = self.closed_reason and (": " .. self.closed_reason) or ""
-    errors.raise("PoolClosed", ("pool '%s' is %s%s"):format(self.name, self.state, why))
+    local fields = { pool = self.name }
+    for k, v in pairs(self.closed_fields or {}) do fields[k] = v end  -- e.g. a timeout's limit
+    errors.raise(self.closed_code or "PoolClosed", ("pool '%s' is %s%s"):format(self.name, self.state, why), fields)
   end
 end
 
@@ -347,7 +357,7 @@ function Pool:close()
   end
   self.state = "draining"
   self._closer = coroutine.running()
-  if not resumed then _emit(self, "ClusterDraining", {}) end
+  if not resumed then _emit(self, "ClusterDraining", { reason = self.closed_reason }) end
   local first_err
   local function try(f, ...)
     local ok, e = pcall(f, ...)
@@ -363,7 +373,7 @@ function Pool:close()
   try(broker.release, self)
   self.state = "destroyed"
   _open[self.id] = nil
-  _emit(self, "ClusterDestroyed", { seconds = core.now() - self.started })
+  _emit(self, "ClusterDestroyed", { seconds = core.now() - self.started, reason = self.closed_reason })
   events.detach(self)
   for w in pairs(self._waits) do sched.complete(w) end  -- waiting callers get PoolClosed
   if first_err ~= nil then error(first_err, 0) end

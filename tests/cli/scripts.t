@@ -10,3 +10,13 @@ caught: scripts/closures.lua:32: task failed on node [01]: scripts/closures.lua:
 $ skyhost scripts/map.lua 1000
 1000 numbers: longest Collatz chain starts at 871 (178 steps)
 shard sizes per node: 250, 250, 250, 250
+
+$ skyhost scripts/scoped.lua 2>/dev/null
+one task: 49
+in parallel: 4 9 16
+on every node: 0 1 2
+main returned 25 and 5; its pool is gone
+timed out: true (PoolTimeout)
+
+$ skyhost scripts/scoped.lua 2 2>&1 >/dev/null
+skyhost: pool pool-2: its timeout of 1 s passed; draining and tearing down the pool now

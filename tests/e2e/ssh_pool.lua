@@ -1,6 +1,6 @@
 -- Driven by test_ssh.py: a pool on the test hosts, doing what arg[1] says.
 -- Environment: SKYT_STATE (test hosts' client files), HOSTS (space-separated), KNOWN_HOSTS,
--- HOST_KEYS, TTL.
+-- HOST_KEYS, TTL, TIMEOUT.
 local st = os.getenv("SKYT_STATE")
 local hosts = {}
 for h in os.getenv("HOSTS"):gmatch("%S+") do hosts[#hosts + 1] = h end
@@ -21,6 +21,7 @@ local pool <close> = sky.compute {
     host_keys = os.getenv("HOST_KEYS"), connect_timeout = 3 },
   image = image,
   ttl = tonumber(os.getenv("TTL")),
+  timeout = tonumber(os.getenv("TIMEOUT")),
   retries = 1,
   display = "quiet",
   on_event = function(ev) events[#events + 1] = ev end,
@@ -61,6 +62,10 @@ elseif mode == "lose-node" then
 elseif mode == "hang" then
   report_pids()
   local _ = sky.fn(function() os.execute("sleep 600") end)() >> pool
+elseif mode == "stuck" then
+  -- The host blocks here (and the test stops it): only the workers' own deadline can end them.
+  report_pids()
+  io.read("l")
 elseif mode == "transfer" then
   local src = os.getenv("SRC")
   pool:put(src, "data/in.bin")

@@ -187,6 +187,24 @@ try:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
 
+    @case("a stuck skyhost stopped past the pool's timeout: the worker ends on its own")
+    def _():
+        # ttl stays at its default (600 s): the deadline, not the lease, ends the worker.
+        p = subprocess.Popen([SKYHOST, SCRIPT, "stuck"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(ENV, HOSTS=ip(8), TIMEOUT="10"))
+        try:
+            line = p.stdout.readline()
+            assert line.startswith("WORKERS"), line + p.stderr.read()
+            os.kill(p.pid, signal.SIGSTOP)  # blocked on stdin before that: it ran nothing since
+            assert workers_on(8) == 1, "worker stopped before the pool's timeout"
+            no_workers_left([8], within=60)  # timeout (10 s) + grace (5 s), with room
+            r = on_host(8, "ls -d .skyhost/pools/* 2>/dev/null | wc -l")
+            assert r.stdout.strip() == "0", "the pool's scratch directory is still there"
+        finally:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+
     @case("put and get of a 100 MiB file on two nodes")
     def _():
         with tempfile.TemporaryDirectory() as d:

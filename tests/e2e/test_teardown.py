@@ -179,4 +179,137 @@ for first in (signal.SIGINT, signal.SIGTERM):
         name = f"{signal.Signals(first).name} then later signals at {point}"
         run_case(name, run_late, first, point)
 
+
+# Scoped pools (sky.pool{...}(main)) and pool timeouts: tests/e2e/scoped.lua.
+SCOPED = os.path.join(os.path.dirname(SCRIPT), "scoped.lua")
+
+
+def gone(pids, within):
+    """Waits (bounded) until none of `pids` runs; returns those still running."""
+    deadline = time.time() + within
+    while True:
+        left = sorted(p for p in pids if alive(p))
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+class Scoped:
+    """skyhost running scoped.lua MODE; reads its output line by line."""
+
+    def __init__(self, mode):
+        self.proc = subprocess.Popen([SKYHOST, SCOPED, mode], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.pids, self.kids, self.lines = set(), set(), []
+
+    def until(self, prefix):
+        """Reads lines up to one starting with `prefix`; returns it (None at the end)."""
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            m = re.match(r"PID (\d+)", line)
+            if m:
+                self.pids.add(int(m.group(1)))
+            if line.startswith(prefix):
+                return line
+        return None
+
+    def find_kids(self, want, within=20):
+        """The tasks' processes (descendants of the workers), once there are `want` (bounded)."""
+        deadline = time.time() + within
+        while time.time() < deadline:
+            self.kids = descendants(self.pids)
+            if len(self.kids) >= want:
+                break
+            time.sleep(0.1)
+        return self.kids
+
+    def go_on(self):
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def finish(self):
+        out, err = self.proc.communicate(timeout=60)
+        self.lines.append(out)
+        return self.proc.returncode, "".join(self.lines), err
+
+
+def case_scoped(name, mode, rc, stdout, stderr):
+    """The scoped pool's workers and their children are gone when the scoped call ends, while
+    the script still runs; then the script ends as expected."""
+    def check():
+        s = Scoped(mode)
+        try:
+            assert s.until("READY"), "no READY; stderr: " + s.proc.stderr.read()
+            assert s.pids, "no worker PIDs reported"
+            assert len(s.find_kids(2)) >= 2, f"expected a task child per node, saw {s.kids}"
+            assert s.until("WAIT scope")
+            s.go_on()
+            assert s.until("WAIT after"), "the scoped call did not end"
+            left = gone(s.pids | s.kids, 10)
+            assert not left, f"still running after the scoped call ended: {left}"
+            s.go_on()
+            got_rc, out, err = s.finish()
+        finally:
+            if s.proc.poll() is None:
+                s.proc.kill()
+                s.proc.wait()
+        assert got_rc == rc, f"exit code {got_rc}, expected {rc}; stderr: {err}"
+        assert re.search(stdout, out), f"stdout {out!r} lacks {stdout!r}"
+        assert re.search(stderr, err), f"stderr {err!r} lacks {stderr!r}"
+    run_case(name, check)
+
+
+case_scoped("scoped pool returns: torn down at the end of the call", "return", 0,
+            r"RESULT 42", r"^$")
+case_scoped("scoped pool raises: torn down, the error goes on", "raise", 1,
+            r"CAUGHT .*scoped.lua:\d+: deliberate failure in main",
+            r"scoped.lua:\d+: deliberate failure in main")
+
+
+def case_timeout(name, mode, stderr):
+    def check():
+        s = Scoped(mode)
+        try:
+            assert s.until("READY"), "no READY; stderr: " + s.proc.stderr.read()
+            if mode == "timeout-task" and len(s.find_kids(2, within=2)) < 2:
+                print(f"note: {name}: the task's child was not seen before the timeout")
+            got_rc, out, err = s.finish()
+        finally:
+            if s.proc.poll() is None:
+                s.proc.kill()
+                s.proc.wait()
+        assert got_rc == 1, f"exit code {got_rc}, expected 1; stderr: {err}"
+        left = gone(s.pids | s.kids, 10)
+        assert not left, f"still running after the timeout: {left}"
+        for want in (r"skyhost: pool pool-1: its timeout of \d s passed; draining",
+                     r"ended early: its timeout of \d s passed", stderr):
+            assert re.search(want, err), f"stderr {err!r} lacks {want!r}"
+    run_case(name, check)
+
+
+case_timeout("timeout during a task: PoolTimeout, nothing left running", "timeout-task",
+             # raised in the spawned coroutine, whose line a tail call dropped: no file:line
+             r"pool 'pool-1' is (draining|destroyed): its timeout of 3 s passed")
+case_timeout("timeout while idle: PoolTimeout for the next task, nothing left running",
+             "timeout-idle", r"scoped.lua:\d+: pool 'pool-1' is destroyed: its timeout of 2 s passed")
+
+
+def stuck_host():
+    """A host stuck (blocked, then SIGSTOPped) with a task running: its workers end on their own
+    after the pool's timeout (3 s) and the grace period (5 s)."""
+    s = Scoped("stuck")
+    try:
+        assert s.until("READY"), "no READY; stderr: " + s.proc.stderr.read()
+        assert len(s.find_kids(2)) >= 2, f"expected a task child per node, saw {s.kids}"
+        assert s.until("WAIT forever")  # from here on the host runs nothing
+        os.kill(s.proc.pid, signal.SIGSTOP)
+        left = gone(s.pids | s.kids, 60)
+        assert not left, f"still running 60 s after the host stopped: {left}"
+    finally:
+        os.kill(s.proc.pid, signal.SIGKILL)
+        s.proc.wait()
+
+
+run_case("a worker whose host is stopped past the timeout ends on its own", stuck_host)
+
 finish()
