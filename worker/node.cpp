@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -195,7 +196,8 @@ void sample_forever(Shared* shared, double interval) {
       std::chrono::duration<double>(interval));
   auto next = std::chrono::steady_clock::now();
   for (;;) {
-    next += period;
+    // One sample per period; after a stall (a stopped process) one at once, not the missed ones.
+    next = std::max(next + period, std::chrono::steady_clock::now());
     std::this_thread::sleep_until(next);
     std::vector<Metric> m;
     CpuTimes now = cpu_times();
