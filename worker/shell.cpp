@@ -164,6 +164,16 @@ struct Job {
   child_fail(status_fd, errno);
 }
 
+/// vfork: the calling thread waits until the child has exec'd (or failed to), and no page tables
+/// are copied, so starting a command costs the same however large the worker is.
+[[gnu::noinline]] pid_t spawn(int in, int out, int err, int status_fd, const char* cwd,
+                              char* const* argv, char* const* envp) {
+  pid_t parent = getpid();
+  pid_t pid = vfork();
+  if (pid == 0) child(parent, in, out, err, status_fd, cwd, argv, envp);
+  return pid;
+}
+
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
@@ -231,12 +241,8 @@ int l_run(lua_State* L) {
   } else {
     devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid == 0) {
-    child(parent, in_data != nullptr ? pin[0] : devnull, pout[1], perr[1], pstat[1], cwd, argv,
-          envp.data());
-  }
+  pid_t pid = spawn(in_data != nullptr ? pin[0] : devnull, pout[1], perr[1], pstat[1], cwd, argv,
+                    envp.data());
   int fork_errno = errno;
   for (int fd : {pout[1], perr[1], pin[0], pstat[1], devnull}) {
     if (fd >= 0) close(fd);
