@@ -8,13 +8,17 @@
 #    content hash);
 # 2. trivial task round trip on a warm 4-node pool beside `ssh host true` over a ControlMaster
 #    connection and Dask's SSHCluster (workers on the same 4 hosts);
+#    The same round trip for a task running sky.sh("true"), beside the ssh one.
 # 3. 1 GiB fetched from a node with pool:get beside `ssh host cat FILE`, with the cipher skyhost
 #    negotiated and with OpenSSH's faster ones; and a task returning a 256 MiB string.
+# 4. (SECTIONS=torch, opt-in: needs Debian's python3-torch) time from pool:torchrun on a warm
+#    2-host pool to the first rank's output line, beside starting the same torchrun on both
+#    hosts by hand with ssh (ControlMaster connections) until its first line.
 # Every figure is the median of RUNS runs (RUNS64 for 64 hosts), the runs of each section
 # interleaved with the peers' so that outside load hits all of them alike. The hosts are brought
 # up here and always taken down at exit.
 # Settings (environment): RUNS=5 RUNS64=3 NS="4 16 64" RT=2000 (skyhost round trips per run)
-#   DASK_RT=1000 GET_MIB=1024 STR_MIB=256 SECTIONS="bootstrap tasks"
+#   DASK_RT=1000 GET_MIB=1024 STR_MIB=256 SECTIONS="bootstrap tasks" (add "torch" for 4.)
 #   SKYT_PREFIX=skyb SKYT_NET4=10.206 SKYT_NET6=fd5c:206: SKYT_STATE=/run/skyhost-bench (the
 #   test hosts' names, subnets and client files; pick your own if others run hosts too)
 # Needs root and, for the peers: apt-get install -y pdsh pssh hyperfine python3-distributed
@@ -226,6 +230,41 @@ EOF
   done
   rm -f "$shm_src"
 fi
+# ------------------------------------------------------------------------------ 4. torchrun
+if has_section torch; then
+  echo "run-ssh.sh: time to a torchrun's first output on 2 hosts, $RUNS runs..." >&2
+  ip1=$(sed -n 1p "$S/hosts.txt")
+  for i in 1 2; do
+    ssh -F "$C" -o ControlMaster=yes -o ControlPath="$work/cmt-h$i" -o ControlPersist=900 -N -f "h$i"
+  done
+  for r in $(seq 1 "$RUNS"); do
+    timeout 600 "$sky" "$root/bench/ssh_torchrun.lua" "$S" >"$work/last.out" 2>"$work/last.err" ||
+      { tail -n 20 "$work/last.out" "$work/last.err" >&2; die "skyhost torchrun failed"; }
+    rec_lines "" 2
+    # by hand: the same launcher and script on both hosts at once; time to the first line
+    timeout 600 $PY - "$C" "$work" "$ip1" $((29500 + r)) "$root" >"$work/last.out" <<'PYEOF'
+import subprocess, sys, time
+conf, work, ip1, port, root = sys.argv[1:]
+cmd = ("GLOO_SOCKET_IFNAME=eth0 /usr/bin/python3 {root}/tests/support/torchrun.py --nnodes=2 "
+       "--node_rank={i} --nproc_per_node=1 --master_addr={ip1} --master_port={port} "
+       "{root}/bench/torch_hello.py")
+t0 = time.monotonic()
+ps = [subprocess.Popen(["ssh", "-F", conf, "-o", f"ControlPath={work}/cmt-h{i + 1}", f"h{i + 1}",
+                        cmd.format(root=root, i=i, ip1=ip1, port=port)],
+                       stdout=subprocess.PIPE, text=True) for i in range(2)]
+first = None
+for line in ps[0].stdout:
+    if first is None and line.startswith("rank"):
+        first = time.monotonic() - t0
+for p in ps:
+    p.wait()
+print("hand_first_s %.3f s" % first)
+print("hand_total_s %.3f s" % (time.monotonic() - t0))
+PYEOF
+    rec_lines "" 2
+  done
+fi
+
 end_load=$(load)
 total=$(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 
@@ -277,6 +316,11 @@ if has_section tasks; then
     printf '%-18s %12s %22s %16s %14s %14s\n' "round trip $q" "$(us "$s")" "$(us "$cm")" "$(us "$d")" \
       "$(ratio "$cm" "$s" 0) faster" "$(ratio "$d" "$s" 0) faster"
   done
+  for q in p50 p99; do
+    s=$(med "sh_round_trip_$q" "$rt_n"); cm=$(med "cm_round_trip_$q" 1)
+    printf '%-18s %12s %22s %16s %14s\n' "sky.sh(true) $q" "$(us "$s")" "$(us "$cm")" "" \
+      "$(ratio "$cm" "$s" 0) faster"
+  done
   echo "(skyhost p50 of each run, µs: $(vals round_trip_p50 "$rt_n"); Dask SSHCluster start, median:"
   echo " $(sec "$(med dask_startup_s "$rt_n")"); target: skyhost p50 <= 0.5 ms)"
   echo
@@ -300,4 +344,15 @@ if has_section tasks; then
       "$(sec "$st") = $(mbps "$st" $((STR_MIB << 20))) (median of $(cnt str_s "$rt_n"): $(vals str_s "$rt_n"))"
   fi
   if [ -s "$work/str_error" ]; then echo "A task returning a $STR_MIB MiB string failed: $(head -n 1 "$work/str_error")"; fi
+fi
+if has_section torch; then
+  echo
+  echo "torchrun on 2 hosts (gloo, 1 process each, bench/torch_hello.py: init, print, exit), from the"
+  echo "call to the first rank's line; skyhost: pool:torchrun on a warm pool; by hand: ssh over"
+  echo "ControlMaster connections starting the same launcher on both hosts. Median of $RUNS runs."
+  printf '%-24s %12s %12s %12s\n' "" skyhost "ssh by hand" "skyhost/ssh"
+  f=$(med torchrun_first_s 2); hf=$(med hand_first_s 2); t=$(med torchrun_total_s 2); ht=$(med hand_total_s 2)
+  printf '%-24s %12s %12s %12s\n' "first output" "$(sec "$f")" "$(sec "$hf")" "$(ratio "$f" "$hf")"
+  printf '%-24s %12s %12s %12s\n' "whole run" "$(sec "$t")" "$(sec "$ht")" "$(ratio "$t" "$ht")"
+  echo "(each run, first output: skyhost $(vals torchrun_first_s 2); by hand $(vals hand_first_s 2))"
 fi

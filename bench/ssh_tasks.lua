@@ -1,5 +1,5 @@
--- SSH pool benchmark, one run: trivial task round trip on a warm pool, a file fetched with
--- pool:get, a task returning a large string.
+-- SSH pool benchmark, one run: trivial task round trip on a warm pool, the same with a
+-- sky.sh("true") in the task, a file fetched with pool:get, a task returning a large string.
 --   skyhost bench/ssh_tasks.lua STATE_DIR N ROUND_TRIPS REMOTE_FILE DEST STR_MIB
 -- STATE_DIR: the test bed's client directory (tests/support/netns-hosts.sh); the pool uses its
 -- first N hosts. REMOTE_FILE (on node 0; relative to its home or absolute; "-" skips it) is
@@ -50,6 +50,19 @@ if round_trips > 0 then
   print(("round_trip_p50 %.1f us"):format(percentile(lat, 0.50) * 1e6))
   print(("round_trip_p99 %.1f us"):format(percentile(lat, 0.99) * 1e6))
   print(("round_trips %d"):format(round_trips))
+
+  -- A task that runs a command: sky.sh("true") and back (fork, exec of /bin/sh, its exit).
+  local sh_true = sky.fn(function() return sky.sh("true").code end)
+  for _ = 1, 50 do assert((sh_true() >> pool) == 0) end
+  local sh_lat = {}
+  for i = 1, math.max(round_trips // 4, 100) do
+    local t0 = core.now()
+    assert((sh_true() >> pool) == 0)
+    sh_lat[i] = core.now() - t0
+  end
+  table.sort(sh_lat)
+  print(("sh_round_trip_p50 %.1f us"):format(percentile(sh_lat, 0.50) * 1e6))
+  print(("sh_round_trip_p99 %.1f us"):format(percentile(sh_lat, 0.99) * 1e6))
 end
 
 -- pool:get of a file that is on node 0.

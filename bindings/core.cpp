@@ -104,6 +104,18 @@ void push_event(lua_State* L, const Event& e) {
     lua_pushstring(L, e.phase.c_str());
     lua_setfield(L, -2, "phase");
   }
+  if (!e.stream.empty()) {
+    lua_pushstring(L, e.stream.c_str());
+    lua_setfield(L, -2, "stream");
+  }
+  if (e.type == "Metric") {
+    lua_pushstring(L, e.name.c_str());
+    lua_setfield(L, -2, "name");
+    lua_pushnumber(L, e.value);
+    lua_setfield(L, -2, "value");
+    lua_pushstring(L, e.unit.c_str());
+    lua_setfield(L, -2, "unit");
+  }
 }
 
 /// core.take_events() → list of events raised since the last call, by every pool and by the

@@ -211,7 +211,19 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
       TaskId id = r.get_u64();
       Event e("Log", opts_.pool_id, n.index, id);
       e.text = r.get_string();
+      e.stream = (!r.empty() && r.get_u8() == 2) ? "stderr" : "stdout";
       emit(std::move(e));
+      break;
+    }
+    case wire::Msg::kMetric: {
+      uint64_t count = r.get_varint();
+      for (uint64_t i = 0; i < count; i++) {
+        Event e("Metric", opts_.pool_id, n.index);
+        e.name = r.get_string();
+        e.value = r.get_f64();
+        e.unit = r.get_string();
+        emit(std::move(e));
+      }
       break;
     }
     case wire::Msg::kFatal: {
@@ -264,9 +276,17 @@ void Scheduler::finish(TaskId id, Task& t, bool ok, std::string payload, uint64_
   if (!ok && !b.failed) {
     b.failed = true;
     // Fail fast: the script sees the first error at once, and what has not started never will.
+    // What is running is cancelled: the commands it started on its node are stopped (a rank of
+    // a torchrun whose peer failed would otherwise wait for it for ever).
     for (TaskId other : b.tasks) {
       Task& o = tasks_.at(other);
       if (!o.done && o.node < 0) o.done = o.dropped = true;
+      if (!o.done && o.node >= 0 && nodes_.at(o.node)->alive) {
+        auto& w = nodes_.at(o.node)->link->out();
+        size_t mark = w.begin_frame(wire::Msg::kCancel);
+        w.put_u64(other);
+        w.end_frame(mark);
+      }
     }
     loop_.complete(b.wait);
   } else if (b.remaining == 0 && !b.failed) {

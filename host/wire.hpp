@@ -32,8 +32,9 @@ enum class Msg : uint8_t {
   kShutdown = 6,  // finish and exit
   kReady = 64,    // worker info values
   kResult = 65,   // u64 tid, u8 ok, u64 exec_ns, values | error (message, traceback)
-  kLog = 66,      // u64 tid, string
+  kLog = 66,      // u64 tid (0: not a task's), string line, [u8 stream: 1 stdout, 2 stderr]
   kFatal = 67,    // string: the worker cannot go on
+  kMetric = 68,   // varint n, n × (string name, f64 value, string unit)
 };
 
 /// Growable output buffer. put_* append; begin_frame/end_frame wrap what is written between

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <lua.hpp>
 #include <string>
 #include <unordered_map>
@@ -10,6 +11,9 @@
 #include "bindings/codec.hpp"
 #include "bindings/embedded.hpp"
 #include "bindings/preload.hpp"
+#include "worker/capture.hpp"
+#include "worker/node.hpp"
+#include "worker/shell.hpp"
 
 namespace skyworker {
 
@@ -22,7 +26,8 @@ using skyhost::wire::Writer;
 thread_local Shared* t_shared = nullptr;
 thread_local uint64_t t_task = 0;
 
-/// print() on a worker: the text goes back to the host as a Log event of the running task.
+/// print() on a worker: the text goes back to the host as Log events of the running task, one
+/// per line.
 int l_worker_print(lua_State* L) {
   int n = lua_gettop(L);
   luaL_Buffer b;
@@ -36,10 +41,12 @@ int l_worker_print(lua_State* L) {
   size_t len = 0;
   const char* s = lua_tolstring(L, -1, &len);
   std::string_view text(s, len);
-  t_shared->out.frame(Msg::kLog, [&](Writer& w) {
-    w.put_u64(t_task);
-    w.put_string(text);
-  });
+  for (;;) {
+    size_t nl = text.find('\n');
+    send_log(t_shared->out, t_task, kStdout, text.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
   return 0;
 }
 
@@ -64,6 +71,8 @@ int l_traceback(lua_State* L) {
 lua_State* new_state(Shared& shared) {
   lua_State* L = luaL_newstate();
   luaL_openlibs(L);
+  bind_lua_stdio(L);
+  preload_shell(L);
   skyhost::preload_embedded(L, skyhost::worker_modules());
   lua_pushcfunction(L, l_worker_print);
   lua_setglobal(L, "print");
@@ -78,6 +87,7 @@ lua_State* new_state(Shared& shared) {
   lua_setfield(L, -2, "hostname");
   lua_pushinteger(L, getpid());
   lua_setfield(L, -2, "pid");
+  push_facts(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "skyworker.info");  // []
   lua_getglobal(L, "require");
   lua_pushstring(L, "sky");
@@ -136,6 +146,7 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
     put_error(body, e.what(), "");
   }
   lua_settop(L, base);
+  std::fflush(stdout);  // what io.write left without a newline
   t_task = 0;
   uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
@@ -149,6 +160,14 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
 }
 
 }  // namespace
+
+Shared* current_shared() {
+  return t_shared;
+}
+
+uint64_t current_task() {
+  return t_task;
+}
 
 void run_executor(Shared& shared, int /*index*/) {
   t_shared = &shared;

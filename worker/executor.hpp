@@ -9,4 +9,8 @@ namespace skyworker {
 /// Runs tasks until the queue closes.
 void run_executor(Shared& shared, int index);
 
+/// On an executor thread: the worker's shared state and the task running (0 between tasks).
+Shared* current_shared();
+uint64_t current_task();
+
 }  // namespace skyworker

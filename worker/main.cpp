@@ -1,7 +1,7 @@
 // skyworker: runs the host's tasks on one node. Frames arrive on stdin (a pipe from a local
 // host, or an SSH exec channel) and leave on stdout. Stray output of user code or of commands it
-// starts must not corrupt that stream, so the protocol moves to private descriptors and fd 1
-// becomes a copy of stderr, fd 0 /dev/null.
+// starts must not corrupt that stream, so the protocol moves to private descriptors, fd 0 becomes
+// /dev/null, and fds 1 and 2 pipes whose lines reach the host as Log events (worker/capture.cpp).
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -18,8 +18,11 @@
 #include <thread>
 #include <vector>
 
+#include "worker/capture.hpp"
 #include "worker/executor.hpp"
+#include "worker/node.hpp"
 #include "worker/shared.hpp"
+#include "worker/shell.hpp"
 
 namespace {
 
@@ -45,6 +48,7 @@ Settings g_settings;
 /// a local one by the host's choice, a remote one as the session leader sshd made).
 /// Async-signal-safe.
 [[noreturn]] void end_group(int = 0) {
+  skyworker::kill_all_commands();  // sky.sh commands lead process groups of their own
   if (getpgrp() == getpid()) kill(0, SIGKILL);
   std::_Exit(0);
 }
@@ -133,6 +137,7 @@ int main(int argc, char** argv) {
     std::puts("skyworker " SKYHOST_VERSION);
     return 0;
   }
+  if (argc > 1 && std::strcmp(argv[1], "--free-port") == 0) return skyworker::print_free_port();
   std::signal(SIGPIPE, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);  // Ctrl-C belongs to the host, which tears the pool down
   follow_parent();
@@ -155,6 +160,7 @@ int main(int argc, char** argv) {
   if (g_settings.ttl > 0 || g_settings.deadline > 0) std::thread(watch_lease).detach();
 
   skyworker::Shared shared(out_fd);
+  skyworker::start_capture(shared);
   std::thread writer([&] { shared.out.run(); });
   std::vector<std::thread> executors;
 
@@ -176,6 +182,7 @@ int main(int argc, char** argv) {
             shared.init.assign(f.body);
             if (!started) {
               started = true;
+              skyworker::start_node(shared);
               for (int i = 0; i < concurrency; i++) {
                 executors.emplace_back([&shared, i] { skyworker::run_executor(shared, i); });
               }
@@ -203,10 +210,14 @@ int main(int argc, char** argv) {
             shared.tasks.push(std::move(t));
             break;
           }
+          case Msg::kCancel:
+            skyworker::kill_task_commands(r.get_u64());
+            break;
           case Msg::kShutdown:
+            skyworker::drain_output(shared);  // what tasks wrote reaches the host first
             finish();
           default:
-            break;  // lease and cancel: later
+            break;  // lease: the read itself renewed it
         }
       }
     } catch (const skyhost::wire::Error& e) {

@@ -44,24 +44,39 @@ std::shared_ptr<const std::string> Closures::get(uint64_t id) {
 
 void Output::run() {
   std::string chunk;
+  auto stop = [&] {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    stopped_ = true;
+    idle_cv_.notify_all();
+  };
   for (;;) {
     {
       std::unique_lock lock(mu_);
+      writing_ = false;
+      idle_cv_.notify_all();
       cv_.wait(lock, [&] { return closed_ || buf_.size() > 0; });
-      if (buf_.size() == 0) return;
+      if (buf_.size() == 0) return stop();
       chunk.clear();
       std::swap(chunk, buf_.data());
+      writing_ = true;
     }
     const char* p = chunk.data();
     size_t left = chunk.size();
     while (left > 0) {
       ssize_t n = ::write(fd_, p, left);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;  // the host is gone; the reader sees EOF and ends the worker
+      if (n <= 0) return stop();  // the host is gone; the reader sees EOF and ends the worker
       p += n;
       left -= static_cast<size_t>(n);
     }
   }
+}
+
+bool Output::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return idle_cv_.wait_for(lock, timeout,
+                           [&] { return stopped_ || (!writing_ && buf_.size() == 0); });
 }
 
 void Output::close() {

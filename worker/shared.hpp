@@ -3,6 +3,7 @@
 // the writer thread sends what the executors wrote, many frames per write.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -62,13 +63,18 @@ class Output {
   /// The writer thread's loop; returns when closed and drained, or on a write error.
   void run();
   void close();
+  /// Waits until everything queued so far is written (or the writer stopped); false on timeout.
+  bool wait_idle(std::chrono::milliseconds timeout);
 
  private:
   int fd_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable idle_cv_;
   skyhost::wire::Writer buf_;
   bool closed_ = false;
+  bool writing_ = false;
+  bool stopped_ = false;
 };
 
 struct Shared {

@@ -119,6 +119,11 @@ local function _bootstrap(pool, node, inst, emit)
     r = _await(s, s:upload(core.worker_path(), remote, tonumber("755", 8)))
     if not r.ok then fail("uploading the worker", r) end
   end
+  local master_port
+  if node == 0 then  -- MASTER_PORT for every node: a port free on the head
+    r = _await(s, s:step("\"$HOME\"/" .. remote .. " --free-port", "uploading", 30))
+    master_port = r.ok and tonumber((r.tail or ""):match("(%d+)%s*$")) or nil
+  end
   local pool_dir = ".skyhost/pools/" .. pool.name
   local image = pool.opts.image or {}
   for _, st in ipairs(M.image_steps(image, pool_dir)) do
@@ -132,7 +137,16 @@ local function _bootstrap(pool, node, inst, emit)
     :format(_env_prefix(image.env), cd, remote, pool.opts.concurrency or 4, pool.ttl, _q(pool_dir))
   local deadline = lifetime.worker_deadline(pool)  -- a pool with a timeout: the node knows it too
   if deadline then cmd = cmd .. (" --deadline %.3f"):format(deadline) end
-  return s, cmd
+  return s, cmd, master_port
+end
+
+--- A port free on this machine, for the head of a local pool.
+local function _local_free_port()
+  local f = io.popen(("%s --free-port 2>/dev/null"):format(_q(core.worker_path())))
+  if not f then return nil end
+  local port = tonumber(f:read("a"):match("%d+") or "")
+  f:close()
+  return port
 end
 
 --- Starts a worker on every instance of the pool; returns when each has been handed to the
@@ -151,6 +165,7 @@ function M.start_all(pool, emit)
     identities[i] = {
       node = node, total_nodes = pool.nodes, is_head = node == 0, head_addr = pool.head_addr,
       provider = provider_name, pool = pool.name, instance = inst.id,
+      metrics_interval = pool.opts.metrics_interval or 5,
     }
     if inst.info.transport == "local" then
       local_nodes[i] = true
@@ -161,12 +176,19 @@ function M.start_all(pool, emit)
       errors.raise("BadInstance", ("instance %s has neither an ip nor transport = \"local\""):format(inst.id))
     end
   end
-  -- Workers join the pool in node order, so node i is the pool's node i.
+  -- Workers join the pool in node order, so node i is the pool's node i. The head's bootstrap
+  -- finds MASTER_PORT, which every node's identity carries.
+  local master_port
   for i = 1, #pool.instances do
     if local_nodes[i] then
-      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 4, lifetime.worker_deadline(pool))
+      if i == 1 then master_port = _local_free_port() end
+      identities[i].master_port = master_port
+      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 4,
+        lifetime.worker_deadline(pool))
     else
-      local s, cmd = sched.join(tasks[i])
+      local s, cmd, port = sched.join(tasks[i])
+      if i == 1 then master_port = port end
+      identities[i].master_port = master_port
       pool.core:add_ssh_node(s, cmd, identities[i])
     end
   end

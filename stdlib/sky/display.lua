@@ -1,7 +1,8 @@
 -- How a pool shows its progress. "spinner": one live line per pool on a terminal (nodes
 -- connecting / bootstrapping / ready, elapsed). "log": timestamped lifecycle events on stderr.
 -- "quiet": nothing. "auto" (the default): the spinner on a terminal, else only what workers print.
--- Worker output ([node N] text) is shown in every mode but quiet.
+-- Worker output ([node N] text) is shown in every mode but quiet: stdout lines on stdout, stderr
+-- lines on stderr. Node metrics: a line per node in "log" mode when they change; in the spinner.
 local core = require "skyhost.core"
 
 local M = {}
@@ -54,9 +55,58 @@ local function _line(pool)
     else counts.bootstrapping = counts.bootstrapping + 1 end
   end
   st.frame = st.frame % #FRAMES + 1
-  return ("%s %s: %d nodes — %d connecting, %d bootstrapping, %d ready — %.1fs")
+  local line = ("%s %s: %d nodes — %d connecting, %d bootstrapping, %d ready — %.1fs")
     :format(FRAMES[st.frame], pool.name, pool.nodes, counts.connecting, counts.bootstrapping,
       counts.ready, core.now() - pool.started)
+  local m = M.metrics_summary(pool)
+  return m and (line .. " — " .. m) or line
+end
+
+--- One node's latest metrics, compactly: "cpu 12% mem 3.1 GB load 0.52 gpu0 80% 30.1 GB".
+function M.node_metrics(values)
+  local parts = {}
+  if values.cpu then parts[#parts + 1] = ("cpu %.0f%%"):format(values.cpu) end
+  if values.memory then parts[#parts + 1] = ("mem %.1f GB"):format(values.memory) end
+  if values.load then parts[#parts + 1] = ("load %.2f"):format(values.load) end
+  for i = 0, 63 do
+    local u = values[("gpu%d.util"):format(i)]
+    if u == nil then break end
+    parts[#parts + 1] = ("gpu%d %.0f%% %.1f GB"):format(i, u, values[("gpu%d.memory"):format(i)] or 0)
+  end
+  return table.concat(parts, " ")
+end
+
+--- The pool's nodes together (mean cpu, total memory), or nil before any metric came.
+function M.metrics_summary(pool)
+  local per = pool._metrics
+  if not per then return nil end
+  local n, cpu, mem = 0, 0, 0
+  for _, v in pairs(per) do
+    n, cpu, mem = n + 1, cpu + (v.cpu or 0), mem + (v.memory or 0)
+  end
+  if n == 0 then return nil end
+  return ("cpu %.0f%% mem %.1f GB"):format(cpu / n, mem)
+end
+
+local _metrics_changed = {}  -- pool -> {node = true}
+
+--- After each batch of events: in "log" mode, a line per node whose metrics changed (all of a
+--- sample arrive in one batch).
+function M.after_events()
+  for pool, nodes in pairs(_metrics_changed) do
+    local sorted = {}
+    for n in pairs(nodes) do sorted[#sorted + 1] = n end
+    table.sort(sorted)
+    pool._metrics_shown = pool._metrics_shown or {}
+    for _, n in ipairs(sorted) do
+      local text = M.node_metrics(pool._metrics[n])
+      if text ~= pool._metrics_shown[n] then
+        pool._metrics_shown[n] = text
+        io.stderr:write(("%s %s node %d %s\n"):format(_stamp(), pool.name, n, text))
+      end
+    end
+  end
+  _metrics_changed = {}
 end
 
 local function _clear()
@@ -76,11 +126,23 @@ end
 
 function M.show(pool, ev)
   local mode = pool.display
+  if ev.type == "Metric" then
+    pool._metrics = pool._metrics or {}
+    local per = pool._metrics[ev.node] or {}
+    pool._metrics[ev.node] = per
+    per[ev.name] = ev.value
+    if mode == "log" then
+      _metrics_changed[pool] = _metrics_changed[pool] or {}
+      _metrics_changed[pool][ev.node] = true
+    end
+    return
+  end
   if mode == "quiet" then return end
   if ev.type == "Log" then
     _clear()
-    io.stdout:write(("[node %d] %s\n"):format(ev.node, ev.text))
-    io.stdout:flush()
+    local out = ev.stream == "stderr" and io.stderr or io.stdout
+    out:write(("[node %d] %s\n"):format(ev.node, ev.text))
+    out:flush()
     _redraw()
     return
   end

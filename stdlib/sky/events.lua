@@ -11,7 +11,7 @@ local _pools = setmetatable({}, { __mode = "v" })  -- id -> pool
 
 M.TYPES = {
   "ClusterRequested", "OffersSelected", "InstanceLaunched", "InstanceRunning", "BootstrapPhase",
-  "BootstrapConsole", "InstanceReady", "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "InstanceLost", "ClusterDraining",
+  "BootstrapConsole", "InstanceReady", "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "Metric", "InstanceLost", "ClusterDraining",
   "ClusterDestroyed", "AttemptFailed", "CostSummary",
 }
 local _known = {}
@@ -64,6 +64,7 @@ sched.set_event_sink(function(list)
     local pool = _pools[ev.pool]
     if pool then M.deliver(pool, ev) end
   end
+  display.after_events()
 end)
 
 return M

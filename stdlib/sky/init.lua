@@ -102,4 +102,11 @@ function M.shard(...)
   return shard.shard(M.instance_info(), ...)
 end
 
+--- sky.sh runs on a node, inside a task (worker/lua/sky.lua); defined here so that a function
+--- that captured it travels, and so that calling it on the host says what to do instead.
+function M.sh(cmd)
+  errors.raise("NotOnNode", ("sky.sh(%q) runs inside a task on a node; on the host use "
+    .. "pool:sh(cmd) for every node, or os.execute"):format(tostring(cmd)))
+end
+
 return M

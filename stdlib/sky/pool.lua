@@ -34,6 +34,7 @@ local SCHEMA = {
   name = "string",
   on_event = "callable",
   display = "string",
+  metrics_interval = "number",  -- seconds between a node's Metric events; 0: none
   -- what to run on and how to choose it (stdlib/sky/broker.lua, docs/broker.md)
   accelerator = "string|table",
   region = "string|table",
@@ -62,6 +63,9 @@ local function _check_options(opts)
     errors.raise("BadOption", "sky.compute: option 'retries' must be 0 or more")
   end
   if opts.display then options.one_of("sky.compute", "display", opts.display, M.DISPLAYS) end
+  if opts.metrics_interval ~= nil and opts.metrics_interval < 0 then
+    errors.raise("BadOption", "sky.compute: option 'metrics_interval' must be 0 or more seconds")
+  end
   if opts.ttl ~= nil and opts.ttl <= 0 then
     errors.raise("BadOption", "sky.compute: option 'ttl' must be a positive number of seconds")
   end
@@ -380,6 +384,9 @@ function Pool:close()
 end
 
 Pool.__close = function(self) self:close() end
+
+-- Commands on every node: pool:sh, pool:torchrun (stdlib/sky/jobs.lua).
+for name, method in pairs(require "sky.jobs") do Pool[name] = method end
 
 function Pool.__tostring(self)
   return ("sky.pool(%s, %d nodes, %s)"):format(self.name, self.nodes, self.state)

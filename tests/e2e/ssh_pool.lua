@@ -66,6 +66,59 @@ elseif mode == "stuck" then
   -- The host blocks here (and the test stops it): only the workers' own deadline can end them.
   report_pids()
   io.read("l")
+elseif mode == "sh" then
+  -- Commands on SSH nodes: identity in the environment, streamed lines, a timeout's tree kill.
+  local logs = {}
+  pool:on("log", function(ev) logs[#logs + 1] = ev end)
+  for _, r in ipairs(pool:sh('echo "$SKYHOST_NODE $NNODES $NODE_RANK $MASTER_ADDR $MASTER_PORT"')) do
+    io.write("ENV ", r.stdout)
+  end
+  local tree = sky.fn(function()
+    local r = sky.sh("sleep 1000 & echo $! > /tmp/sky-tree; wait", { timeout = 0.5, check = false })
+    local f = io.open("/tmp/sky-tree")
+    local pid = f and f:read("n")
+    if f then f:close() end
+    for _ = 1, 200 do  -- up to 10 s for the kill to land
+      local stat = pid and io.open("/proc/" .. pid .. "/stat")
+      local state = stat and stat:read("a"):match("%) (%a)")
+      if stat then stat:close() end
+      if not state or state == "Z" then return ("%s %s gone"):format(tostring(r.timed_out), r.signal) end
+      os.execute("sleep 0.05")
+    end
+    return "still running"
+  end)
+  print("TREE " .. table.concat(pool:broadcast(tree()), " | "))
+  local _ = sky.fn(function()
+    os.execute("echo child out; echo child err >&2")
+    print("two\nlines")
+  end)() >> pool
+  -- What a child process writes comes as the worker reads it, not ordered with the result.
+  local seen
+  for _ = 1, 500 do
+    seen = {}
+    for _, ev in ipairs(logs) do
+      if not ev.text:match("^%d") then seen[#seen + 1] = ev.stream .. ":" .. ev.text end
+    end
+    if #seen >= 4 then break end
+    sky.sleep(0.02)
+  end
+  table.sort(seen)
+  print("LOGS " .. table.concat(seen, ","))
+elseif mode == "torchrun" then
+  -- A real multi-node torch.distributed run (gloo) over the test hosts' network.
+  local root = os.getenv("ROOT")
+  local logs = {}
+  pool:on("log", function(ev) logs[#logs + 1] = ev end)
+  local rs = pool:torchrun(root .. "/scripts/torch_ddp.py", {
+    args = { "--steps", 10 }, env = { GLOO_SOCKET_IFNAME = "eth0" }, timeout = 400,
+    launcher = "/usr/bin/python3 " .. root .. "/tests/support/torchrun.py",
+  })
+  for _, r in ipairs(rs) do print(("EXIT node %d %d"):format(r.node, r.code)) end
+  for _, ev in ipairs(logs) do
+    if ev.text:match("^allreduce") or ev.text:match("^ddp") then
+      print(("LINE %d %s"):format(ev.node, ev.text))
+    end
+  end
 elseif mode == "transfer" then
   local src = os.getenv("SRC")
   pool:put(src, "data/in.bin")

@@ -40,6 +40,17 @@ elseif mode == "late" then
   print("READY")
   io.stdout:flush()
   return h:wait()
+elseif mode == "sh" then
+  -- A sky.sh command leads a process group of its own: it must go with its worker all the same.
+  local started = false
+  pool:on("log", function(ev) started = started or ev.text == "started" end)
+  local h = sky.spawn(function()
+    return sky.fn(function() sky.sh("sleep 60 & echo started; sleep 60") end)() >> pool
+  end)
+  while not started do sky.sleep(0.02) end
+  print("READY")
+  io.stdout:flush()
+  return h:wait()
 elseif mode == "spawned" then
   -- A pool opened inside a spawned coroutine that is still waiting when the script is stopped.
   sky.spawn(function()

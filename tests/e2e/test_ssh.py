@@ -205,6 +205,28 @@ try:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
 
+    @case("sky.sh on SSH nodes: identity in the environment, tree killed on timeout, output")
+    def _():
+        r = run("sh", [ip(1), ip(2)])
+        assert r.returncode == 0, r.stderr
+        env = [l.split()[1:] for l in r.stdout.splitlines() if l.startswith("ENV ")]
+        assert [e[:4] for e in env] == [["0", "2", "0", ip(1)], ["1", "2", "1", ip(1)]], env
+        assert env[0][4] == env[1][4] and int(env[0][4]) > 0, env
+        assert "TREE true SIGKILL gone | true SIGKILL gone" in r.stdout, r.stdout
+        assert "LOGS stderr:child err,stdout:child out,stdout:lines,stdout:two" in r.stdout, r.stdout
+        no_workers_left([1, 2])
+
+    @case("pool:torchrun: gloo all-reduce and DDP over 3 SSH nodes")
+    def _():
+        r = run("torchrun", [ip(1), ip(2), ip(3)], timeout=500, ROOT=ROOT)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert sorted(re.findall(r"EXIT node (\d) (\d+)", r.stdout)) == [("0", "0"), ("1", "0"), ("2", "0")], r.stdout
+        ar = re.findall(r"LINE (\d) allreduce rank \d node (\d): (\d+) ", r.stdout)
+        assert sorted(ar) == [("0", "0", "6"), ("1", "1", "6"), ("2", "2", "6")], r.stdout
+        ddp = re.findall(r"LINE \d ddp .*weights identical: True, (w=\S+ b=\S+)", r.stdout)
+        assert len(ddp) == 3 and len(set(ddp)) == 1, r.stdout
+        no_workers_left([1, 2, 3])
+
     @case("put and get of a 100 MiB file on two nodes")
     def _():
         with tempfile.TemporaryDirectory() as d:

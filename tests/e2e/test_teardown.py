@@ -89,6 +89,8 @@ case_run("SIGTERM while Lua code is busy", "busy", signal.SIGTERM, rc=143)
 case_run("second Ctrl-C does not skip teardown", "task", signal.SIGINT, sigs=3, rc=130)
 case_run("SIGINT with a pool in a spawned coroutine", "spawned", signal.SIGINT, rc=130)
 case_run("kill -9 of skyhost", "task", signal.SIGKILL, rc=-9, min_kids=1)
+case_run("SIGTERM with a sky.sh command running", "sh", signal.SIGTERM, rc=143, min_kids=3)
+case_run("kill -9 of skyhost with a sky.sh command running", "sh", signal.SIGKILL, rc=-9, min_kids=3)
 
 
 class Lines:
