@@ -10,6 +10,8 @@
 #include "bindings/codec.hpp"
 #include "bindings/embedded.hpp"
 #include "bindings/preload.hpp"
+#include "worker/plugin_host.hpp"
+#include "worker/plugin_task.hpp"
 
 namespace skyworker {
 
@@ -79,6 +81,7 @@ lua_State* new_state(Shared& shared) {
   lua_pushinteger(L, getpid());
   lua_setfield(L, -2, "pid");
   lua_setfield(L, LUA_REGISTRYINDEX, "skyworker.info");  // []
+  plugins::attach(shared, L);
   lua_getglobal(L, "require");
   lua_pushstring(L, "sky");
   lua_call(L, 1, 1);  // [sky]
@@ -102,6 +105,11 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
   try {
     auto fn = shared.closures.get(task.fn);
     if (!fn) throw skyhost::wire::Error("task refers to an unknown function");
+    if (is_plugin_def(*fn)) {  // native: no Lua involved
+      plugins::run_task(shared, task, *fn);
+      t_task = 0;
+      return;
+    }
     lua_pushcfunction(L, l_traceback);  // [msgh]
     Reader fr(*fn);
     if (skyhost::codec::decode_values(L, fr) != 1 || !lua_isfunction(L, -1)) {
@@ -149,6 +157,10 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
 }
 
 }  // namespace
+
+uint64_t current_task() {
+  return t_task;
+}
 
 void run_executor(Shared& shared, int /*index*/) {
   t_shared = &shared;

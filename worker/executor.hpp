@@ -9,4 +9,7 @@ namespace skyworker {
 /// Runs tasks until the queue closes.
 void run_executor(Shared& shared, int index);
 
+/// The id of the task this executor thread is running (0 between tasks).
+uint64_t current_task();
+
 }  // namespace skyworker

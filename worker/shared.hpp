@@ -11,15 +11,17 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "host/wire.hpp"
+#include "worker/shm.hpp"
 
 namespace skyworker {
 
 struct TaskMsg {
   uint64_t id = 0;
   uint64_t fn = 0;
-  std::string args;
+  Bytes args;  // large arguments are in shared memory, for a plugin host to map
 };
 
 class TaskQueue {
@@ -59,15 +61,32 @@ class Output {
     buf_.end_frame(mark);
     cv_.notify_one();
   }
+  /// Appends one frame whose body ends with the bytes of `tail`, which are written from where
+  /// they are, not copied (a plugin's large result). Throws wire::Error past the frame limit.
+  template <typename Fill>
+  void frame(skyhost::wire::Msg type, Fill&& fill, std::shared_ptr<const Region> tail) {
+    std::lock_guard lock(mu_);
+    size_t mark = buf_.begin_frame(type);
+    fill(buf_);
+    end_frame(mark, std::move(tail));
+    cv_.notify_one();
+  }
   /// The writer thread's loop; returns when closed and drained, or on a write error.
   void run();
   void close();
 
  private:
+  struct Tail {
+    size_t at;  // written after buf_'s first `at` bytes
+    std::shared_ptr<const Region> bytes;
+  };
+  void end_frame(size_t mark, std::shared_ptr<const Region> tail);
+
   int fd_;
   std::mutex mu_;
   std::condition_variable cv_;
   skyhost::wire::Writer buf_;
+  std::vector<Tail> tails_;
   bool closed_ = false;
 };
 
