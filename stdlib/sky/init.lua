@@ -4,6 +4,7 @@ local errors = require "sky.errors"
 local fnmod = require "sky.fn"
 local http = require "sky.http"
 local json = require "sky.json"
+local plugin = require "sky.plugin"
 local pool = require "sky.pool"
 local sched = require "sky.sched"
 local shard = require "sky.common.shard"
@@ -22,6 +23,10 @@ M.version = core.version
 M.fn = fnmod.fn
 M.gather = fnmod.gather
 M.compute = pool.compute
+-- Native functions on the nodes (docs/plugins.md). The handles' metatable is a field so that
+-- the codec sends it by name: the worker has its own under the same name.
+M.plugin = plugin.plugin
+M._plugin_mt = plugin.meta
 
 --- sky.ssh{hosts = {...}, user =, identity =, known_hosts =, host_keys =}: a provider for
 --- machines you already have (see providers/ssh.lua).
