@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,18 +31,29 @@ constexpr size_t kInline = OutBuf::kInline;
 constexpr size_t kMaxDef = 16 * 1024;  // name, path, symbol and hash together
 constexpr int kSock = 3;               // the plugin host's end of the pair
 
+// A request runs `count` calls of one plugin: the header, the four strings of the PluginDef,
+// then per call a u64 size and the argument bytes, which for a single large call are in the
+// attached memfd instead. A reply answers `count` calls in order: per call a u32 status, a
+// u32 0, a u64 size and the bytes (those of a single large result in the attached memfd).
 struct Request {
   uint32_t magic;
   uint32_t flags;
-  uint64_t size;  // argument bytes
+  uint32_t count;
   uint32_t len[4];
 };
 
 struct Response {
-  uint32_t status;  // PluginClient::Status
+  uint32_t count;
   uint32_t flags;
+};
+
+struct Entry {
+  uint32_t status;  // PluginClient::Status
+  uint32_t reserved;
   uint64_t size;
 };
+
+constexpr size_t kBatch = 48 * 1024;  // inline bytes gathered into one message
 
 // One message, with a descriptor attached when fd >= 0. False when the peer is gone.
 bool send_msg(int sock, iovec* iov, int niov, int fd) {
@@ -132,19 +144,17 @@ class Host {
   void serve();
 
  private:
-  void reply(PluginClient::Status st, std::string_view text, const std::shared_ptr<Region>& r);
+  void serve_requests();
   const sky_plugin* load(const PluginDef& def, std::string& why);
-  void handle(const PluginDef& def, std::string_view args);
+  void run(const sky_plugin* rec, std::string_view args);
+  void add(PluginClient::Status st, std::string_view bytes);
+  void flush();
 
   std::unordered_map<std::string, void*> libs_;
-  std::unordered_map<std::string, const sky_plugin*> records_;
+  std::unordered_map<std::string, const sky_plugin*> records_;  // by path, symbol, hash
+  std::string out_ = std::string(sizeof(Response), '\0');       // replies not yet sent
+  uint32_t pending_ = 0;
 };
-
-void Host::reply(PluginClient::Status st, std::string_view text, const std::shared_ptr<Region>& r) {
-  Response h{static_cast<uint32_t>(st), r ? kInFd : 0, r ? r->size() : text.size()};
-  iovec iov[2] = {{&h, sizeof h}, {const_cast<char*>(text.data()), r ? 0 : text.size()}};
-  if (!send_msg(kSock, iov, 2, r ? r->fd() : -1)) _exit(0);  // the worker is gone
-}
 
 // Where an SSH node keeps the uploaded file (by content), else the host's own path.
 std::string resolve(const PluginDef& def) {
@@ -158,9 +168,9 @@ std::string resolve(const PluginDef& def) {
 }
 
 const sky_plugin* Host::load(const PluginDef& def, std::string& why) {
-  std::string path = resolve(def);
-  std::string key = path + '\0' + def.symbol;
+  std::string key = def.path + '\0' + def.symbol + '\0' + def.hash;
   if (auto it = records_.find(key); it != records_.end()) return it->second;
+  std::string path = resolve(def);
   void*& lib = libs_[path];
   if (lib == nullptr) {
     lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -190,26 +200,54 @@ const sky_plugin* Host::load(const PluginDef& def, std::string& why) {
   return rec;
 }
 
-void Host::handle(const PluginDef& def, std::string_view args) {
-  std::string why;
-  const sky_plugin* rec = load(def, why);
-  if (rec == nullptr) return reply(PluginClient::Status::kLoadError, why, nullptr);
+void Host::flush() {
+  if (pending_ == 0) return;
+  Response h{pending_, 0};
+  std::memcpy(out_.data(), &h, sizeof h);
+  iovec iov{out_.data(), out_.size()};
+  if (!send_msg(kSock, &iov, 1, -1)) _exit(0);  // the worker is gone
+  out_.resize(sizeof(Response));
+  pending_ = 0;
+}
+
+void Host::add(PluginClient::Status st, std::string_view bytes) {
+  if (out_.size() + sizeof(Entry) + bytes.size() > sizeof(Response) + kBatch) flush();
+  Entry e{static_cast<uint32_t>(st), 0, bytes.size()};
+  out_.append(reinterpret_cast<const char*>(&e), sizeof e);
+  out_.append(bytes);
+  ++pending_;
+}
+
+void Host::run(const sky_plugin* rec, std::string_view args) {
   ArgViews views;
   try {
     views.parse(args);
   } catch (const std::exception& e) {
-    return reply(PluginClient::Status::kError, e.what(), nullptr);
+    return add(PluginClient::Status::kError, e.what());
   }
   ResultWriter w;
   int rc = rec->fn(ResultWriter::api(), w.call(), views.data(), views.size());
   if (rc != 0 && !w.failed()) w.fail("failed (returned " + std::to_string(rc) + ")");
-  if (!w.finish()) return reply(PluginClient::Status::kError, w.why(), nullptr);
+  if (!w.finish()) return add(PluginClient::Status::kError, w.why());
   auto region = w.out().take_region();
-  reply(PluginClient::Status::kOk, w.out().view(), region);
+  if (!region) return add(PluginClient::Status::kOk, w.out().view());
+  flush();  // a large result goes alone, as its memfd
+  Response h{1, kInFd};
+  Entry e{static_cast<uint32_t>(PluginClient::Status::kOk), 0, region->size()};
+  iovec iov[2] = {{&h, sizeof h}, {&e, sizeof e}};
+  if (!send_msg(kSock, iov, 2, region->fd())) _exit(0);
 }
 
 void Host::serve() {
-  std::string buf(sizeof(Request) + kMaxDef + kInline, '\0');
+  try {
+    serve_requests();
+  } catch (const std::exception&) {
+    _exit(2);  // a malformed request: the executor sees the end and starts another host
+  }
+}
+
+void Host::serve_requests() {
+  std::string buf(sizeof(Request) + kMaxDef + kInline + 64, '\0');
   for (;;) {
     int fd;
     ssize_t n = recv_msg(kSock, buf, &fd);
@@ -218,29 +256,45 @@ void Host::serve() {
     if (n < static_cast<ssize_t>(sizeof h)) _exit(2);
     std::memcpy(&h, buf.data(), sizeof h);
     size_t def_len = size_t{h.len[0]} + h.len[1] + h.len[2] + h.len[3];
-    size_t body = (h.flags & kInFd) ? 0 : h.size;
-    if (h.magic != kMagic || sizeof h + def_len + body != static_cast<size_t>(n)) _exit(2);
-    const char* p = buf.data() + sizeof h;
+    if (h.magic != kMagic || sizeof h + def_len > static_cast<size_t>(n) || h.count == 0 ||
+        ((h.flags & kInFd) && (fd < 0 || h.count != 1)))
+      _exit(2);
+    skyhost::wire::Reader r(buf.data() + sizeof h, static_cast<size_t>(n) - sizeof h);
     PluginDef def;
     std::string* fields[4] = {&def.name, &def.path, &def.symbol, &def.hash};
-    for (int i = 0; i < 4; ++i) {
-      fields[i]->assign(p, h.len[i]);
-      p += h.len[i];
-    }
-    if (h.flags & kInFd) {
-      if (fd < 0) _exit(2);
+    for (int i = 0; i < 4; ++i) fields[i]->assign(r.get_raw(h.len[i]));
+    std::string why;
+    const sky_plugin* rec = load(def, why);
+    auto started = std::chrono::steady_clock::now();
+    for (uint32_t i = 0; i < h.count; ++i) {
+      uint64_t size = r.get_u64();
       std::shared_ptr<Region> args;
-      try {
-        args = Region::open(fd, h.size);
-      } catch (const std::exception& e) {
-        reply(PluginClient::Status::kError, e.what(), nullptr);
-        continue;
+      std::string_view bytes;
+      if (h.flags & kInFd) {
+        try {
+          args = Region::open(fd, size);
+          bytes = args->view();
+        } catch (const std::exception& e) {
+          add(PluginClient::Status::kError, e.what());
+          continue;
+        }
+      } else {
+        bytes = r.get_raw(size);
       }
-      handle(def, args->view());
-    } else {
-      if (fd >= 0) close(fd);
-      handle(def, std::string_view(p, h.size));
+      if (rec == nullptr) {
+        add(PluginClient::Status::kLoadError, why);
+      } else {
+        run(rec, bytes);
+      }
+      // Cheap calls are answered together; one that took a while is answered at once.
+      auto now = std::chrono::steady_clock::now();
+      if (now - started > std::chrono::milliseconds(1)) {
+        flush();
+        started = now;
+      }
     }
+    if (!(h.flags & kInFd) && fd >= 0) close(fd);
+    flush();
   }
 }
 
@@ -317,23 +371,27 @@ bool PluginClient::start(std::string& why) {
   }
   sock_ = sv[0];
   pid_ = pid;
-  if (buf_.empty()) buf_.resize(sizeof(Response) + kInline);
+  if (buf_.empty()) buf_.resize(sizeof(Response) + sizeof(Entry) + kInline + 64);
   return true;
 }
 
-bool PluginClient::send(const PluginDef& def, std::string_view args, int fd) {
-  if (def.name.size() + def.path.size() + def.symbol.size() + def.hash.size() > kMaxDef)
-    return false;
+bool PluginClient::send(const PluginDef& def, const std::vector<Arg>& args, size_t from,
+                        size_t count) {
+  int fd = count == 1 && args[from].region ? args[from].region->fd() : -1;
   Request h{kMagic,
             fd >= 0 ? kInFd : 0,
-            args.size(),
+            static_cast<uint32_t>(count),
             {static_cast<uint32_t>(def.name.size()), static_cast<uint32_t>(def.path.size()),
              static_cast<uint32_t>(def.symbol.size()), static_cast<uint32_t>(def.hash.size())}};
-  auto part = [](const std::string& s) { return iovec{const_cast<char*>(s.data()), s.size()}; };
-  iovec iov[6] = {{&h, sizeof h},   part(def.name), part(def.path),
-                  part(def.symbol), part(def.hash), {const_cast<char*>(args.data()), 0}};
-  if (fd < 0) iov[5].iov_len = args.size();
-  return send_msg(sock_, iov, 6, fd);
+  out_.assign(reinterpret_cast<const char*>(&h), sizeof h);
+  for (const std::string* f : {&def.name, &def.path, &def.symbol, &def.hash}) out_.append(*f);
+  for (size_t i = from; i < from + count; ++i) {
+    uint64_t size = args[i].bytes.size();
+    out_.append(reinterpret_cast<const char*>(&size), sizeof size);
+    if (fd < 0) out_.append(args[i].bytes);
+  }
+  iovec iov{out_.data(), out_.size()};
+  return send_msg(sock_, &iov, 1, fd);
 }
 
 std::string PluginClient::reap() {
@@ -348,69 +406,98 @@ std::string PluginClient::reap() {
   return r > 0 ? describe_death(status) : "ended (status unknown)";
 }
 
-PluginClient::Reply PluginClient::call(const PluginDef& def, std::string_view args,
-                                       const std::shared_ptr<Region>& region) {
-  Reply out;
-  if (def.name.size() + def.path.size() + def.symbol.size() + def.hash.size() > kMaxDef) {
-    out.status = Status::kLoadError;
-    out.text = "plugin path and name are too long";
-    return out;
-  }
-  std::shared_ptr<Region> copy;  // arguments built here (a call from Lua) that are large
-  int fd = -1;
-  try {
-    if (region) {
-      fd = region->fd();
-    } else if (args.size() > kInline) {
-      copy = Region::create(args.size());
-      std::memcpy(copy->data(), args.data(), args.size());
-      fd = copy->fd();
-    }
-  } catch (const std::exception& e) {
-    out.text = e.what();
-    return out;
-  }
-  // A host that died between calls ran nothing of ours: start another and send again.
-  for (int attempt = 0;; ++attempt) {
-    std::string why;
-    if (sock_ < 0 && !start(why)) {
-      out.status = Status::kLoadError;
-      out.text = why;
-      return out;
-    }
-    if (send(def, args, fd)) break;
-    why = reap();
-    if (attempt == 1) {
-      out.status = Status::kDied;
-      out.text = why;
-      return out;
-    }
-  }
+bool PluginClient::receive(const Done& done, size_t& next) {
   int rfd;
   ssize_t n = recv_msg(sock_, buf_, &rfd);
   Response h{};
-  if (n >= static_cast<ssize_t>(sizeof h)) std::memcpy(&h, buf_.data(), sizeof h);
-  size_t inline_size = (h.flags & kInFd) ? 0 : h.size;
-  if (n <= 0 || n < static_cast<ssize_t>(sizeof h) || sizeof h + inline_size != size_t(n) ||
-      ((h.flags & kInFd) && rfd < 0)) {
-    if (rfd >= 0) close(rfd);
-    if (n > 0) kill(pid_, SIGKILL);  // it spoke nonsense: start afresh next time
-    out.status = Status::kDied;
-    out.text = reap();
-    return out;
-  }
-  out.status = static_cast<Status>(h.status);
+  bool ok = n >= static_cast<ssize_t>(sizeof h);
+  if (ok) std::memcpy(&h, buf_.data(), sizeof h);
+  ok = ok && h.count > 0 && (!(h.flags & kInFd) || (rfd >= 0 && h.count == 1));
+  std::vector<Reply> replies;
   try {
-    if (h.flags & kInFd) {
-      out.region = Region::open(rfd, h.size);
-    } else {
-      if (rfd >= 0) close(rfd);
-      out.text.assign(buf_.data() + sizeof h, inline_size);
+    skyhost::wire::Reader r(buf_.data() + sizeof h, ok ? static_cast<size_t>(n) - sizeof h : 0);
+    for (uint32_t i = 0; ok && i < h.count; ++i) {
+      Entry e;
+      std::memcpy(&e, r.get_raw(sizeof e).data(), sizeof e);
+      Reply rep;
+      rep.status = static_cast<Status>(e.status);
+      if (h.flags & kInFd) {
+        rep.region = Region::open(rfd, e.size);
+        rfd = -1;
+      } else {
+        rep.text.assign(r.get_raw(e.size));
+      }
+      replies.push_back(std::move(rep));
+    }
+    ok = ok && r.empty();
+  } catch (const std::exception&) {
+    ok = false;
+  }
+  if (rfd >= 0) close(rfd);
+  if (!ok) {
+    if (n > 0) kill(pid_, SIGKILL);  // it spoke nonsense: start afresh next time
+    Reply rep;
+    rep.status = Status::kDied;
+    rep.text = reap();
+    done(next++, std::move(rep));
+    return false;
+  }
+  for (Reply& rep : replies) done(next++, std::move(rep));
+  return true;
+}
+
+void PluginClient::call_all(const PluginDef& def, std::vector<Arg> args, const Done& done) {
+  const size_t n = args.size();
+  size_t next = 0;  // the first call without a reply
+  auto fail_rest = [&](Status st, const std::string& why) {
+    for (; next < n; ++next) {
+      Reply r;
+      r.status = st;
+      r.text = why;
+      done(next, std::move(r));
+    }
+  };
+  if (def.name.size() + def.path.size() + def.symbol.size() + def.hash.size() > kMaxDef)
+    return fail_rest(Status::kLoadError, "plugin path and name are too long");
+  try {
+    for (Arg& a : args) {  // arguments built here (a call from Lua) that are large
+      if (a.region || a.bytes.size() <= kInline) continue;
+      a.region = Region::create(a.bytes.size());
+      std::memcpy(a.region->data(), a.bytes.data(), a.bytes.size());
     }
   } catch (const std::exception& e) {
-    out.status = Status::kError;
-    out.text = e.what();
+    return fail_rest(Status::kError, e.what());
   }
+  bool restarted = false;
+  while (next < n) {
+    std::string why;
+    if (sock_ < 0 && !start(why)) return fail_rest(Status::kLoadError, why);
+    // One message: a single call whose bytes are in shared memory, or the small calls that fit.
+    size_t count = 1, bytes = args[next].bytes.size() + sizeof(uint64_t);
+    while (!args[next].region && next + count < n && !args[next + count].region &&
+           bytes + args[next + count].bytes.size() + sizeof(uint64_t) <= kBatch) {
+      bytes += args[next + count].bytes.size() + sizeof(uint64_t);
+      ++count;
+    }
+    if (!send(def, args, next, count)) {  // the host died between calls, running none of ours
+      why = reap();
+      if (restarted) return fail_rest(Status::kDied, why);
+      restarted = true;
+      continue;
+    }
+    restarted = false;
+    // The host answers in order: when it dies, the first call without an answer is the one
+    // that killed it; the calls after it never ran and go to the next host.
+    for (size_t end = next + count; next < end;) {
+      if (!receive(done, next)) break;
+    }
+  }
+}
+
+PluginClient::Reply PluginClient::call(const PluginDef& def, std::string_view args,
+                                       const std::shared_ptr<Region>& region) {
+  Reply out;
+  call_all(def, {Arg{args, region}}, [&](size_t, Reply&& r) { out = std::move(r); });
   return out;
 }
 

@@ -9,9 +9,11 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "worker/shm.hpp"
 
@@ -49,20 +51,34 @@ class PluginClient {
   PluginClient& operator=(const PluginClient&) = delete;
   ~PluginClient();
 
-  /// Calls the plugin with codec argument bytes (in `region` when given). Never throws for the
-  /// plugin's own failures: an error reply says what happened, kDied how the host died.
+  struct Arg {
+    std::string_view bytes;          // codec argument values
+    std::shared_ptr<Region> region;  // holding `bytes`, when they are in shared memory
+  };
+  using Done = std::function<void(size_t index, Reply&& reply)>;
+
+  /// Calls the plugin once per argument list, in order, pipelined (one wake-up of the host for
+  /// many small calls); `done` gets each reply as it arrives. Never throws for the plugin's own
+  /// failures: an error reply says what happened, kDied how the host died.
+  void call_all(const PluginDef& def, std::vector<Arg> args, const Done& done);
+  /// One call.
   Reply call(const PluginDef& def, std::string_view args, const std::shared_ptr<Region>& region);
   /// The plugin host's process id, 0 when none runs.
   pid_t pid() const { return pid_; }
 
  private:
   bool start(std::string& why);
-  bool send(const PluginDef& def, std::string_view args, int fd);
+  /// Sends calls from..from+count-1 of `args` as one request.
+  bool send(const PluginDef& def, const std::vector<Arg>& args, size_t from, size_t count);
+  /// Hands the replies of the next message to `done` (as calls next, next + 1, ...); false,
+  /// with a kDied reply for call `next`, when the host died instead.
+  bool receive(const Done& done, size_t& next);
   std::string reap();
 
   int sock_ = -1;
   pid_t pid_ = 0;
-  std::string buf_;
+  std::string buf_;  // a reply
+  std::string out_;  // a request
 };
 
 }  // namespace skyworker

@@ -2,8 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <string>
+#include <unordered_map>
 
 #include "bindings/codec.hpp"
 #include "worker/executor.hpp"
@@ -22,6 +26,10 @@ using Status = PluginClient::Status;
 thread_local PluginClient t_client;
 thread_local Shared* t_shared = nullptr;
 thread_local std::string t_node;
+std::atomic<int> g_executors{0};  // executors that attached: how many share the task queue
+// Per plugin function (closure id): how long its calls took of late, on this executor.
+thread_local std::unordered_map<uint64_t, uint64_t> t_call_ns;
+constexpr uint64_t kCheapNs = 100'000;  // calls this short are batched beyond a fair share
 
 /// "node 2 (hostname)", from the identity the host sent.
 const std::string& node_label() {
@@ -109,58 +117,117 @@ int luaopen_skyworker_plugin(lua_State* L) {
 
 void attach(Shared& shared, lua_State* L) {
   t_shared = &shared;
+  ++g_executors;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);  // [preload]
   lua_pushcfunction(L, luaopen_skyworker_plugin);
   lua_setfield(L, -2, "skyworker.plugin");
   lua_pop(L, 1);  // []
 }
 
-void run_task(Shared& shared, const TaskMsg& task, std::string_view closure) {
-  t_shared = &shared;
-  auto start = std::chrono::steady_clock::now();
-  PluginDef def;
-  PluginClient::Reply rep;
-  std::string err;
-  try {
-    def = parse_plugin_def(closure);
-    rep = t_client.call(def, task.args, task.args.region());
+namespace {
+
+// A plugin call costs two process switches; many small tasks of one plugin share them.
+constexpr size_t kMaxBatch = 32;
+constexpr size_t kBatchBytes = 48 * 1024;
+
+/// Results of one exchange with the plugin host, handed to the writer together (one wake-up
+/// of the writer thread for many), and at least every millisecond.
+class Results {
+ public:
+  explicit Results(Shared& shared) : shared_(shared) {}
+  ~Results() { flush(); }
+
+  void add(const TaskMsg& task, const PluginDef& def, PluginClient::Reply&& rep, uint64_t ns) {
+    std::string err;
     if (rep.status != Status::kOk) err = failure(def, rep, task.id);
-  } catch (const std::exception& e) {
-    err = std::string("plugin task: ") + e.what();
+    if (rep.region && err.empty()) {
+      flush();  // keeps the order; this one is sent from the shared memory the plugin wrote
+      try {
+        shared_.out.frame(
+            Msg::kResult, [&](Writer& w) { head(w, task, true, ns); }, rep.region);
+        return;
+      } catch (const std::exception& e) {
+        err = "plugin '" + def.name + "': cannot return the result: " + e.what();
+      }
+    }
+    size_t mark = frames_.begin_frame(Msg::kResult);
+    head(frames_, task, err.empty(), ns);
+    if (err.empty()) {
+      frames_.put_raw(rep.text.data(), rep.text.size());
+    } else {
+      frames_.put_string(err);
+      frames_.put_string("");  // no Lua traceback: the message says where
+    }
+    frames_.end_frame(mark);
+    auto now = std::chrono::steady_clock::now();
+    if (now - flushed_ > std::chrono::milliseconds(1) || frames_.size() > (1 << 20)) flush();
   }
-  auto ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
-          .count());
-  auto head = [&](Writer& w, bool ok) {
+
+  void flush() {
+    if (frames_.size() > 0) shared_.out.frames(frames_.data());
+    frames_.clear();
+    flushed_ = std::chrono::steady_clock::now();
+  }
+
+ private:
+  static void head(Writer& w, const TaskMsg& task, bool ok, uint64_t ns) {
     w.put_u64(task.id);
     w.put_u8(ok ? 1 : 0);
     w.put_u64(ns);
-  };
-  if (!err.empty()) {
-    shared.out.frame(Msg::kResult, [&](Writer& w) {
-      head(w, false);
-      w.put_string(err);
-      w.put_string("");  // no Lua traceback: the message says where
-    });
-  } else if (rep.region) {
-    // The result is in shared memory the plugin wrote: sent from there.
-    try {
-      shared.out.frame(
-          Msg::kResult, [&](Writer& w) { head(w, true); }, rep.region);
-    } catch (const std::exception& e) {
-      std::string msg = "plugin '" + def.name + "': cannot return the result: " + e.what();
-      shared.out.frame(Msg::kResult, [&](Writer& w) {
-        head(w, false);
-        w.put_string(msg);
-        w.put_string("");
-      });
-    }
-  } else {
-    shared.out.frame(Msg::kResult, [&](Writer& w) {
-      head(w, true);
-      w.put_raw(rep.text.data(), rep.text.size());
-    });
   }
+
+  Shared& shared_;
+  Writer frames_;
+  std::chrono::steady_clock::time_point flushed_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+void run_task(Shared& shared, const TaskMsg& task, std::string_view closure) {
+  t_shared = &shared;
+  auto last = std::chrono::steady_clock::now();
+  PluginDef def;
+  try {
+    def = parse_plugin_def(closure);
+  } catch (const std::exception& e) {
+    PluginClient::Reply r;
+    r.text = std::string("bad plugin reference: ") + e.what();
+    Results(shared).add(task, def, std::move(r), 0);
+    return;
+  }
+  // Small tasks of the same plugin queued behind this one join it, so that a map over a plugin
+  // is not one process switch per item: cheap calls as many as fit, others up to this
+  // executor's fair share of the queue (the other executors take the rest in parallel).
+  std::vector<TaskMsg> more;
+  if (!task.args.region()) {
+    size_t bytes = task.args.size();
+    size_t limit = SIZE_MAX;
+    const size_t executors = static_cast<size_t>(std::max(1, g_executors.load()));
+    auto seen = t_call_ns.find(task.fn);
+    const bool cheap = seen != t_call_ns.end() && seen->second < kCheapNs;
+    while (auto t = shared.tasks.pop_if([&](const TaskMsg& next, size_t queued) {
+      if (limit == SIZE_MAX) limit = std::min(kMaxBatch - 1, cheap ? queued : queued / executors);
+      return more.size() < limit && next.fn == task.fn && !next.args.region() &&
+             bytes + next.args.size() <= kBatchBytes;
+    })) {
+      bytes += t->args.size();
+      more.push_back(std::move(*t));
+    }
+  }
+  std::vector<PluginClient::Arg> args;
+  args.reserve(1 + more.size());
+  args.push_back({task.args, task.args.region()});
+  for (const TaskMsg& t : more) args.push_back({t.args, nullptr});
+  Results results(shared);
+  t_client.call_all(def, std::move(args), [&](size_t i, PluginClient::Reply&& rep) {
+    auto now = std::chrono::steady_clock::now();
+    auto ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count());
+    last = now;
+    uint64_t& avg = t_call_ns.try_emplace(task.fn, ns).first->second;
+    avg = (avg * 3 + ns) / 4;
+    results.add(i == 0 ? task : more[i - 1], def, std::move(rep), ns);
+  });
 }
 
 }  // namespace skyworker::plugins

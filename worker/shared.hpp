@@ -29,6 +29,16 @@ class TaskQueue {
   void push(TaskMsg t);
   /// Blocks for the next task; empty once closed.
   std::optional<TaskMsg> pop();
+  /// The next task if there is one and `take(task, queued)` accepts it; never blocks. `queued`
+  /// counts the tasks waiting, this one included.
+  template <typename Take>
+  std::optional<TaskMsg> pop_if(Take&& take) {
+    std::lock_guard lock(mu_);
+    if (q_.empty() || !take(q_.front(), q_.size())) return std::nullopt;
+    TaskMsg t = std::move(q_.front());
+    q_.pop_front();
+    return t;
+  }
   void close();
 
  private:
@@ -69,6 +79,12 @@ class Output {
     size_t mark = buf_.begin_frame(type);
     fill(buf_);
     end_frame(mark, std::move(tail));
+    cv_.notify_one();
+  }
+  /// Appends whole frames built elsewhere, back to back.
+  void frames(std::string_view bytes) {
+    std::lock_guard lock(mu_);
+    buf_.put_raw(bytes.data(), bytes.size());
     cv_.notify_one();
   }
   /// The writer thread's loop; returns when closed and drained, or on a write error.
