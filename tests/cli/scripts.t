@@ -10,3 +10,9 @@ caught: scripts/closures.lua:32: task failed on node [01]: scripts/closures.lua:
 $ skyhost scripts/map.lua 1000
 1000 numbers: longest Collatz chain starts at 871 (178 steps)
 shard sizes per node: 250, 250, 250, 250
+
+$ skyhost scripts/plugin.lua "$(dirname "$(command -v skyhost)")/../libgemm.so"
+gemm of two 64x64 matrices: 16384 bytes back, A*2I == 2A: true
+8 products with sky.gather: 8 correct
+checksums from pool:map: 16386.0 16384.0 16382.0 16380.0
+a bad argument: false, plugin 'gemm': a holds 5 bytes, expected 16384

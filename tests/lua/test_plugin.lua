@@ -162,6 +162,19 @@ t.test("a plugin calling exit fails its task; the node goes on", function()
   check_death(function() return P.quit(3) end, "plugin 'quit' %(.*%) exited with status 3")
 end)
 
+t.test("a crash in a map fails the map at that item; the node goes on", function()
+  local items = {}
+  for i = 1, 60 do items[i] = i end
+  for _ = 1, 3 do  -- cheap calls are batched: the crash is in the middle of a batch
+    local err = t.raises(function() return solo:map(P.crash_on_13, items) end,
+      "plugin 'crash_on_13' %(.*%) was killed by signal")
+    t.eq(err.code, "TaskFailed")
+    local ok = {}
+    for i = 1, 12 do ok[i] = i end
+    t.eq(solo:map(P.crash_on_13, ok), ok)
+  end
+end)
+
 t.test("a crash inside a Lua function on the node is an error it can catch", function()
   local crash, inc = P.crash, P.inc
   local ok, msg, after = solo:run(sky.fn(function()

@@ -90,6 +90,13 @@ void crash() {
 }
 SKY_PLUGIN(crash);
 
+/// x back, but crashes on 13: a crash in the middle of a batch of calls.
+int64_t crash_on_13(int64_t x) {
+  if (x == 13) crash();
+  return x;
+}
+SKY_PLUGIN(crash_on_13);
+
 void die_abort() {
   std::abort();
 }
