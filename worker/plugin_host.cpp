@@ -1,6 +1,5 @@
 #include "worker/plugin_host.hpp"
 
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -11,13 +10,10 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <unordered_map>
 
 #include "host/wire.hpp"
-#include "worker/plugin_values.hpp"
+#include "worker/plugin_loader.hpp"
 
 extern char** environ;
 
@@ -27,9 +23,9 @@ namespace {
 
 constexpr uint32_t kMagic = 0x504b5953;  // "SKYP"
 constexpr uint32_t kInFd = 1;            // the bytes travel as a memfd, not in the message
-constexpr size_t kInline = OutBuf::kInline;
-constexpr size_t kMaxDef = 16 * 1024;  // name, path, symbol and hash together
-constexpr int kSock = 3;               // the plugin host's end of the pair
+constexpr size_t kInline = 64 * 1024;    // bytes up to this size travel in the message
+constexpr size_t kMaxDef = 16 * 1024;    // name, path, symbol and hash together
+constexpr int kSock = 3;                 // the plugin host's end of the pair
 
 // A request runs `count` calls of one plugin: the header, the four strings of the PluginDef,
 // then per call a u64 size and the argument bytes, which for a single large call are in the
@@ -48,7 +44,7 @@ struct Response {
 };
 
 struct Entry {
-  uint32_t status;  // PluginClient::Status
+  uint32_t status;  // PluginStatus
   uint32_t reserved;
   uint64_t size;
 };
@@ -106,37 +102,6 @@ ssize_t recv_msg(int sock, std::string& buf, int* fd) {
   return n;
 }
 
-std::string base_name(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-// glibc's dlopen says "No such file or directory" for a library built for another machine: the
-// ELF header says what it is.
-std::string elf_hint(const std::string& path) {
-  unsigned char h[20];
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return "";
-  size_t n = std::fread(h, 1, sizeof h, f);
-  std::fclose(f);
-  if (n < sizeof h || std::memcmp(h,
-                                  "\x7f"
-                                  "ELF",
-                                  4) != 0)
-    return "; the file is not an ELF library";
-  unsigned machine = h[18] | (h[19] << 8);  // little-endian files; a big-endian one shows too
-  if (h[4] == 2 && machine == 62) return "";
-  const char* name = machine == 3     ? "x86 (32-bit)"
-                     : machine == 40  ? "ARM (32-bit)"
-                     : machine == 183 ? "AArch64"
-                     : machine == 243 ? "RISC-V"
-                     : machine == 21  ? "PowerPC64"
-                     : machine == 62  ? "x86-64 (32-bit class)"
-                                      : nullptr;
-  return std::string("; the file is built for ") +
-         (name ? name : "machine " + std::to_string(machine)) + ", this node runs x86-64";
-}
-
 // ---- the plugin host process ----------------------------------------------------------------
 
 class Host {
@@ -145,60 +110,14 @@ class Host {
 
  private:
   void serve_requests();
-  const sky_plugin* load(const PluginDef& def, std::string& why);
   void run(const sky_plugin* rec, std::string_view args);
-  void add(PluginClient::Status st, std::string_view bytes);
+  void add(PluginStatus st, std::string_view bytes);
   void flush();
 
-  std::unordered_map<std::string, void*> libs_;
-  std::unordered_map<std::string, const sky_plugin*> records_;  // by path, symbol, hash
-  std::string out_ = std::string(sizeof(Response), '\0');       // replies not yet sent
+  PluginLoader loader_;
+  std::string out_ = std::string(sizeof(Response), '\0');  // replies not yet sent
   uint32_t pending_ = 0;
 };
-
-// Where an SSH node keeps the uploaded file (by content), else the host's own path.
-std::string resolve(const PluginDef& def) {
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && !def.hash.empty()) {
-    std::string cached =
-        std::string(home) + "/.skyhost/plugins/" + def.hash + "/" + base_name(def.path);
-    if (access(cached.c_str(), R_OK) == 0) return cached;
-  }
-  return def.path;
-}
-
-const sky_plugin* Host::load(const PluginDef& def, std::string& why) {
-  std::string key = def.path + '\0' + def.symbol + '\0' + def.hash;
-  if (auto it = records_.find(key); it != records_.end()) return it->second;
-  std::string path = resolve(def);
-  void*& lib = libs_[path];
-  if (lib == nullptr) {
-    lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) {
-      const char* e = dlerror();
-      std::string msg = e != nullptr ? e : "dlopen failed";
-      why = (msg.find(path) == std::string::npos ? path + ": " + msg : msg) + elf_hint(path);
-      libs_.erase(path);
-      return nullptr;
-    }
-  }
-  std::string sym = "sky_plugin_" + def.symbol;
-  dlerror();
-  auto* rec = static_cast<const sky_plugin*>(dlsym(lib, sym.c_str()));
-  if (rec == nullptr) {
-    why = path + ": no plugin '" + def.symbol + "' (symbol " + sym +
-          " not found; is it exported with SKY_PLUGIN(" + def.symbol + ")?)";
-    return nullptr;
-  }
-  if (rec->abi_version != SKY_PLUGIN_ABI_VERSION || rec->fn == nullptr) {
-    why = path + ": plugin '" + def.symbol + "' was built for plugin ABI version " +
-          std::to_string(rec->abi_version) + "; this worker runs version " +
-          std::to_string(SKY_PLUGIN_ABI_VERSION);
-    return nullptr;
-  }
-  records_[key] = rec;
-  return rec;
-}
 
 void Host::flush() {
   if (pending_ == 0) return;
@@ -210,7 +129,7 @@ void Host::flush() {
   pending_ = 0;
 }
 
-void Host::add(PluginClient::Status st, std::string_view bytes) {
+void Host::add(PluginStatus st, std::string_view bytes) {
   if (out_.size() + sizeof(Entry) + bytes.size() > sizeof(Response) + kBatch) flush();
   Entry e{static_cast<uint32_t>(st), 0, bytes.size()};
   out_.append(reinterpret_cast<const char*>(&e), sizeof e);
@@ -219,21 +138,12 @@ void Host::add(PluginClient::Status st, std::string_view bytes) {
 }
 
 void Host::run(const sky_plugin* rec, std::string_view args) {
-  ArgViews views;
-  try {
-    views.parse(args);
-  } catch (const std::exception& e) {
-    return add(PluginClient::Status::kError, e.what());
-  }
-  ResultWriter w;
-  int rc = rec->fn(ResultWriter::api(), w.call(), views.data(), views.size());
-  if (rc != 0 && !w.failed()) w.fail("failed (returned " + std::to_string(rc) + ")");
-  if (!w.finish()) return add(PluginClient::Status::kError, w.why());
-  auto region = w.out().take_region();
-  if (!region) return add(PluginClient::Status::kOk, w.out().view());
+  PluginReply r = call_plugin(rec, args);
+  if (!r.region) return add(r.status, r.text);
   flush();  // a large result goes alone, as its memfd
+  auto& region = r.region;
   Response h{1, kInFd};
-  Entry e{static_cast<uint32_t>(PluginClient::Status::kOk), 0, region->size()};
+  Entry e{static_cast<uint32_t>(PluginStatus::kOk), 0, region->size()};
   iovec iov[2] = {{&h, sizeof h}, {&e, sizeof e}};
   if (!send_msg(kSock, iov, 2, region->fd())) _exit(0);
 }
@@ -264,7 +174,7 @@ void Host::serve_requests() {
     std::string* fields[4] = {&def.name, &def.path, &def.symbol, &def.hash};
     for (int i = 0; i < 4; ++i) fields[i]->assign(r.get_raw(h.len[i]));
     std::string why;
-    const sky_plugin* rec = load(def, why);
+    const sky_plugin* rec = loader_.load(def, why);
     auto started = std::chrono::steady_clock::now();
     for (uint32_t i = 0; i < h.count; ++i) {
       uint64_t size = r.get_u64();
@@ -275,14 +185,14 @@ void Host::serve_requests() {
           args = Region::open(fd, size);
           bytes = args->view();
         } catch (const std::exception& e) {
-          add(PluginClient::Status::kError, e.what());
+          add(PluginStatus::kError, e.what());
           continue;
         }
       } else {
         bytes = r.get_raw(size);
       }
       if (rec == nullptr) {
-        add(PluginClient::Status::kLoadError, why);
+        add(PluginStatus::kLoadError, why);
       } else {
         run(rec, bytes);
       }
@@ -309,23 +219,6 @@ std::string describe_death(int status) {
 }
 
 }  // namespace
-
-// ---- definitions ----------------------------------------------------------------------------
-
-bool is_plugin_def(std::string_view closure) {
-  return closure.size() > 1 && closure[0] == 0;
-}
-
-PluginDef parse_plugin_def(std::string_view closure) {
-  skyhost::wire::Reader r(closure);
-  if (r.get_u8() != 0 || r.get_u8() != 1) throw skyhost::wire::Error("unknown plugin reference");
-  PluginDef d;
-  for (std::string* f : {&d.name, &d.path, &d.symbol, &d.hash}) {
-    uint32_t n = r.get_u32();
-    f->assign(r.get_raw(n));
-  }
-  return d;
-}
 
 int plugin_host_main(int argc, char** argv) {
   // It dies with the worker, even one killed with SIGKILL (its process group is killed too).

@@ -15,36 +15,18 @@
 #include <string_view>
 #include <vector>
 
+#include "worker/plugin_loader.hpp"
 #include "worker/shm.hpp"
 
 namespace skyworker {
-
-/// A plugin function as the host names it: sky.plugin(path, symbol).
-struct PluginDef {
-  std::string name;    // for messages
-  std::string path;    // the file on the host (a local node loads it from there)
-  std::string symbol;  // the record is sky_plugin_<symbol>
-  std::string hash;    // content hash: an SSH node has it in ~/.skyhost/plugins/<hash>/
-};
-
-/// A Def body that names a plugin instead of holding a Lua function: a value count of 0 (never
-/// a function), u8 version 1, then name, path, symbol, hash as u32-length-prefixed strings.
-bool is_plugin_def(std::string_view closure);
-/// Throws skyhost::wire::Error when malformed.
-PluginDef parse_plugin_def(std::string_view closure);
 
 /// `skyworker --plugin-host PARENT_PID`: serves calls on descriptor 3 until it closes.
 int plugin_host_main(int argc, char** argv);
 
 class PluginClient {
  public:
-  enum class Status { kOk, kError, kLoadError, kDied };
-  struct Reply {
-    Status status = Status::kError;
-    std::string text;                // the inline result bytes, or the message
-    std::shared_ptr<Region> region;  // large result bytes
-    std::string_view body() const { return region ? region->view() : std::string_view(text); }
-  };
+  using Status = PluginStatus;
+  using Reply = PluginReply;
 
   PluginClient() = default;
   PluginClient(const PluginClient&) = delete;

@@ -24,6 +24,7 @@ using Status = PluginClient::Status;
 
 // One plugin host per executor thread.
 thread_local PluginClient t_client;
+PluginLoader g_loader;  // plugins with isolate = false, loaded into the worker itself
 thread_local Shared* t_shared = nullptr;
 thread_local std::string t_node;
 std::atomic<int> g_executors{0};  // executors that attached: how many share the task queue
@@ -70,6 +71,19 @@ std::string failure(const PluginDef& d, const PluginClient::Reply& r, uint64_t t
   }
 }
 
+/// One call, in this executor's plugin host or (isolate = false) right here.
+PluginClient::Reply call_one(const PluginDef& def, std::string_view args,
+                             const std::shared_ptr<Region>& region) {
+  if (def.isolate) return t_client.call(def, args, region);
+  PluginClient::Reply r;
+  const sky_plugin* rec = g_loader.load(def, r.text);
+  if (rec == nullptr) {
+    r.status = Status::kLoadError;
+    return r;
+  }
+  return call_plugin(rec, args);
+}
+
 /// plugin.call(handle, ...) → the plugin's results; raises its failure.
 int l_plugin_call(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -84,12 +98,14 @@ int l_plugin_call(lua_State* L) {
     fields[i]->assign(s, n);
     lua_pop(L, 1);  // [handle, args...]
   }
+  def.isolate = lua_getfield(L, 1, "isolate") == LUA_TNIL || lua_toboolean(L, -1);
+  lua_pop(L, 1);  // [handle, args...]
   std::string err;
   PluginClient::Reply rep;
   try {
     Writer args;
     skyhost::codec::encode_values(L, 2, lua_gettop(L) - 1, args);
-    rep = t_client.call(def, args.data(), nullptr);
+    rep = call_one(def, args.data(), nullptr);
     if (rep.status == Status::kOk) {
       lua_settop(L, 0);  // []
       skyhost::wire::Reader r(rep.body());
@@ -193,6 +209,13 @@ void run_task(Shared& shared, const TaskMsg& task, std::string_view closure) {
     PluginClient::Reply r;
     r.text = std::string("bad plugin reference: ") + e.what();
     Results(shared).add(task, def, std::move(r), 0);
+    return;
+  }
+  if (!def.isolate) {
+    PluginClient::Reply rep = call_one(def, task.args, task.args.region());
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - last);
+    Results(shared).add(task, def, std::move(rep), static_cast<uint64_t>(ns.count()));
     return;
   }
   // Small tasks of the same plugin queued behind this one join it, so that a map over a plugin

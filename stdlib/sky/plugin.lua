@@ -6,6 +6,7 @@ local core = require "skyhost.core"
 local ssh = require "skyhost.ssh"
 local errors = require "sky.errors"
 local fnmod = require "sky.fn"
+local options = require "sky.options"
 local sched = require "sky.sched"
 
 local M = {}
@@ -22,11 +23,17 @@ local _defs = setmetatable({}, { __mode = "k" })  -- handle -> the task's functi
 
 local function _basename(path) return path:match("([^/]+)/*$") or path end
 
---- sky.plugin(path, name) or sky.plugin{path = ..., name = ...}: the function `name` (exported
---- with SKY_PLUGIN(name)) of the shared library at `path`, as a remote-able function. The file
---- is read now (its content hash names it on the nodes); it is loaded on a node at first use.
-function M.plugin(path, name)
-  if type(path) == "table" and name == nil then path, name = path.path, path.name end
+--- sky.plugin(path, name [, {isolate = false}]) or sky.plugin{path = ..., name = ...,
+--- isolate = ...}: the function `name` (exported with SKY_PLUGIN(name)) of the shared library
+--- at `path`, as a remote-able function. The file is read now (its content hash names it on the
+--- nodes); it is loaded on a node at first use. isolate = false runs it in the worker itself:
+--- no process switch per call, but a crash takes the worker (the node) down.
+function M.plugin(path, name, opts)
+  if type(path) == "table" and name == nil then
+    opts = { isolate = path.isolate }
+    path, name = path.path, path.name
+  end
+  opts = options.check("sky.plugin", opts, { isolate = "boolean" })
   if type(path) ~= "string" then
     errors.raise("BadArgument", ("sky.plugin: expected the path of a shared library, got %s"):format(type(path)))
   end
@@ -43,7 +50,8 @@ function M.plugin(path, name)
       path = path, hash = hash, remote = (".skyhost/plugins/%s/%s"):format(hash, _basename(path)),
     }
   end
-  return setmetatable({ name = name, path = path, symbol = name, hash = hash }, Plugin)
+  return setmetatable({ name = name, path = path, symbol = name, hash = hash,
+    isolate = opts.isolate ~= false }, Plugin)
 end
 
 function M.is_plugin(v) return getmetatable(v) == Plugin end
@@ -53,7 +61,8 @@ function Plugin.__call(self, ...)
   local def = _defs[self]
   if not def then
     -- A worker tells it from a Lua function by the leading 0 (worker/plugin_host.hpp).
-    def = string.pack("<BBs4s4s4s4", 0, 1, self.name, self.path, self.symbol, self.hash)
+    def = string.pack("<BBBs4s4s4s4", 0, 1, self.isolate == false and 0 or 1, self.name, self.path,
+      self.symbol, self.hash)
     _defs[self] = def
   end
   return fnmod.pending(self, def, table.pack(...))

@@ -218,6 +218,22 @@ t.test("load failures name the loader's message, the node and the path", functio
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+t.test("isolate = false: the plugin runs in the worker itself; a crash takes the node", function()
+  local fast = sky.plugin(lib, "inc", { isolate = false })
+  t.eq(fast(1) >> pool, 2)
+  t.eq(pool:map(fast, { 1, 2, 3 }), { 2, 3, 4 })
+  t.eq(sky.fn(function(x) return fast(x) * 10 end)(5) >> pool, 60)
+  t.eq(sky.plugin { path = lib, name = "add", isolate = false }(2, 3) >> pool, 5)
+  local n = 3 << 20
+  t.eq(#(sky.plugin(lib, "make_bytes", { isolate = false })(n, "y") >> pool), n)
+  t.raises(function() return sky.plugin(lib, "inc", { isolated = false }) end,
+    "unknown option 'isolated'")
+  local doomed <close> = sky.compute { nodes = 1, retries = 0, display = "quiet" }
+  t.raises(function() return sky.plugin(lib, "crash", { isolate = false })() >> doomed end,
+    "node 0 was lost: worker killed by signal 11")
+  t.eq(doomed:nodes_info()[1].alive, false)
+end)
+
 t.test("one plugin from two executors at once", function()
   local d = tmpdir()
   local meet = P.rendezvous
