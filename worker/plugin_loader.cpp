@@ -118,7 +118,13 @@ PluginReply call_plugin(const sky_plugin* rec, std::string_view args) {
     return r;
   }
   ResultWriter w;
-  int rc = rec->fn(ResultWriter::api(), w.call(), views.data(), views.size());
+  int rc;
+  try {
+    rc = rec->fn(ResultWriter::api(), w.call(), views.data(), views.size());
+  } catch (...) {  // a C function should not throw; one written in C++ might
+    r.text = "an exception escaped the plugin (SKY_PLUGIN catches them; a C function must too)";
+    return r;
+  }
   if (rc != 0 && !w.failed()) w.fail("failed (returned " + std::to_string(rc) + ")");
   if (!w.finish()) {
     r.text = w.why();
