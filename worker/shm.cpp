@@ -72,8 +72,14 @@ void Bytes::assign(const char* p, size_t n) {
     small_.assign(p, n);
     return;
   }
+  try {
+    big_ = Region::create(n);
+  } catch (const std::exception&) {  // no memfd here (a sandbox): the heap will do
+    big_.reset();
+    small_.assign(p, n);
+    return;
+  }
   small_.clear();
-  big_ = Region::create(n);
   std::memcpy(big_->data(), p, n);
 }
 

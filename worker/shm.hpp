@@ -39,7 +39,7 @@ class Region {
 };
 
 /// Bytes of a task's arguments: on the heap when small, in a Region when large (so that a
-/// plugin host can map them).
+/// plugin host can map them) and shared memory can be had.
 class Bytes {
  public:
   static constexpr size_t kShared = 1 << 20;  // from this size on, in shared memory

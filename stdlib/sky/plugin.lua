@@ -80,9 +80,11 @@ local function _ship(pool)
   for i, inst in ipairs(pool.instances or {}) do
     local node = i - 1
     if inst.info and inst.info.transport ~= "local" and pool.core:node(node).alive then
+      local queued = {}  -- one file named by two paths is sent once
       for f = 1, count do
         local p = _files[f]
-        if not sent[p.remote] then
+        if not sent[p.remote] and not queued[p.remote] then
+          queued[p.remote] = true
           -- put_once: nothing is sent when the node already has the file under its hash
           jobs[#jobs + 1] = { node = node, p = p, wait = pool.core:transfer(node, "put_once", p.path, p.remote) }
         end
