@@ -4,7 +4,7 @@
  * A plugin is a shared library exporting one record per function:
  *
  *     static int gemm(const sky_api* api, sky_call* call, const sky_value* args, size_t nargs);
- *     SKY_PLUGIN_EXPORT_C(gemm, gemm)        // exports `sky_plugin_gemm`
+ *     SKY_PLUGIN_EXPORT_C(gemm, gemm);       // exports `sky_plugin_gemm`
  *
  * and `sky.plugin("libgemm.so", "gemm")` names it. Arguments arrive as read-only views over the
  * task's bytes (strings are not copied); results are appended through `api` in order. The

@@ -3,7 +3,7 @@
 //   #include <skyhost/plugin.hpp>
 //
 //   std::string greet(std::string_view who, int64_t times) { ... }
-//   SKY_PLUGIN(greet)                      // sky.plugin("libgreet.so", "greet")
+//   SKY_PLUGIN(greet);                     // sky.plugin("libgreet.so", "greet")
 //
 // Parameters are converted from the task's arguments (a wrong count or type fails the task with
 // a message naming the argument); the return value becomes the task's result (std::tuple for
