@@ -219,8 +219,9 @@ try:
         assert re.search(r"MIXED h1=42 h2=42", out), out
         assert "BIG true" in out, out
         crash = re.search(r"CRASH (.*)", out).group(1)
-        assert re.search(r"plugin 'crash' \(.*\) was killed by signal 11 .* on node [01] \(h[12]\), "
-                         r"task \d+", crash), crash
+        # (a sanitized build's plugin host reports the fault itself and exits)
+        assert re.search(r"plugin 'crash' \(.*\) (was killed by signal \d+|exited with status \d+)"
+                         r".* on node [01] \(h[12]\), task \d+", crash), crash
         assert "AFTER 2,2" in out, out
         load = re.search(r"LOAD (.*)", out).group(1)
         assert re.search(r"cannot load plugin 'no_such' on node [01] \(h[12]\): "
