@@ -10,7 +10,7 @@
 #include "bindings/codec.hpp"
 #include "bindings/embedded.hpp"
 #include "bindings/preload.hpp"
-#include "worker/plugin_host.hpp"
+#include "worker/plugin_loader.hpp"
 #include "worker/plugin_task.hpp"
 
 namespace skyworker {
