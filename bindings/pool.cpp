@@ -243,8 +243,8 @@ int l_pool_results(lua_State* L) {
   });
 }
 
-/// pool:transfer(node, "put"|"get", local, remote) → wait id; after it completes,
-/// pool:transfer_error(id) → nil or the error message.
+/// pool:transfer(node, "put"|"put_once"|"get", local, remote) → wait id; after it completes,
+/// pool:transfer_error(id) → nil or the error message. put_once keeps a file already there.
 int l_pool_transfer(lua_State* L) {
   Scheduler& s = check_pool(L);
   int node = static_cast<int>(luaL_checkinteger(L, 2));
@@ -259,8 +259,8 @@ int l_pool_transfer(lua_State* L) {
     ctx->transfer_errors[id] = err;
     ctx->loop.complete(id);
   };
-  if (dir == "put") {
-    put_file(s.link(node), local, remote, done);
+  if (dir == "put" || dir == "put_once") {
+    put_file(s.link(node), local, remote, done, dir == "put_once");
   } else {
     get_file(s.link(node), remote, local, done);
   }

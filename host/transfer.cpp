@@ -30,7 +30,8 @@ std::string copy_local(const std::string& from, const std::string& to) {
 
 }  // namespace
 
-void put_file(Link& link, const std::string& local, const std::string& remote, TransferDone done) {
+void put_file(Link& link, const std::string& local, const std::string& remote, TransferDone done,
+              bool only_if_missing) {
   auto* ssh_link = dynamic_cast<SshLink*>(&link);
   if (ssh_link == nullptr) {
     done(copy_local(local, remote));
@@ -42,17 +43,20 @@ void put_file(Link& link, const std::string& local, const std::string& remote, T
     s.upload_file(local, remote, ssh::UploadOptions{},
                   [done](const ssh::Status& st) { done(st.error); });
   };
-  if (dir.empty()) {
+  if (dir.empty() && !only_if_missing) {
     upload();
     return;
   }
   ssh::RunOptions ro;
   ro.timeout = 60;
-  s.run("mkdir -p " + quote(dir), ro, [upload, dir, done](ssh::RunResult r) {
+  std::string cmd = dir.empty() ? "true" : "mkdir -p " + quote(dir);
+  if (only_if_missing) cmd += " && { test -f " + quote(remote) + " && echo present; true; }";
+  s.run(cmd, ro, [upload, dir, done](ssh::RunResult r) {
     if (!r.exit.ok()) {
       done("cannot create " + dir + " on the node: " + (r.err.empty() ? r.exit.error : r.err));
       return;
     }
+    if (r.out.starts_with("present")) return done("");
     upload();
   });
 }

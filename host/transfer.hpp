@@ -13,7 +13,9 @@ using TransferDone = std::function<void(const std::string& error)>;
 
 /// Copies the local file `local` to `remote` on the node behind `link` (parent directories are
 /// created; a relative remote path is relative to the remote user's home).
-void put_file(Link& link, const std::string& local, const std::string& remote, TransferDone done);
+/// With `only_if_missing`, a file already at `remote` is kept (files named by their content).
+void put_file(Link& link, const std::string& local, const std::string& remote, TransferDone done,
+              bool only_if_missing = false);
 
 /// Copies `remote` from the node to the local file `local` (written whole, then renamed).
 void get_file(Link& link, const std::string& remote, const std::string& local, TransferDone done);

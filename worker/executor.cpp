@@ -14,6 +14,8 @@
 #include "worker/capture.hpp"
 #include "worker/node.hpp"
 #include "worker/shell.hpp"
+#include "worker/plugin_loader.hpp"
+#include "worker/plugin_task.hpp"
 
 namespace skyworker {
 
@@ -89,6 +91,7 @@ lua_State* new_state(Shared& shared) {
   lua_setfield(L, -2, "pid");
   push_facts(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "skyworker.info");  // []
+  plugins::attach(shared, L);
   lua_getglobal(L, "require");
   lua_pushstring(L, "sky");
   lua_call(L, 1, 1);  // [sky]
@@ -112,6 +115,11 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
   try {
     auto fn = shared.closures.get(task.fn);
     if (!fn) throw skyhost::wire::Error("task refers to an unknown function");
+    if (is_plugin_def(*fn)) {  // native: no Lua involved
+      plugins::run_task(shared, task, *fn);
+      t_task = 0;
+      return;
+    }
     lua_pushcfunction(L, l_traceback);  // [msgh]
     Reader fr(*fn);
     if (skyhost::codec::decode_values(L, fr) != 1 || !lua_isfunction(L, -1)) {

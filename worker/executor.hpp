@@ -11,6 +11,7 @@ void run_executor(Shared& shared, int index);
 
 /// On an executor thread: the worker's shared state and the task running (0 between tasks).
 Shared* current_shared();
+/// The id of the task this executor thread is running (0 between tasks).
 uint64_t current_task();
 
 }  // namespace skyworker

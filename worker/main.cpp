@@ -21,6 +21,7 @@
 #include "worker/capture.hpp"
 #include "worker/executor.hpp"
 #include "worker/node.hpp"
+#include "worker/plugin_host.hpp"
 #include "worker/shared.hpp"
 #include "worker/shell.hpp"
 
@@ -133,6 +134,9 @@ Settings parse_settings(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The same binary hosts plugins for an executor (worker/plugin_host.hpp).
+  if (argc > 1 && std::strcmp(argv[1], "--plugin-host") == 0)
+    return skyworker::plugin_host_main(argc, argv);
   if (argc > 1 && std::strcmp(argv[1], "--version") == 0) {
     std::puts("skyworker " SKYHOST_VERSION);
     return 0;

@@ -42,6 +42,33 @@ std::shared_ptr<const std::string> Closures::get(uint64_t id) {
   return it == map_.end() ? nullptr : it->second;
 }
 
+void Output::end_frame(size_t mark, std::shared_ptr<const Region> tail) {
+  size_t len = buf_.size() - mark - skyhost::wire::kHeader + tail->size();
+  if (len > skyhost::wire::kMaxFrame) {
+    buf_.data().resize(mark);
+    throw skyhost::wire::Error("a result of " + std::to_string(len) +
+                               " bytes exceeds the frame limit");
+  }
+  for (size_t i = 0; i < skyhost::wire::kHeader; ++i)
+    buf_.data()[mark + i] = static_cast<char>((len >> (8 * i)) & 0xff);
+  tails_.push_back({buf_.size(), std::move(tail)});
+}
+
+namespace {
+
+bool write_all(int fd, const char* p, size_t left) {
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;  // the host is gone; the reader sees EOF and ends the worker
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
 void Output::run() {
   std::string chunk;
   auto stop = [&] {
@@ -50,6 +77,7 @@ void Output::run() {
     stopped_ = true;
     idle_cv_.notify_all();
   };
+  std::vector<Tail> tails;
   for (;;) {
     {
       std::unique_lock lock(mu_);
@@ -59,17 +87,17 @@ void Output::run() {
       if (buf_.size() == 0) return stop();
       chunk.clear();
       std::swap(chunk, buf_.data());
+      tails.swap(tails_);
       writing_ = true;
     }
-    const char* p = chunk.data();
-    size_t left = chunk.size();
-    while (left > 0) {
-      ssize_t n = ::write(fd_, p, left);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return stop();  // the host is gone; the reader sees EOF and ends the worker
-      p += n;
-      left -= static_cast<size_t>(n);
+    size_t at = 0;
+    for (const Tail& t : tails) {
+      if (!write_all(fd_, chunk.data() + at, t.at - at)) return stop();
+      if (!write_all(fd_, t.bytes->data(), t.bytes->size())) return stop();
+      at = t.at;
     }
+    tails.clear();
+    if (!write_all(fd_, chunk.data() + at, chunk.size() - at)) return stop();
   }
 }
 

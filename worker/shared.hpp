@@ -12,15 +12,17 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "host/wire.hpp"
+#include "worker/shm.hpp"
 
 namespace skyworker {
 
 struct TaskMsg {
   uint64_t id = 0;
   uint64_t fn = 0;
-  std::string args;
+  Bytes args;  // large arguments are in shared memory, for a plugin host to map
 };
 
 class TaskQueue {
@@ -28,6 +30,16 @@ class TaskQueue {
   void push(TaskMsg t);
   /// Blocks for the next task; empty once closed.
   std::optional<TaskMsg> pop();
+  /// The next task if there is one and `take(task, queued)` accepts it; never blocks. `queued`
+  /// counts the tasks waiting, this one included.
+  template <typename Take>
+  std::optional<TaskMsg> pop_if(Take&& take) {
+    std::lock_guard lock(mu_);
+    if (q_.empty() || !take(q_.front(), q_.size())) return std::nullopt;
+    TaskMsg t = std::move(q_.front());
+    q_.pop_front();
+    return t;
+  }
   void close();
 
  private:
@@ -60,6 +72,22 @@ class Output {
     buf_.end_frame(mark);
     cv_.notify_one();
   }
+  /// Appends one frame whose body ends with the bytes of `tail`, which are written from where
+  /// they are, not copied (a plugin's large result). Throws wire::Error past the frame limit.
+  template <typename Fill>
+  void frame(skyhost::wire::Msg type, Fill&& fill, std::shared_ptr<const Region> tail) {
+    std::lock_guard lock(mu_);
+    size_t mark = buf_.begin_frame(type);
+    fill(buf_);
+    end_frame(mark, std::move(tail));
+    cv_.notify_one();
+  }
+  /// Appends whole frames built elsewhere, back to back.
+  void frames(std::string_view bytes) {
+    std::lock_guard lock(mu_);
+    buf_.put_raw(bytes.data(), bytes.size());
+    cv_.notify_one();
+  }
   /// The writer thread's loop; returns when closed and drained, or on a write error.
   void run();
   void close();
@@ -67,11 +95,18 @@ class Output {
   bool wait_idle(std::chrono::milliseconds timeout);
 
  private:
+  struct Tail {
+    size_t at;  // written after buf_'s first `at` bytes
+    std::shared_ptr<const Region> bytes;
+  };
+  void end_frame(size_t mark, std::shared_ptr<const Region> tail);
+
   int fd_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
   skyhost::wire::Writer buf_;
+  std::vector<Tail> tails_;
   bool closed_ = false;
   bool writing_ = false;
   bool stopped_ = false;

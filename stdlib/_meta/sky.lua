@@ -7,6 +7,15 @@
 ---@field local_call fun(...): ...  runs the function here, in this process
 ---@overload fun(...): sky.pending
 
+---A native function from a shared library (sky.plugin): calling it makes a pending task, as a
+---sky.fn does; called inside a Lua function on a node, it runs there and returns its results.
+---@class sky.plugin
+---@field name string       the function's name (SKY_PLUGIN(name))
+---@field path string       the library, as given
+---@field hash string       content hash: the name of the library's copy on SSH nodes
+---@field isolate boolean   false: runs in the worker itself (a crash takes the node down)
+---@overload fun(...): sky.pending
+
 ---@class sky.pending
 ---@operator shr(sky.pool|sky): any    run on the pool (sky: the current pool); the first return value
 ---@operator band(sky.pending|sky.group): sky.group
@@ -89,7 +98,7 @@ function pool:run(p) end
 ---@param p sky.pending
 ---@return any[] results, results[i] from node i - 1
 function pool:broadcast(p) end
----@param fn sky.fn|function
+---@param fn sky.fn|sky.plugin|function
 ---@param items any[]
 ---@param opts? {concurrency?: integer}
 ---@return any[]
@@ -146,6 +155,13 @@ function sky.broadcast(p) end
 ---@param opts? {concurrency?: integer}
 ---@return any[]
 function sky.map(fn, items, opts) end
+---The function `name` of the plugin library at `path` (docs/plugins.md). The file is hashed now;
+---SSH nodes get a copy (once per content) before the pool's next tasks; it loads at first use.
+---@param path string|{path: string, name: string, isolate?: boolean}
+---@param name? string
+---@param opts? {isolate?: boolean}  isolate = false: no plugin host (faster calls; a crash takes the node)
+---@return sky.plugin
+function sky.plugin(path, name, opts) end
 ---@param ... sky.pending|sky.pending[]
 ---@return sky.group
 function sky.gather(...) end

@@ -31,7 +31,15 @@ function M.fn(f)
   return self
 end
 
-function M.is_fn(v) return getmetatable(v) == Fn end
+-- Metatables of other remote-able functions (sky.plugin): pool:map takes them as it takes a
+-- sky.fn, and calling one makes a Pending through M.pending.
+local _kinds = {}
+function M.register_kind(mt) _kinds[mt] = true end
+
+function M.is_fn(v)
+  local mt = getmetatable(v)
+  return mt == Fn or (mt ~= nil and _kinds[mt] == true)
+end
 function M.is_pending(v) return getmetatable(v) == Pending end
 function M.is_group(v) return getmetatable(v) == Group end
 
@@ -41,6 +49,11 @@ function Fn.__call(self, ...)
     errors.raise("CannotSend", errors.message(bytes))
   end
   return setmetatable({ fn = self, closure = bytes, args = table.pack(...) }, Pending)
+end
+
+--- A pending task of a remote-able function: `closure` is what the worker runs (a Def body).
+function M.pending(fn, closure, args)
+  return setmetatable({ fn = fn, closure = closure, args = args }, Pending)
 end
 
 function Fn.__tostring(self) return "sky.fn(" .. self.name .. ")" end

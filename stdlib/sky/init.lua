@@ -4,6 +4,7 @@ local errors = require "sky.errors"
 local fnmod = require "sky.fn"
 local http = require "sky.http"
 local json = require "sky.json"
+local plugin = require "sky.plugin"
 local pool = require "sky.pool"
 local sched = require "sky.sched"
 local scope = require "sky.scope"
@@ -23,6 +24,10 @@ M.version = core.version
 M.fn = fnmod.fn
 M.gather = fnmod.gather
 M.compute = pool.compute
+-- Native functions on the nodes (docs/plugins.md). The handles' metatable is a field so that
+-- the codec sends it by name: the worker has its own under the same name.
+M.plugin = plugin.plugin
+M._plugin_mt = plugin.meta
 
 -- The scoped form (stdlib/sky/scope.lua): sky.pool{...}(main) runs main with a current pool,
 -- which `task >> sky`, sky.run, sky.broadcast and sky.map use.

@@ -8,6 +8,7 @@ local events = require "sky.events"
 local options = require "sky.options"
 local broker = require "sky.broker"
 local connect = require "sky.connect"
+local plugin = require "sky.plugin"
 local sched = require "sky.sched"
 local lifetime = require "sky.lifetime"
 
@@ -192,6 +193,7 @@ end
 --- values), "list" (list of each task's first value). pins[i]: node for task i, or nil.
 function Pool:_dispatch(tasks, mode, pins)
   self:_check_open()
+  plugin.ship(self)
   local c = self.core
   local batch, wait = c:new_batch()
   for i, p in ipairs(tasks) do
@@ -240,6 +242,7 @@ function Pool:map(fn, items, opts)
     errors.raise("BadArgument", ("pool:map: expected a list of items, got %s"):format(type(items)))
   end
   self:_check_open()
+  plugin.ship(self)
   local n = #items
   if n == 0 then return {} end
   local c = self.core

@@ -20,3 +20,9 @@ timed out: true (PoolTimeout)
 
 $ skyhost scripts/scoped.lua 2 2>&1 >/dev/null
 skyhost: pool pool-2: its timeout of 1 s passed; draining and tearing down the pool now
+
+$ skyhost scripts/plugin.lua "$(dirname "$(command -v skyhost)")/../libgemm.so"
+gemm of two 64x64 matrices: 16384 bytes back, A*2I == 2A: true
+8 products with sky.gather: 8 correct
+checksums from pool:map: 16386.0 16384.0 16382.0 16380.0
+a bad argument: false, plugin 'gemm': a holds 5 bytes, expected 16384

@@ -119,6 +119,25 @@ elseif mode == "torchrun" then
       print(("LINE %d %s"):format(ev.node, ev.text))
     end
   end
+elseif mode == "plugin" then
+  -- Plugins on SSH nodes (the library is uploaded to each by content hash): every operator, a
+  -- Lua function calling one, binary data, a crash the node survives, a load failure.
+  local lib = os.getenv("PLUGINS") .. "/libsky_test_plugins.so"
+  local inc, add, crash = sky.plugin(lib, "inc"), sky.plugin(lib, "add"), sky.plugin(lib, "crash")
+  local bytes_back, host_pid = sky.plugin(lib, "bytes_back"), sky.plugin(lib, "host_pid")
+  print(("OPS %d %d %s %s %s"):format(inc(1) >> pool, pool:run(add(2, 3)),
+    table.concat((inc(1) & inc(2)) >> pool, ","), table.concat(sky.gather(inc(5), inc(6)) >> pool, ","),
+    table.concat(pool:map(inc, { 1, 2, 3, 4, 5, 6 }), ",")))
+  print("HOSTS " .. #pool:broadcast(host_pid()))
+  local mixed = pool:broadcast(sky.fn(function(x) return sky.instance_info().hostname .. "=" .. inc(x) end)(41))
+  print("MIXED " .. table.concat(mixed, " "))
+  local big = string.rep("\0\1\2\3", 4 << 20)  -- 16 MiB
+  print("BIG " .. tostring((bytes_back(big) >> pool) == big))
+  local _, err = pcall(function() return crash() >> pool end)
+  print("CRASH " .. err.remote_message)
+  print("AFTER " .. table.concat(pool:broadcast(inc(1)), ","))
+  local _, err2 = pcall(function() return sky.plugin(lib, "no_such")() >> pool end)
+  print("LOAD " .. err2.remote_message)
 elseif mode == "transfer" then
   local src = os.getenv("SRC")
   pool:put(src, "data/in.bin")

@@ -20,6 +20,8 @@ ENV = dict(os.environ, SKYT_PREFIX="skye", SKYT_NET4="10.205", SKYT_NET6="fd5c:2
            SKYT_STATE="/run/skyhost-e2e")
 STATE = ENV["SKYT_STATE"]
 N = 8
+BUILD = os.path.dirname(os.path.dirname(os.path.abspath(SKYHOST)))
+PLUGINS = os.path.join(BUILD, "tests", "plugins")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
 from checks import case, finish  # noqa: E402
 
@@ -38,9 +40,9 @@ def on_host(i, cmd):
 
 
 def workers_on(i):
-    """skyworker processes running on host i (its own PID namespace)."""
+    """skyworker and plugin host processes on host i (its own PID namespace)."""
     # By process name: a pattern on the command line would also match this very command.
-    r = on_host(i, "pgrep -c '^skyworker' || true")
+    r = on_host(i, "pgrep -c '^sky(worker|plugin)' || true")
     return int((r.stdout.strip().splitlines() or ["0"])[-1] or 0)
 
 
@@ -240,6 +242,52 @@ try:
             assert len(paths) == 2
             for p in paths:
                 assert hashlib.sha256(open(p, "rb").read()).hexdigest() == want, p
+    def plugin_inodes(i):
+        r = on_host(i, "ls -i .skyhost/plugins/*/libsky_test_plugins.so")
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()[0]
+
+    @case("plugins on SSH nodes: every operator, uploaded once by content hash, crash, load error")
+    def _():
+        for i in (1, 2):
+            on_host(i, "rm -rf .skyhost/plugins")
+        r = run("plugin", [ip(1), ip(2)], timeout=120, PLUGINS=PLUGINS)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
+        assert "OPS 2 5 2,3 6,7 2,3,4,5,6,7" in out, out
+        assert "HOSTS 2" in out, out
+        assert re.search(r"MIXED h1=42 h2=42", out), out
+        assert "BIG true" in out, out
+        crash = re.search(r"CRASH (.*)", out).group(1)
+        # (a sanitized build's plugin host reports the fault itself and exits)
+        assert re.search(r"plugin 'crash' \(.*\) (was killed by signal \d+|exited with status \d+)"
+                         r".* on node [01] \(h[12]\), task \d+", crash), crash
+        assert "AFTER 2,2" in out, out
+        load = re.search(r"LOAD (.*)", out).group(1)
+        assert re.search(r"cannot load plugin 'no_such' on node [01] \(h[12]\): "
+                         r".*/\.skyhost/plugins/[0-9a-f]{20}/libsky_test_plugins\.so: no plugin", load), load
+        first = [plugin_inodes(i) for i in (1, 2)]
+        r = run("plugin", [ip(1), ip(2)], timeout=120, PLUGINS=PLUGINS)
+        assert r.returncode == 0, r.stderr
+        assert [plugin_inodes(i) for i in (1, 2)] == first, "the plugin was uploaded again"
+        no_workers_left([1, 2])
+
+    @case("scripts/plugin.lua on two SSH nodes")
+    def _():
+        with tempfile.TemporaryDirectory() as home:
+            os.makedirs(os.path.join(home, ".ssh"))
+            for f in ("id_ed25519", "known_hosts"):
+                with open(os.path.join(STATE, f)) as src, open(os.path.join(home, ".ssh", f), "w") as dst:
+                    dst.write(src.read())
+            os.chmod(os.path.join(home, ".ssh", "id_ed25519"), 0o600)
+            r = subprocess.run([SKYHOST, os.path.join(ROOT, "scripts", "plugin.lua"),
+                                os.path.join(BUILD, "libgemm.so"), ip(3), ip(4)],
+                               env=dict(ENV, HOME=home), cwd=ROOT, capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0, r.stderr
+            assert "8 products with sky.gather: 8 correct" in r.stdout, r.stdout
+            assert "A*2I == 2A: true" in r.stdout, r.stdout
+        no_workers_left([3, 4])
 finally:
     hosts_sh("down")
 

@@ -2,6 +2,8 @@
 -- that captured the host's sky.shard gets this one.
 local shard = require "sky.common.shard"
 
+local plugin = require "skyworker.plugin"
+
 local M = {}
 local _info = debug.getregistry()["skyworker.info"]
 
@@ -69,5 +71,13 @@ function M.sh(cmd, opts)
   if opts.check ~= false and (r.code ~= 0 or r.signal) then error(_sh_failure(cmd, r), 2) end
   return r
 end
+
+--- The metatable of plugin handles (sky.plugin on the host): a handle that travelled as an
+--- upvalue or argument calls its plugin here, in this executor's plugin host.
+M._plugin_mt = {
+  __name = "sky.plugin",
+  __call = plugin.call,
+  __tostring = function(self) return ("sky.plugin(%s)"):format(self.name) end,
+}
 
 return M

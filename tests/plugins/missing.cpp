@@ -1,0 +1,3 @@
+int sky_test_missing_value() {
+  return 42;
+}
