@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 
 namespace skyworker {
 
@@ -48,7 +51,11 @@ void Output::run() {
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return closed_ || buf_.size() > 0; });
-      if (buf_.size() == 0) return;
+      if (buf_.size() == 0) {
+        done_ = true;
+        cv_.notify_all();
+        return;
+      }
       chunk.clear();
       std::swap(chunk, buf_.data());
     }
@@ -57,7 +64,12 @@ void Output::run() {
     while (left > 0) {
       ssize_t n = ::write(fd_, p, left);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;  // the host is gone; the reader sees EOF and ends the worker
+      if (n <= 0) {  // the host is gone; the reader sees EOF and ends the worker
+        std::lock_guard lock(mu_);
+        done_ = true;
+        cv_.notify_all();
+        return;
+      }
       p += n;
       left -= static_cast<size_t>(n);
     }
@@ -70,6 +82,23 @@ void Output::close() {
     closed_ = true;
   }
   cv_.notify_all();
+}
+
+void Output::drain(int ms) {
+  close();
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return done_; });
+}
+
+void fatal(Shared& shared, const std::string& why, int status) {
+  std::fprintf(stderr, "skyworker: %s\n", why.c_str());
+  try {
+    shared.out.frame(skyhost::wire::Msg::kFatal,
+                     [&](skyhost::wire::Writer& w) { w.put_string(why.substr(0, 4096)); });
+  } catch (...) {  // no memory even for that: stderr has it
+  }
+  shared.out.drain(2000);
+  std::_Exit(status);
 }
 
 }  // namespace skyworker

@@ -50,18 +50,27 @@ class Closures {
 class Output {
  public:
   explicit Output(int fd) : fd_(fd) {}
-  /// Appends one frame: `fill` writes the body into the writer.
+  /// Appends one frame: `fill` writes the body into the writer. If that throws (no memory, a
+  /// frame past kMaxFrame), nothing of the frame stays.
   template <typename Fill>
   void frame(skyhost::wire::Msg type, Fill&& fill) {
     std::lock_guard lock(mu_);
     size_t mark = buf_.begin_frame(type);
-    fill(buf_);
-    buf_.end_frame(mark);
+    try {
+      fill(buf_);
+      buf_.end_frame(mark);
+    } catch (...) {
+      buf_.data().resize(mark);
+      throw;
+    }
     cv_.notify_one();
   }
   /// The writer thread's loop; returns when closed and drained, or on a write error.
   void run();
   void close();
+  /// Closes, then waits up to `ms` for the writer to send what is queued (a Fatal frame
+  /// before the worker exits). Any thread.
+  void drain(int ms);
 
  private:
   int fd_;
@@ -69,14 +78,20 @@ class Output {
   std::condition_variable cv_;
   skyhost::wire::Writer buf_;
   bool closed_ = false;
+  bool done_ = false;  // the writer has returned
 };
 
 struct Shared {
-  explicit Shared(int out_fd) : out(out_fd) {}
+  Shared(int out_fd, uint32_t max_frame) : out(out_fd), max_frame(max_frame) {}
   TaskQueue tasks;
   Closures closures;
   Output out;
-  std::string init;  // codec values: the node's identity, as the host sent it
+  const uint32_t max_frame;  // largest frame either way, as the host set it (--max-frame)
+  std::string init;          // codec data: the node's identity, as the host sent it (checked)
 };
+
+/// The worker cannot go on: says why on stderr and to the host (a Fatal frame), then exits
+/// with `status`.
+[[noreturn]] void fatal(Shared& shared, const std::string& why, int status = 3);
 
 }  // namespace skyworker
