@@ -62,6 +62,6 @@ int decode_values(lua_State* L, wire::Reader& in);
 int decode_data(lua_State* L, wire::Reader& in);
 
 inline constexpr size_t kDataCostFactor = 64;
-inline constexpr size_t kDataCostSlack = 64 * 1024;
+inline constexpr size_t kDataCostSlack = 4096;
 
 }  // namespace skyhost::codec
