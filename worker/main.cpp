@@ -195,6 +195,8 @@ int main(int argc, char** argv) {
       skyworker::fatal(shared, e.what());
     } catch (const std::bad_alloc&) {  // a request that arrived whole, with no memory to keep
       skyworker::fatal(shared, "out of memory for a request from the host");
+    } catch (const std::exception& e) {  // no thread for an executor, say
+      skyworker::fatal(shared, std::string("cannot serve the host: ") + e.what());
     }
   }
   // The stream ended: nobody is left to receive results, so running tasks are abandoned.
