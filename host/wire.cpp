@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 
 namespace skyhost::wire {
@@ -179,46 +181,54 @@ uint32_t FrameDecoder::check(uint32_t len) const {
   return len;
 }
 
+FrameDecoder::~FrameDecoder() {
+  std::free(buf_);
+}
+
+void FrameDecoder::grow(size_t want) {
+  // A large frame arrives in many reads. The buffer grows by doubling, up to the end its header
+  // announced when that is within the limit: a header alone reserves nothing, and what is held
+  // is at most twice what arrived. A header over the limit is next()'s to report, as soon as it
+  // is whole.
+  size_t end = want, at = 0;
+  while (size_ - at >= kHeader) {
+    uint32_t len = load_le<uint32_t>(buf_ + at);
+    if (len == 0 || len > max_) break;
+    if (at + kHeader + len > size_) {
+      end = std::max(want, at + kHeader + len);
+      break;
+    }
+    at += kHeader + len;
+  }
+  size_t cap = std::max({want, std::min(end, 2 * cap_), size_t{256}});
+  auto* p = static_cast<char*>(std::realloc(buf_, cap));
+  if (p == nullptr) throw std::bad_alloc();
+  buf_ = p;
+  cap_ = cap;
+}
+
 void FrameDecoder::feed(const char* p, size_t n) {
   // Compacting only here keeps the views handed out by next() valid until the next feed.
-  if (pos_ == buf_.size()) {
+  if (pos_ == size_ && cap_ > kKeep) {
     // After a large frame, give its memory back rather than keep it for the node's lifetime.
-    if (buf_.capacity() > kKeep) std::string().swap(buf_);
-    buf_.clear();
-  } else if (pos_ > 0) {
-    buf_.erase(0, pos_);
+    std::free(buf_);
+    buf_ = nullptr;
+    cap_ = 0;
+  } else if (pos_ > 0 && pos_ < size_) {
+    std::memmove(buf_, buf_ + pos_, size_ - pos_);
   }
+  size_ -= pos_;
   pos_ = 0;
-  size_t want = buf_.size() + n;
-  if (want > buf_.capacity()) {
-    // A large frame arrives in many reads. The buffer grows by doubling (so it is copied a few
-    // times at most) up to the end its header announced, when that is within the limit: a
-    // header alone reserves nothing, and what is held is at most twice what arrived. A header
-    // over the limit is next()'s to report, as soon as it is whole.
-    size_t end = want, at = 0;
-    while (buf_.size() - at >= kHeader) {
-      uint32_t len = load_le<uint32_t>(buf_.data() + at);
-      if (len == 0 || len > max_) break;
-      if (at + kHeader + len > buf_.size()) {
-        end = std::max(want, at + kHeader + len);
-        break;
-      }
-      at += kHeader + len;
-    }
-    // std::string::reserve would round up to twice the old capacity: allocate exactly.
-    std::string grown;
-    grown.reserve(std::max(want, std::min(end, 2 * buf_.capacity())));
-    grown.append(buf_);
-    buf_.swap(grown);
-  }
-  buf_.append(p, n);
+  if (n > cap_ - size_) grow(size_ + n);
+  if (n > 0) std::memcpy(buf_ + size_, p, n);
+  size_ += n;
 }
 
 bool FrameDecoder::next(Frame& out) {
   if (pending() < kHeader) return false;
-  uint32_t len = check(load_le<uint32_t>(buf_.data() + pos_));
+  uint32_t len = check(load_le<uint32_t>(buf_ + pos_));
   if (pending() - kHeader < len) return false;
-  const char* start = buf_.data() + pos_ + kHeader;
+  const char* start = buf_ + pos_ + kHeader;
   out.type = static_cast<Msg>(static_cast<uint8_t>(start[0]));
   out.body = std::string_view(start + 1, len - 1);
   pos_ += kHeader + len;
