@@ -46,7 +46,7 @@ int opt_int_field(lua_State* L, int idx, const char* key, int dflt) {
   return v;
 }
 
-/// pool.new{id=, concurrency=, prefetch=, retries=} → pool
+/// pool.new{id=, concurrency=, prefetch=, retries=, max_frame=} → pool
 int l_pool_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   Scheduler::Options o;
@@ -54,6 +54,11 @@ int l_pool_new(lua_State* L) {
   o.concurrency = opt_int_field(L, 1, "concurrency", o.concurrency);
   o.prefetch = opt_int_field(L, 1, "prefetch", o.prefetch);
   o.retries = opt_int_field(L, 1, "retries", o.retries);
+  lua_getfield(L, 1, "max_frame");
+  lua_Integer max = luaL_optinteger(L, -1, wire::kMaxFrame);
+  lua_pop(L, 1);
+  luaL_argcheck(L, max >= 1024 && max <= wire::kMaxFrame, 1, "max_frame out of range");
+  o.max_frame = static_cast<uint32_t>(max);
   Context& ctx = context(L);
   auto* box = static_cast<PoolBox*>(lua_newuserdatauv(L, sizeof(PoolBox), 0));  // [opts, pool]
   *box = PoolBox{};
@@ -74,8 +79,9 @@ int l_pool_add_local_node(lua_State* L) {
   double deadline = luaL_optnumber(L, 5, 0);
   return guarded(L, [&] {
     wire::Writer init;
-    codec::encode_values(L, 3, 1, init);
-    std::vector<std::string> argv{worker, "--concurrency", std::to_string(concurrency)};
+    codec::encode_values(L, 3, 1, init, codec::Mode::kData);  // the worker checks it as data
+    std::vector<std::string> argv{worker, "--concurrency", std::to_string(concurrency),
+                                  "--max-frame", std::to_string(s.max_frame())};
     if (deadline > 0) {
       argv.insert(argv.end(), {"--deadline", std::to_string(deadline)});
     }
@@ -93,9 +99,10 @@ int l_pool_add_ssh_node(lua_State* L) {
   luaL_checktype(L, 4, LUA_TTABLE);
   auto session = take_ssh_session(L, 2);
   if (!session) return luaL_error(L, "ssh session is closed or already in a pool");
+  cmd += " --max-frame " + std::to_string(s.max_frame());
   return guarded(L, [&] {
     wire::Writer init;
-    codec::encode_values(L, 4, 1, init);
+    codec::encode_values(L, 4, 1, init, codec::Mode::kData);
     auto link = std::make_unique<SshLink>(std::move(session), std::move(cmd));
     lua_pushinteger(L, s.add_node(std::move(link), init.take()));
     return 1;
@@ -147,8 +154,10 @@ int l_pool_define(lua_State* L) {
   Scheduler& s = check_pool(L);
   size_t len = 0;
   const char* p = luaL_checklstring(L, 2, &len);
-  lua_pushinteger(L, static_cast<lua_Integer>(s.define(std::string(p, len))));
-  return 1;
+  return guarded(L, [&] {
+    lua_pushinteger(L, static_cast<lua_Integer>(s.define(std::string(p, len))));
+    return 1;
+  });
 }
 
 /// pool:new_batch([limit]) → batch id, wait id
@@ -183,18 +192,34 @@ int l_pool_submit(lua_State* L) {
   });
 }
 
-/// Pushes a failed task's error as {message=, traceback=, node=}.
-void push_failure(lua_State* L, const Outcome& o) {
-  wire::Reader r(o.payload);
-  auto msg = r.get_string();
-  auto trace = r.get_string();
+/// Pushes false and a failed task's error as {message=, traceback=, node=}; returns 2.
+int push_failure(lua_State* L, std::string_view msg, std::string_view trace, int node) {
+  lua_pushboolean(L, 0);
   lua_createtable(L, 0, 3);
   lua_pushlstring(L, msg.data(), msg.size());
   lua_setfield(L, -2, "message");
   lua_pushlstring(L, trace.data(), trace.size());
   lua_setfield(L, -2, "traceback");
-  lua_pushinteger(L, o.node);
+  lua_pushinteger(L, node);
   lua_setfield(L, -2, "node");
+  return 2;
+}
+
+/// Pushes a task's values, decoded as data: a node's bytes never load code or set a metatable
+/// here (bindings/codec_data.cpp). Returns how many, or -1 with the stack as it was and `why`
+/// set if the host refuses them.
+int push_result(lua_State* L, const Outcome& o, std::string& why) {
+  wire::Reader r(o.payload);
+  try {
+    int n = codec::decode_data(L, r);
+    if (r.empty()) return n;
+    lua_pop(L, n);
+    why = "the host refused its result: codec: " + std::to_string(r.remaining()) +
+          " bytes after the values";
+  } catch (const codec::DecodeError& e) {
+    why = std::string("the host refused its result: ") + e.what();
+  }
+  return -1;
 }
 
 /// pool:results(batch, all) → true, list | false, failure. With `all`, the batch holds one task
@@ -204,31 +229,39 @@ int l_pool_results(lua_State* L) {
   Scheduler& s = check_pool(L);
   auto id = static_cast<BatchId>(luaL_checkinteger(L, 2));
   bool all = lua_toboolean(L, 3);
+  int base = lua_gettop(L);
   return guarded(L, [&] {
     const Batch& b = s.batch(id);
     int nret = 0;
     for (TaskId t : b.tasks) {
       const Outcome* o = s.outcome(t);
       if (o != nullptr && !o->ok) {
-        lua_pushboolean(L, 0);
-        push_failure(L, *o);
-        nret = 2;
+        wire::Reader r(o->payload);  // checked by the scheduler: message, traceback
+        auto msg = r.get_string();
+        nret = push_failure(L, msg, r.get_string(), o->node);
         break;
       }
     }
+    std::string why;
     if (nret == 0 && all) {
       lua_pushboolean(L, 1);
       const Outcome* o = s.outcome(b.tasks.at(0));
-      wire::Reader r(o->payload);
-      nret = 1 + codec::decode_values(L, r);
+      int n = push_result(L, *o, why);
+      if (n < 0) lua_settop(L, base);
+      nret = n < 0 ? push_failure(L, why, "", o->node) : 1 + n;
     } else if (nret == 0) {
       lua_pushboolean(L, 1);
       lua_createtable(L, static_cast<int>(b.tasks.size()), 0);  // [true, list]
+      nret = 2;
       lua_Integer i = 0;
       for (TaskId t : b.tasks) {
         const Outcome* o = s.outcome(t);
-        wire::Reader r(o->payload);
-        int n = codec::decode_values(L, r);  // [true, list, v1..vn]
+        int n = push_result(L, *o, why);  // [true, list, v1..vn]
+        if (n < 0) {
+          lua_settop(L, base);
+          nret = push_failure(L, why, "", o->node);
+          break;
+        }
         if (n == 0) {
           lua_pushnil(L);
         } else if (n > 1) {
@@ -236,11 +269,17 @@ int l_pool_results(lua_State* L) {
         }
         lua_rawseti(L, -2, ++i);
       }
-      nret = 2;
     }
     s.release(id);
     return nret;
   });
+}
+
+/// pool:release(batch) — forgets a batch that will not be awaited (one whose tasks could not
+/// all be submitted): what has not started never will.
+int l_pool_release(lua_State* L) {
+  check_pool(L).release(static_cast<BatchId>(luaL_checkinteger(L, 2)));
+  return 0;
 }
 
 /// pool:transfer(node, "put"|"put_once"|"get", local, remote) → wait id; after it completes,
@@ -322,6 +361,7 @@ const luaL_Reg kPoolMethods[] = {
     {"new_batch", l_pool_new_batch},
     {"submit", l_pool_submit},
     {"results", l_pool_results},
+    {"release", l_pool_release},
     {"set_task_events", l_pool_set_task_events},
     {"set_lease_interval", l_pool_set_lease_interval},
     {"transfer", l_pool_transfer},

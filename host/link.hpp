@@ -25,6 +25,8 @@ class Link {
   virtual bool gone() const = 0;
   /// Operating-system process id where there is one (local workers), else 0.
   virtual int pid() const { return 0; }
+  /// The largest frame accepted from the worker; a larger header ends the link.
+  void set_max_frame(uint32_t n) { in_.set_max(n); }
 
   /// Called for each whole frame received, from a libuv callback.
   std::function<void(const wire::Frame&)> on_frame;
@@ -32,7 +34,13 @@ class Link {
   std::function<void(const std::string& reason)> on_closed;
 
  protected:
+  /// Feeds bytes read from the worker and hands each whole frame to on_frame. Returns "" or why
+  /// the stream cannot go on (a malformed frame, one over the limit, no memory to hold it): a
+  /// worker's bytes never throw past the link.
+  std::string receive(const char* p, size_t n);
+
   wire::Writer out_;
+  wire::FrameDecoder in_;
 };
 
 }  // namespace skyhost

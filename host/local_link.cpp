@@ -17,7 +17,6 @@ struct LocalLink::State {
   bool in_closed = false;
   bool reported = false;
   std::string reason;
-  wire::FrameDecoder decoder;
   char buf[256 * 1024];
 
   void handle_closed() {
@@ -108,15 +107,11 @@ std::unique_ptr<LocalLink> LocalLink::spawn(uv_loop_t* loop, const std::vector<s
       [](uv_stream_t* st, ssize_t n, const uv_buf_t* b) {
         auto* s = static_cast<State*>(st->data);
         if (n > 0) {
-          if (s->owner == nullptr) return;
-          s->decoder.feed(b->base, static_cast<size_t>(n));
-          try {
-            wire::Frame f;
-            while (s->owner != nullptr && s->decoder.next(f)) {
-              if (s->owner->on_frame) s->owner->on_frame(f);
-            }
-          } catch (const wire::Error& e) {
-            s->fail(std::string("bad frame from worker: ") + e.what());
+          if (s->owner == nullptr || s->owner->broken_) return;
+          std::string why = s->owner->receive(b->base, static_cast<size_t>(n));
+          if (!why.empty()) {
+            s->owner->broken_ = true;  // nothing more is read from a stream out of step
+            s->fail(why);
             uv_process_kill(&s->proc, SIGKILL);
           }
           return;

@@ -28,6 +28,7 @@ class LocalLink final : public Link {
   struct State;
   explicit LocalLink(State* s) : state_(s) {}
   State* state_;
+  bool broken_ = false;
 };
 
 }  // namespace skyhost

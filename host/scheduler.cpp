@@ -10,6 +10,17 @@ double seconds(uint64_t ns) {
   return static_cast<double>(ns) / 1e9;
 }
 
+// A failure's body is two wire strings, message and traceback (worker/executor.cpp).
+bool failure_ok(wire::Reader r) {
+  try {
+    r.get_string();
+    r.get_string();
+    return r.empty();
+  } catch (const wire::Error&) {
+    return false;
+  }
+}
+
 }  // namespace
 
 Scheduler::Scheduler(Loop& loop, Options opts) : loop_(loop), opts_(opts) {
@@ -27,7 +38,18 @@ Scheduler::~Scheduler() {
   // Destroying the links kills any worker still running: a pool never outlives its scheduler.
 }
 
+// Refused when submitted, so that a value too large to send is an error the script can catch
+// (not one thrown later, from the loop, while flushing frames).
+void Scheduler::check_fits(size_t body, const char* what) const {
+  if (body + wire::kFrameOverhead > opts_.max_frame)
+    throw wire::Error(std::string(what) + " take " + wire::size_text(body) +
+                      ", more than the frame limit of " + wire::size_text(opts_.max_frame) +
+                      " (max_frame)");
+}
+
 int Scheduler::add_node(std::unique_ptr<Link> link, std::string init) {
+  check_fits(init.size(), "the node's settings");
+  link->set_max_frame(opts_.max_frame);
   auto node = std::make_unique<Node>();
   node->index = static_cast<int>(nodes_.size());
   node->link = std::move(link);
@@ -61,6 +83,7 @@ void Scheduler::check_ready() {
 ClosureId Scheduler::define(std::string bytes) {
   auto it = closure_ids_.find(bytes);
   if (it != closure_ids_.end()) return it->second;
+  check_fits(bytes.size(), "the function and its upvalues");
   ClosureId id = ++last_closure_;
   closure_ids_.emplace(bytes, id);
   closures_.emplace(id, std::move(bytes));
@@ -77,6 +100,7 @@ BatchId Scheduler::new_batch(size_t limit) {
 }
 
 TaskId Scheduler::submit(BatchId batch, ClosureId fn, std::string args, int pin_node) {
+  check_fits(args.size(), "the task's arguments");
   TaskId id = ++last_task_;
   Task& t = tasks_[id];
   t.batch = batch;
@@ -200,6 +224,9 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
   wire::Reader r(f.body);
   switch (f.type) {
     case wire::Msg::kReady:
+      r.get_string();  // hostname, pid, executors: refused here if malformed, never later
+      r.get_varint();
+      r.get_varint();
       n.info.assign(f.body);
       n.ready = true;
       check_ready();
@@ -230,6 +257,7 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
       Event e("Log", opts_.pool_id, n.index);
       e.ok = false;
       e.text = r.get_string();
+      n.last_words = e.text.substr(0, 1000);
       emit(std::move(e));
       break;
     }
@@ -249,6 +277,8 @@ void Scheduler::on_result(Node& n, wire::Reader& r) {
     batch_task_ended(it->second);
     if (it->second.batch == 0) {
       tasks_.erase(it);  // its batch was released while it ran
+    } else if (!ok && !failure_ok(r)) {
+      fail_task(id, it->second, "the worker sent a malformed failure", n.index);
     } else {
       std::string payload(r.position(), r.remaining());
       finish(id, it->second, ok, std::move(payload), exec_ns, n.index);
@@ -308,6 +338,7 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
   bool expected = shutting_down_;
   if (!expected) {
     std::string why = reason.empty() ? "worker exited" : reason;
+    if (!n.last_words.empty()) why = n.last_words + " (" + why + ")";
     Event lost("InstanceLost", opts_.pool_id, n.index);
     lost.ok = false;
     lost.text = why;

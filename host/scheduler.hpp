@@ -46,29 +46,35 @@ class Scheduler {
     int concurrency = 4;  // tasks running at once per node
     int prefetch = 32;    // tasks queued on a node beyond those running, to hide round trips
     int retries = 1;      // re-runs of a task whose node was lost
+    uint32_t max_frame = wire::kMaxFrame;  // largest frame either way (a task, a result)
   };
   Scheduler(Loop& loop, Options opts);
   ~Scheduler();
 
   /// Adds a node reached through `link` and sends it `init` (codec values). Returns its index.
+  /// Throws wire::Error if `init` does not fit in a frame.
   int add_node(std::unique_ptr<Link> link, std::string init);
+  uint32_t max_frame() const { return opts_.max_frame; }
   /// Completes once every node so far is ready, or one failed before it was.
   WaitId ready_wait();
   /// Why the pool could not become ready ("" if it did).
   const std::string& start_error() const { return start_error_; }
-  /// The Ready info each node sent: wire string hostname, varint pid, varint executors.
+  /// The Ready info each node sent (checked on arrival): wire string hostname, varint pid,
+  /// varint executors.
   const std::string& node_info(int node) const { return nodes_.at(node)->info; }
   int node_count() const { return static_cast<int>(nodes_.size()); }
   int pid(int node) const { return nodes_.at(node)->link->pid(); }
   bool node_alive(int node) const { return nodes_.at(node)->alive; }
   Link& link(int node) { return *nodes_.at(node)->link; }
 
-  /// A closure (codec bytes) under an id; the same bytes get the same id.
+  /// A closure (codec bytes) under an id; the same bytes get the same id. Throws wire::Error,
+  /// changing nothing, if it does not fit in a frame.
   ClosureId define(std::string bytes);
   /// A new batch; add tasks to it, then await batch(id).wait. `limit` > 0 caps how many of its
   /// tasks run at once.
   BatchId new_batch(size_t limit = 0);
-  /// Queues a task; `pin_node` >= 0 runs it on that node only (broadcast).
+  /// Queues a task; `pin_node` >= 0 runs it on that node only (broadcast). Throws wire::Error,
+  /// changing nothing, if its arguments do not fit in a frame.
   TaskId submit(BatchId batch, ClosureId fn, std::string args, int pin_node = -1);
   const Batch& batch(BatchId id) const { return batches_.at(id); }
   /// The task's outcome; valid once its batch's wait completed (a dropped task has none).
@@ -92,6 +98,7 @@ class Scheduler {
     int index = 0;
     std::unique_ptr<Link> link;
     std::string info;
+    std::string last_words;  // what a worker said in a Fatal frame before it stopped
     bool ready = false;
     bool alive = true;
     int running = 0;
@@ -114,6 +121,7 @@ class Scheduler {
   void on_frame(Node& n, const wire::Frame& f);
   void on_lost(Node& n, const std::string& reason);
   void on_result(Node& n, wire::Reader& r);
+  void check_fits(size_t body, const char* what) const;
   void finish(TaskId id, Task& t, bool ok, std::string payload, uint64_t exec_ns, int node);
   void fail_task(TaskId id, Task& t, const std::string& message, int node);
   void dispatch();

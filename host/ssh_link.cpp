@@ -18,14 +18,10 @@ SshLink::SshLink(std::unique_ptr<ssh::Session> session, std::string command)
     : session_(std::move(session)) {
   channel_ = session_->exec(std::move(command));
   channel_.on_data([this](std::string_view d) {
-    decoder_.feed(d.data(), d.size());
-    try {
-      wire::Frame f;
-      while (!gone_ && decoder_.next(f)) {
-        if (on_frame) on_frame(f);
-      }
-    } catch (const wire::Error& e) {
-      closed(std::string("bad frame from worker: ") + e.what());
+    if (gone_) return;
+    std::string why = receive(d.data(), d.size());
+    if (!why.empty()) {
+      closed(why);
       channel_.close();
     }
   });

@@ -36,7 +36,6 @@ class SshLink final : public Link {
   ssh::Channel channel_;
   std::map<uint64_t, ssh::Channel> held_;
   uint64_t last_held_ = 0;
-  wire::FrameDecoder decoder_;
   std::string stderr_tail_;
   bool gone_ = false;
 };

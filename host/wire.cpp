@@ -1,6 +1,10 @@
 #include "host/wire.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 
 namespace skyhost::wire {
@@ -21,7 +25,27 @@ T load_le(const char* src) {
   return v;
 }
 
+// A frame buffer larger than this is released once empty.
+constexpr size_t kKeep = 4u << 20;
+
 }  // namespace
+
+std::string size_text(uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + (bytes == 1 ? " byte" : " bytes");
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  uint64_t unit = 1024;
+  int u = 0;
+  for (; bytes >= unit * 1024 && u < 3; ++u) unit *= 1024;
+  char b[64];
+  if (bytes % unit == 0) {  // "1 GiB"
+    std::snprintf(b, sizeof b, "%llu %s", static_cast<unsigned long long>(bytes / unit), units[u]);
+  } else {  // "1.1 GiB (1181116006 bytes)": exact where it matters, near a limit
+    std::snprintf(b, sizeof b, "%.1f %s (%llu bytes)",
+                  static_cast<double>(bytes) / static_cast<double>(unit), units[u],
+                  static_cast<unsigned long long>(bytes));
+  }
+  return b;
+}
 
 void Writer::put_u32(uint32_t v) {
   char b[4];
@@ -79,8 +103,8 @@ void Writer::end_frame(size_t mark) {
     throw Error("wire: end_frame without a matching begin_frame");
   size_t len = buf_.size() - mark - kHeader;
   if (len > kMaxFrame)
-    throw Error("wire: frame of " + std::to_string(len) + " bytes exceeds the limit of " +
-                std::to_string(kMaxFrame));
+    throw Error("wire: frame of " + size_text(len) + " exceeds the limit of " +
+                size_text(kMaxFrame));
   store_le(&buf_[mark], static_cast<uint32_t>(len));
 }
 
@@ -150,39 +174,61 @@ std::string_view Reader::get_raw(size_t n) {
   return s;
 }
 
-void FrameDecoder::feed(const char* p, size_t n) {
-  // Compacting only here keeps the views handed out by next() valid until the next feed.
-  if (pos_ == buf_.size()) {
-    buf_.clear();
-  } else if (pos_ > 0) {
-    buf_.erase(0, pos_);
-  }
-  pos_ = 0;
-  buf_.append(p, n);
-  // A large frame arrives in many reads: make room for all of it once, instead of growing the
-  // buffer (and copying it) again and again.
-  size_t at = 0;
-  while (buf_.size() - at >= kHeader) {
-    uint32_t len = load_le<uint32_t>(buf_.data() + at);
-    if (len == 0 || len > kMaxFrame) break;  // next() reports it
-    size_t end = at + kHeader + len;
-    if (end > buf_.size()) {
-      if (end > buf_.capacity()) buf_.reserve(end);
+uint32_t FrameDecoder::check(uint32_t len) const {
+  if (len == 0) throw Error("wire: frame with length 0");
+  if (len > max_)
+    throw Error("wire: frame of " + size_text(len) + " exceeds the limit of " + size_text(max_));
+  return len;
+}
+
+FrameDecoder::~FrameDecoder() {
+  std::free(buf_);
+}
+
+void FrameDecoder::grow(size_t want) {
+  // A large frame arrives in many reads. The buffer grows by doubling, up to the end its header
+  // announced when that is within the limit: a header alone reserves nothing, and what is held
+  // is at most twice what arrived. A header over the limit is next()'s to report, as soon as it
+  // is whole.
+  size_t end = want, at = 0;
+  while (size_ - at >= kHeader) {
+    uint32_t len = load_le<uint32_t>(buf_ + at);
+    if (len == 0 || len > max_) break;
+    if (at + kHeader + len > size_) {
+      end = std::max(want, at + kHeader + len);
       break;
     }
-    at = end;
+    at += kHeader + len;
   }
+  size_t cap = std::max({want, std::min(end, 2 * cap_), size_t{256}});
+  auto* p = static_cast<char*>(std::realloc(buf_, cap));
+  if (p == nullptr) throw std::bad_alloc();
+  buf_ = p;
+  cap_ = cap;
+}
+
+void FrameDecoder::feed(const char* p, size_t n) {
+  // Compacting only here keeps the views handed out by next() valid until the next feed.
+  if (pos_ == size_ && cap_ > kKeep) {
+    // After a large frame, give its memory back rather than keep it for the node's lifetime.
+    std::free(buf_);
+    buf_ = nullptr;
+    cap_ = 0;
+  } else if (pos_ > 0 && pos_ < size_) {
+    std::memmove(buf_, buf_ + pos_, size_ - pos_);
+  }
+  size_ -= pos_;
+  pos_ = 0;
+  if (n > cap_ - size_) grow(size_ + n);
+  if (n > 0) std::memcpy(buf_ + size_, p, n);
+  size_ += n;
 }
 
 bool FrameDecoder::next(Frame& out) {
   if (pending() < kHeader) return false;
-  uint32_t len = load_le<uint32_t>(buf_.data() + pos_);
-  if (len == 0) throw Error("wire: frame with length 0");
-  if (len > kMaxFrame)
-    throw Error("wire: frame length " + std::to_string(len) + " exceeds the limit of " +
-                std::to_string(kMaxFrame));
+  uint32_t len = check(load_le<uint32_t>(buf_ + pos_));
   if (pending() - kHeader < len) return false;
-  const char* start = buf_.data() + pos_ + kHeader;
+  const char* start = buf_ + pos_ + kHeader;
   out.type = static_cast<Msg>(static_cast<uint8_t>(start[0]));
   out.body = std::string_view(start + 1, len - 1);
   pos_ += kHeader + len;

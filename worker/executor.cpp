@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <lua.hpp>
+#include <new>
 #include <string>
 #include <unordered_map>
 
@@ -13,9 +15,9 @@
 #include "bindings/preload.hpp"
 #include "worker/capture.hpp"
 #include "worker/node.hpp"
-#include "worker/shell.hpp"
 #include "worker/plugin_loader.hpp"
 #include "worker/plugin_task.hpp"
+#include "worker/shell.hpp"
 
 namespace skyworker {
 
@@ -42,10 +44,13 @@ int l_worker_print(lua_State* L) {
   luaL_pushresult(&b);
   size_t len = 0;
   const char* s = lua_tolstring(L, -1, &len);
+  // One Log event per line; a line too long for a frame is cut, not a reason to fail the task.
+  size_t room = t_shared->max_frame - skyhost::wire::kFrameOverhead - 32;
   std::string_view text(s, len);
   for (;;) {
     size_t nl = text.find('\n');
-    send_log(t_shared->out, t_task, kStdout, text.substr(0, nl));
+    std::string_view line = text.substr(0, nl);
+    send_log(t_shared->out, t_task, kStdout, line.substr(0, room));
     if (nl == std::string_view::npos) break;
     text.remove_prefix(nl + 1);
   }
@@ -70,8 +75,11 @@ int l_traceback(lua_State* L) {
   return 1;
 }
 
-lua_State* new_state(Shared& shared) {
-  lua_State* L = luaL_newstate();
+/// Sets up a new executor state (in a protected call: a memory error fails the setup, it
+/// does not panic). The Init it reads was checked when it arrived (worker/inbox.cpp).
+int l_setup(lua_State* L) {
+  auto* shared = static_cast<Shared*>(lua_touserdata(L, 1));
+  lua_settop(L, 0);
   luaL_openlibs(L);
   bind_lua_stdio(L);
   preload_shell(L);
@@ -79,10 +87,13 @@ lua_State* new_state(Shared& shared) {
   lua_pushcfunction(L, l_worker_print);
   lua_setglobal(L, "print");
   // The node's identity, for sky.instance_info().
-  Reader r(shared.init);
-  int n = skyhost::codec::decode_values(L, r);  // [info...]
-  lua_settop(L, lua_gettop(L) - n + 1);         // [info]
-  if (!lua_istable(L, -1)) luaL_error(L, "the host sent no node identity");
+  try {
+    Reader r(shared->init);
+    skyhost::codec::decode_data(L, r);  // [info]
+  } catch (const std::exception& e) {
+    lua_pushstring(L, e.what());
+    return 1;
+  }
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   lua_pushstring(L, host);
@@ -91,11 +102,24 @@ lua_State* new_state(Shared& shared) {
   lua_setfield(L, -2, "pid");
   push_facts(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "skyworker.info");  // []
-  plugins::attach(shared, L);
+  plugins::attach(*shared, L);
   lua_getglobal(L, "require");
   lua_pushstring(L, "sky");
   lua_call(L, 1, 1);  // [sky]
   lua_setglobal(L, "sky");
+  return 0;
+}
+
+lua_State* new_state(Shared& shared) {
+  lua_State* L = luaL_newstate();
+  if (L == nullptr) fatal(shared, "no memory for an executor's Lua state");
+  lua_pushcfunction(L, l_setup);
+  lua_pushlightuserdata(L, &shared);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isnil(L, -1)) {
+    const char* why = lua_tostring(L, -1);
+    fatal(shared, std::string("cannot set up an executor: ") + (why ? why : "?"));
+  }
+  lua_settop(L, 0);
   return L;
 }
 
@@ -106,36 +130,39 @@ void put_error(Writer& w, const std::string& message, const std::string& trace) 
   w.put_string(trace);
 }
 
-void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
-  auto start = std::chrono::steady_clock::now();
+struct Job {
+  Shared* shared;
+  TaskMsg* task;
   Writer body;
   bool ok = false;
-  int base = lua_gettop(L);
-  t_task = task.id;
+};
+
+// Runs a task: its function and arguments decoded, the call, its results encoded as data.
+// Called in a protected call, so a Lua error anywhere (no memory for a large argument, say)
+// fails the task instead of the worker; C++ exceptions are caught here, before they reach Lua.
+int l_run(lua_State* L) {
+  auto* job = static_cast<Job*>(lua_touserdata(L, 1));
+  lua_settop(L, 0);
+  Writer& body = job->body;
   try {
-    auto fn = shared.closures.get(task.fn);
+    auto fn = job->shared->closures.get(job->task->fn);
     if (!fn) throw skyhost::wire::Error("task refers to an unknown function");
-    if (is_plugin_def(*fn)) {  // native: no Lua involved
-      plugins::run_task(shared, task, *fn);
-      t_task = 0;
-      return;
-    }
     lua_pushcfunction(L, l_traceback);  // [msgh]
     Reader fr(*fn);
     if (skyhost::codec::decode_values(L, fr) != 1 || !lua_isfunction(L, -1)) {
       throw skyhost::wire::Error("task function did not decode to a function");
     }
-    Reader ar(task.args);
+    Reader ar(job->task->args);
     int nargs = skyhost::codec::decode_values(L, ar);  // [msgh, fn, args...]
-    int rc = lua_pcall(L, nargs, LUA_MULTRET, base + 1);
+    int rc = lua_pcall(L, nargs, LUA_MULTRET, 1);
     if (rc == LUA_OK) {
-      int nres = lua_gettop(L) - base - 1;
+      int nres = lua_gettop(L) - 1;
       try {
-        skyhost::codec::encode_values(L, base + 2, nres, body);
-        ok = true;
+        skyhost::codec::encode_values(L, 2, nres, body, skyhost::codec::Mode::kData);
+        job->ok = true;
       } catch (const skyhost::codec::EncodeError& e) {
         body.clear();
-        put_error(body, std::string("cannot return the result: ") + e.what(), "");
+        put_error(body, e.what(), "");
       }
     } else {
       std::string msg = "error", trace;
@@ -149,21 +176,58 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
       }
       put_error(body, msg, trace);
     }
+  } catch (const std::bad_alloc&) {
+    job->ok = false;
+    body.clear();
+    put_error(body, "out of memory on the worker", "");
   } catch (const std::exception& e) {
+    job->ok = false;
     body.clear();
     put_error(body, e.what(), "");
   }
-  lua_settop(L, base);
+  lua_settop(L, 0);
+  return 0;
+}
+
+void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
+  auto start = std::chrono::steady_clock::now();
+  t_task = task.id;
+  if (auto fn = shared.closures.get(task.fn); fn && is_plugin_def(*fn)) {  // native: no Lua
+    plugins::run_task(shared, task, *fn);
+    t_task = 0;
+    return;
+  }
+  Job job{&shared, &task, {}, false};
+  lua_pushcfunction(L, l_run);
+  lua_pushlightuserdata(L, &job);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    const char* m = lua_tostring(L, -1);
+    job.ok = false;
+    job.body.clear();
+    put_error(job.body, m ? m : "error", "");
+  }
+  lua_settop(L, 0);
   std::fflush(stdout);  // what io.write left without a newline
   t_task = 0;
+  // A result too large for a frame fails the task: the host gets a message, not a broken
+  // stream, and the node stays.
+  if (job.body.size() + skyhost::wire::kFrameOverhead > shared.max_frame) {
+    std::string why = std::string(job.ok ? "the result" : "the error") + " takes " +
+                      skyhost::wire::size_text(job.body.size()) +
+                      ", more than the frame limit of " +
+                      skyhost::wire::size_text(shared.max_frame) + " (max_frame)";
+    job.ok = false;
+    job.body = Writer();
+    put_error(job.body, why, "");
+  }
   uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
   shared.out.frame(Msg::kResult, [&](Writer& w) {
     w.put_u64(task.id);
-    w.put_u8(ok ? 1 : 0);
+    w.put_u8(job.ok ? 1 : 0);
     w.put_u64(ns);
-    w.put_raw(body.data().data(), body.size());
+    w.put_raw(job.body.data().data(), job.body.size());
   });
 }
 

@@ -14,12 +14,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "worker/capture.hpp"
 #include "worker/executor.hpp"
+#include "worker/inbox.hpp"
 #include "worker/node.hpp"
 #include "worker/plugin_host.hpp"
 #include "worker/shared.hpp"
@@ -36,6 +38,7 @@ void die(const char* what) {
 
 struct Settings {
   int concurrency = 4;
+  uint32_t max_frame = skyhost::wire::kMaxFrame;  // largest frame either way
   double ttl = 0;         // seconds of host silence before the lease expires; 0: no lease
   std::string pool_dir;   // scratch directory of the pool on this node, removed at the end
   std::string on_expiry;  // command run when the lease expires (a provider's self-termination)
@@ -115,6 +118,15 @@ Settings parse_settings(int argc, char** argv) {
     const char* val = argv[i + 1];
     if (key == "--concurrency") {
       st.concurrency = std::max(1, std::atoi(val));
+    } else if (key == "--max-frame") {
+      char* end = nullptr;
+      unsigned long long v = std::strtoull(val, &end, 10);
+      if (end == val || *end != '\0' || v < 1024 || v > skyhost::wire::kMaxFrame) {
+        std::fprintf(stderr, "skyworker: --max-frame must be 1024 to %u bytes\n",
+                     skyhost::wire::kMaxFrame);
+        std::_Exit(2);
+      }
+      st.max_frame = static_cast<uint32_t>(v);
     } else if (key == "--ttl") {
       st.ttl = std::atof(val);
     } else if (key == "--pool-dir") {
@@ -163,72 +175,65 @@ int main(int argc, char** argv) {
   g_last_word = now_ms();
   if (g_settings.ttl > 0 || g_settings.deadline > 0) std::thread(watch_lease).detach();
 
-  skyworker::Shared shared(out_fd);
+  skyworker::Shared shared(out_fd, g_settings.max_frame);
   skyworker::start_capture(shared);
   std::thread writer([&] { shared.out.run(); });
-  std::vector<std::thread> executors;
+  writer.detach();  // runs until the process ends
 
-  skyhost::wire::FrameDecoder decoder;
+  // What the host asks, as the inbox hands it over.
+  struct Requests : skyworker::Inbox::Handler {
+    skyworker::Shared& shared;
+    int concurrency;
+    std::vector<std::thread> executors;
+    Requests(skyworker::Shared& s, int c) : shared(s), concurrency(c) {}
+    void init(std::string init) override {
+      shared.init = std::move(init);
+      skyworker::start_node(shared);
+      for (int i = 0; i < concurrency; i++) {
+        executors.emplace_back([this, i] { skyworker::run_executor(shared, i); });
+      }
+      char host[256] = {0};
+      gethostname(host, sizeof host - 1);
+      std::string hostname(host);
+      long pid = getpid();
+      shared.out.frame(Msg::kReady, [&](skyhost::wire::Writer& w) {
+        w.put_string(hostname);
+        w.put_varint(static_cast<uint64_t>(pid));
+        w.put_varint(static_cast<uint64_t>(concurrency));
+      });
+    }
+    void define(uint64_t id, std::string bytes) override {
+      shared.closures.define(id, std::move(bytes));
+    }
+    void task(skyworker::TaskMsg t) override { shared.tasks.push(std::move(t)); }
+    void cancel(uint64_t task) override { skyworker::kill_task_commands(task); }
+    void shutdown() override {
+      skyworker::drain_output(shared);  // what tasks wrote reaches the host first
+      finish();
+    }
+  } requests(shared, concurrency);
+
+  skyworker::Inbox inbox(g_settings.max_frame, requests);
   std::vector<char> buf(256 * 1024);
-  bool started = false;
   for (;;) {
     ssize_t n = read(in_fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the host is gone or closed the stream: stop
     g_last_word = now_ms();
-    decoder.feed(buf.data(), static_cast<size_t>(n));
     try {
-      skyhost::wire::Frame f;
-      while (decoder.next(f)) {
-        skyhost::wire::Reader r(f.body);
-        switch (f.type) {
-          case Msg::kInit:
-            shared.init.assign(f.body);
-            if (!started) {
-              started = true;
-              skyworker::start_node(shared);
-              for (int i = 0; i < concurrency; i++) {
-                executors.emplace_back([&shared, i] { skyworker::run_executor(shared, i); });
-              }
-              char host[256] = {0};
-              gethostname(host, sizeof host - 1);
-              std::string hostname(host);
-              long pid = getpid();
-              shared.out.frame(Msg::kReady, [&](skyhost::wire::Writer& w) {
-                w.put_string(hostname);
-                w.put_varint(static_cast<uint64_t>(pid));
-                w.put_varint(static_cast<uint64_t>(concurrency));
-              });
-            }
-            break;
-          case Msg::kDef: {
-            uint64_t id = r.get_u64();
-            shared.closures.define(id, std::string(r.position(), r.remaining()));
-            break;
-          }
-          case Msg::kTask: {
-            skyworker::TaskMsg t;
-            t.id = r.get_u64();
-            t.fn = r.get_u64();
-            t.args.assign(r.position(), r.remaining());
-            shared.tasks.push(std::move(t));
-            break;
-          }
-          case Msg::kCancel:
-            skyworker::kill_task_commands(r.get_u64());
-            break;
-          case Msg::kShutdown:
-            skyworker::drain_output(shared);  // what tasks wrote reaches the host first
-            finish();
-          default:
-            break;  // lease: the read itself renewed it
-        }
-      }
-    } catch (const skyhost::wire::Error& e) {
-      std::fprintf(stderr, "skyworker: bad frame from host: %s\n", e.what());
-      std::_Exit(3);
+      inbox.feed(buf.data(), static_cast<size_t>(n));
+    } catch (const skyworker::Fatal& e) {
+      skyworker::fatal(shared, e.what());
+    } catch (const std::bad_alloc&) {  // a request that arrived whole, with no memory to keep
+      skyworker::fatal(shared, "out of memory for a request from the host");
+    } catch (const std::exception& e) {  // no thread for an executor, say
+      skyworker::fatal(shared, std::string("cannot serve the host: ") + e.what());
     }
   }
   // The stream ended: nobody is left to receive results, so running tasks are abandoned.
+  if (inbox.pending() > 0) {
+    std::fprintf(stderr, "skyworker: the stream from the host ended inside a frame (%s of it)\n",
+                 skyhost::wire::size_text(inbox.pending()).c_str());
+  }
   finish();
 }

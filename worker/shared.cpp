@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 
 namespace skyworker {
 
@@ -76,6 +79,7 @@ void Output::run() {
     writing_ = false;
     stopped_ = true;
     idle_cv_.notify_all();
+    cv_.notify_all();
   };
   std::vector<Tail> tails;
   for (;;) {
@@ -113,6 +117,23 @@ void Output::close() {
     closed_ = true;
   }
   cv_.notify_all();
+}
+
+void Output::drain(int ms) {
+  close();
+  std::unique_lock lock(mu_);
+  idle_cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopped_; });
+}
+
+void fatal(Shared& shared, const std::string& why, int status) {
+  std::fprintf(stderr, "skyworker: %s\n", why.c_str());
+  try {
+    shared.out.frame(skyhost::wire::Msg::kFatal,
+                     [&](skyhost::wire::Writer& w) { w.put_string(why.substr(0, 4096)); });
+  } catch (...) {  // no memory even for that: stderr has it
+  }
+  shared.out.drain(2000);
+  std::_Exit(status);
 }
 
 }  // namespace skyworker

@@ -63,13 +63,19 @@ class Closures {
 class Output {
  public:
   explicit Output(int fd) : fd_(fd) {}
-  /// Appends one frame: `fill` writes the body into the writer.
+  /// Appends one frame: `fill` writes the body into the writer. If that throws (no memory, a
+  /// frame past kMaxFrame), nothing of the frame stays.
   template <typename Fill>
   void frame(skyhost::wire::Msg type, Fill&& fill) {
     std::lock_guard lock(mu_);
     size_t mark = buf_.begin_frame(type);
-    fill(buf_);
-    buf_.end_frame(mark);
+    try {
+      fill(buf_);
+      buf_.end_frame(mark);
+    } catch (...) {
+      buf_.data().resize(mark);
+      throw;
+    }
     cv_.notify_one();
   }
   /// Appends one frame whose body ends with the bytes of `tail`, which are written from where
@@ -93,6 +99,9 @@ class Output {
   void close();
   /// Waits until everything queued so far is written (or the writer stopped); false on timeout.
   bool wait_idle(std::chrono::milliseconds timeout);
+  /// Closes, then waits up to `ms` for the writer to send what is queued (a Fatal frame
+  /// before the worker exits). Any thread.
+  void drain(int ms);
 
  private:
   struct Tail {
@@ -113,11 +122,16 @@ class Output {
 };
 
 struct Shared {
-  explicit Shared(int out_fd) : out(out_fd) {}
+  Shared(int out_fd, uint32_t max_frame) : out(out_fd), max_frame(max_frame) {}
   TaskQueue tasks;
   Closures closures;
   Output out;
-  std::string init;  // codec values: the node's identity, as the host sent it
+  const uint32_t max_frame;  // largest frame either way, as the host set it (--max-frame)
+  std::string init;          // codec data: the node's identity, as the host sent it (checked)
 };
+
+/// The worker cannot go on: says why on stderr and to the host (a Fatal frame), then exits
+/// with `status`.
+[[noreturn]] void fatal(Shared& shared, const std::string& why, int status = 3);
 
 }  // namespace skyworker

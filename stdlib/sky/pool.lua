@@ -27,6 +27,7 @@ local SCHEMA = {
   concurrency = "integer",
   prefetch = "integer",
   retries = "integer",
+  max_frame = "integer",
   ttl = "number",
   timeout = "number",  -- the pool's maximum lifetime (stdlib/sky/lifetime.lua)
   image = "table",
@@ -49,6 +50,7 @@ local SCHEMA = {
 }
 
 M.DISPLAYS = { "auto", "log", "quiet", "spinner" }
+M.MAX_FRAME = 1 << 30  -- the largest message either way (host/wire.hpp kMaxFrame)
 
 local function _check_options(opts)
   opts = options.check("sky.compute", opts, SCHEMA)
@@ -62,6 +64,10 @@ local function _check_options(opts)
   positive("concurrency")
   if opts.retries and opts.retries < 0 then
     errors.raise("BadOption", "sky.compute: option 'retries' must be 0 or more")
+  end
+  if opts.max_frame and (opts.max_frame < 1024 or opts.max_frame > M.MAX_FRAME) then
+    errors.raise("BadOption", ("sky.compute: option 'max_frame' must be 1024 to %d bytes, got %d")
+      :format(M.MAX_FRAME, opts.max_frame))
   end
   if opts.display then options.one_of("sky.compute", "display", opts.display, M.DISPLAYS) end
   if opts.metrics_interval ~= nil and opts.metrics_interval < 0 then
@@ -145,6 +151,7 @@ function Pool:_bring_up(emit)
     concurrency = self.opts.concurrency or 4,
     prefetch = self.opts.prefetch,
     retries = self.opts.retries or 1,
+    max_frame = self.opts.max_frame,
   }
   self.core:set_task_events(events.wants_task_events(self))
   connect.start_all(self, emit)
@@ -189,6 +196,18 @@ local function _raise_task_error(self, failure)
   })
 end
 
+-- Queues a batch's tasks with submit(). If one cannot be sent (a value that cannot travel, or
+-- one over the frame limit), none of them runs: the batch is dropped and the error raised.
+local function _submit(c, batch, submit)
+  local ok, err = pcall(submit)
+  if not ok then
+    c:release(batch)
+    if errors.is(err) then error(err, 0) end
+    -- the binding's message, without its position in this file: the error blames the user's line
+    errors.raise("CannotSend", (errors.message(err):gsub("^stdlib/[%w_/]+%.lua:%d+: ", "")))
+  end
+end
+
 --- Runs pending tasks and waits. mode: "first" (first value of the one task), "all" (all its
 --- values), "list" (list of each task's first value). pins[i]: node for task i, or nil.
 function Pool:_dispatch(tasks, mode, pins)
@@ -196,9 +215,11 @@ function Pool:_dispatch(tasks, mode, pins)
   plugin.ship(self)
   local c = self.core
   local batch, wait = c:new_batch()
-  for i, p in ipairs(tasks) do
-    c:submit(batch, c:define(p.closure), pins and pins[i], p.args)
-  end
+  _submit(c, batch, function()
+    for i, p in ipairs(tasks) do
+      c:submit(batch, c:define(p.closure), pins and pins[i], p.args)
+    end
+  end)
   self:_await_batch(wait)
   local r = table.pack(c:results(batch, mode ~= "list"))
   if not r[1] then _raise_task_error(self, r[2]) end
@@ -247,11 +268,13 @@ function Pool:map(fn, items, opts)
   if n == 0 then return {} end
   local c = self.core
   local template = fn()  -- captures the function once for the whole map
-  local closure = c:define(template.closure)
   local batch, wait = c:new_batch(opts.concurrency)
-  for i = 1, n do
-    c:submit(batch, closure, nil, { n = 1, items[i] })
-  end
+  _submit(c, batch, function()
+    local closure = c:define(template.closure)
+    for i = 1, n do
+      c:submit(batch, closure, nil, { n = 1, items[i] })
+    end
+  end)
   self:_await_batch(wait)
   local ok, res = c:results(batch, false)
   if not ok then _raise_task_error(self, res) end

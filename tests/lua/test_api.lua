@@ -135,7 +135,22 @@ end)
 
 t.test("unsendable results are an error, not a crash", function()
   local f = sky.fn(function() return coroutine.create(print) end)
-  t.raises(function() return f() >> pool end, "cannot return the result")
+  t.raises(function() return f() >> pool end, "cannot return thread %(result 1%)")
+end)
+
+t.test("functions and metatables do not come back, and the error says why", function()
+  local fun = sky.fn(function() return 1, { f = function() end } end)
+  t.raises(function() return pool:run(fun()) end,
+    "task failed on node %d: cannot return function %(field 'f' of result 2%): a task returns data only")
+  local meta = sky.fn(function() return setmetatable({}, { __index = function() end }) end)
+  t.raises(function() return meta() >> pool end,
+    "cannot return a table with a metatable %(result 1%).*the host never runs code that a node sends")
+  local named = sky.fn(function() return { fmt = string.format } end)
+  t.raises(function() return named() >> pool end, "cannot return function %(field 'fmt' of result 1%)")
+  local env = sky.fn(function() return _ENV end)
+  t.raises(function() return env() >> pool end, "cannot return the global table %(result 1%)")
+  -- the pool is still usable, on the same node
+  t.eq(sky.fn(function() return { 1, { x = "y" } } end)() >> pool, { 1, { x = "y" } })
 end)
 
 t.test("worker print comes back as Log events tagged with node", function()

@@ -64,6 +64,8 @@ struct FakeLink : Link {
     std::string b = w.take();
     on_frame(wire::Frame{Msg::kResult, b});
   }
+  // Bytes from the worker's stream, through the links' one frame splitter.
+  std::string deliver(const std::string& bytes) { return receive(bytes.data(), bytes.size()); }
   void drop(const std::string& why) {
     if (is_gone) return;
     is_gone = true;
@@ -337,4 +339,107 @@ TEST_CASE("task events are produced only when asked for", "[scheduler]") {
   REQUIRE(f.sched->events_[0].type == "TaskStarted");
   REQUIRE(f.sched->events_[1].type == "TaskCompleted");
   REQUIRE(f.sched->events_[1].ok);
+}
+
+namespace {
+
+std::string frame_bytes(Msg type, const std::string& body) {
+  wire::Writer w;
+  size_t mark = w.begin_frame(type);
+  w.put_raw(body.data(), body.size());
+  w.end_frame(mark);
+  return w.take();
+}
+
+}  // namespace
+
+TEST_CASE("values too large for a frame are refused when submitted, changing nothing",
+          "[scheduler]") {
+  Scheduler::Options o;
+  o.max_frame = 4096;
+  Fixture f(1, o);
+  f.all_ready();
+  CHECK_THROWS_WITH(f.sched->define(std::string(5000, 'f')),
+                    "the function and its upvalues take 4.9 KiB (5000 bytes), more than the "
+                    "frame limit of 4 KiB (max_frame)");
+  ClosureId fn = f.sched->define("fn");
+  CHECK(fn == 1);  // the refused one took no id
+  BatchId b = f.sched->new_batch();
+  CHECK_THROWS_WITH(f.sched->submit(b, fn, std::string(4096, 'a')),
+                    "the task's arguments take 4 KiB, more than the frame limit of 4 KiB "
+                    "(max_frame)");
+  CHECK(f.sched->batch(b).tasks.empty());
+  f.sched->submit(b, fn, std::string(4096 - wire::kFrameOverhead, 'a'));  // exactly fits
+  f.sched->flush();
+  CHECK(f.links[0]->tasks().size() == 1);
+  CHECK_THROWS_WITH(f.sched->add_node(std::make_unique<FakeLink>(), std::string(5000, 'i')),
+                    Catch::StartsWith("the node's settings take"));
+  CHECK(f.sched->node_count() == 1);
+}
+
+TEST_CASE("a worker's bad frames end its link with the reason, never the host", "[scheduler]") {
+  Scheduler::Options o;
+  o.max_frame = 4096;
+  SECTION("a malformed Ready") {
+    Fixture f(1, o);
+    CHECK_THAT(f.links[0]->deliver(frame_bytes(Msg::kReady,
+                                               "\x05"
+                                               "ab")),
+               Catch::StartsWith("bad frame from worker: wire: string of 5 bytes"));
+  }
+  SECTION("a frame over the limit, refused from its header") {
+    Fixture f(1, o);
+    CHECK(f.links[0]->deliver(std::string("\x00\x20\x00\x00", 4)) ==
+          "bad frame from worker: wire: frame of 8 KiB exceeds the limit of 4 KiB");
+  }
+  SECTION("a message only the host sends") {
+    Fixture f(1, o);
+    CHECK(f.links[0]->deliver(frame_bytes(Msg::kTask, "")) ==
+          "bad frame from worker: unexpected message type 3");
+  }
+  SECTION("good frames before a bad one still count") {
+    Fixture f(1, o);
+    wire::Writer w;
+    w.put_string("host");
+    w.put_varint(1);
+    w.put_varint(1);
+    WaitId ready = f.sched->ready_wait();
+    CHECK_FALSE(
+        f.links[0]->deliver(frame_bytes(Msg::kReady, w.data()) + std::string(4, '\0')).empty());
+    CHECK(f.completed(ready));
+  }
+}
+
+TEST_CASE("a malformed failure from a worker becomes the host's own", "[scheduler]") {
+  Fixture f(1);
+  f.all_ready();
+  ClosureId fn = f.sched->define("fn");
+  BatchId b = f.sched->new_batch();
+  TaskId t = f.sched->submit(b, fn, "args");
+  f.sched->flush();
+  wire::Writer w;
+  w.put_u64(t);
+  w.put_u8(0);
+  w.put_u64(1);
+  w.put_raw("\x09zz", 3);  // a message string of 9 bytes, 2 there
+  CHECK(f.links[0]->deliver(frame_bytes(Msg::kResult, w.data())).empty());
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  const Outcome* o = f.sched->outcome(t);
+  REQUIRE(o != nullptr);
+  CHECK_FALSE(o->ok);
+  wire::Reader r(o->payload);
+  CHECK(r.get_string() == "the worker sent a malformed failure");
+}
+
+TEST_CASE("a worker's last words say why it was lost", "[scheduler]") {
+  Fixture f(1);
+  WaitId ready = f.sched->ready_wait();
+  wire::Writer w;
+  w.put_string("malformed Init frame from host: it is empty");
+  CHECK(f.links[0]->deliver(frame_bytes(Msg::kFatal, w.data())).empty());
+  f.links[0]->drop("worker exited with status 3");
+  REQUIRE(f.completed(ready));
+  CHECK(f.sched->start_error() ==
+        "node 0 failed to start: malformed Init frame from host: it is empty (worker exited "
+        "with status 3)");
 }

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -248,4 +249,74 @@ TEST_CASE("wire: frame decoder refuses bad lengths", "[wire]") {
     CHECK_FALSE(d.next(f));
     CHECK(d.pending() == 2);
   }
+}
+
+TEST_CASE("wire: a frame limit is configurable and reported with sizes", "[wire]") {
+  FrameDecoder d(4096);
+  CHECK(d.max() == 4096);
+  std::string ok = frame(Msg::kResult, std::string(4095, 'x'));
+  std::string big = frame(Msg::kResult, std::string(4096, 'x'));
+  d.feed(ok.data(), ok.size());
+  Frame f;
+  REQUIRE(d.next(f));
+  CHECK(f.body.size() == 4095);
+  d.feed(big.data(), 4);  // the header alone is enough to refuse it
+  CHECK_THROWS_WITH(d.next(f), "wire: frame of 4.0 KiB (4097 bytes) exceeds the limit of 4 KiB");
+  FrameDecoder e(1u << 20);
+  Writer w;
+  w.put_u32((3u << 20) / 2);
+  e.feed(w.data().data(), w.size());
+  CHECK_THROWS_WITH(e.next(f), "wire: frame of 1.5 MiB (1572864 bytes) exceeds the limit of 1 MiB");
+  FrameDecoder above(0xffffffff);
+  CHECK(above.max() == kMaxFrame);
+}
+
+TEST_CASE("wire: a header alone reserves nothing; the buffer grows with what arrives", "[wire]") {
+  FrameDecoder d;
+  Writer w;
+  w.put_u32(kMaxFrame);  // announces 1 GiB, the most allowed
+  w.put_u8(static_cast<uint8_t>(Msg::kResult));
+  d.feed(w.data().data(), w.size());
+  Frame f;
+  CHECK_FALSE(d.next(f));
+  CHECK(d.capacity() < 1024);
+  std::string chunk(256 * 1024, 'x');
+  size_t fed = w.size();
+  for (int i = 0; i < 64; ++i) {  // 16 MiB in reads of 256 KiB
+    d.feed(chunk.data(), chunk.size());
+    fed += chunk.size();
+    CHECK_FALSE(d.next(f));
+    CHECK(d.capacity() <= 2 * fed);
+  }
+  CHECK(d.pending() == fed);
+}
+
+TEST_CASE("wire: a large frame is reassembled and its memory given back", "[wire]") {
+  std::string body(20 << 20, 'b');
+  std::string stream = frame(Msg::kResult, body) + frame(Msg::kLog, "after");
+  FrameDecoder d;
+  std::vector<std::string> got;
+  for (size_t at = 0; at < stream.size(); at += 256 * 1024) {
+    d.feed(stream.data() + at, std::min<size_t>(256 * 1024, stream.size() - at));
+    Frame f;
+    while (d.next(f)) got.emplace_back(f.body);
+    // Announced ends cap the growth: never much more than the frame itself.
+    CHECK(d.capacity() <= body.size() + 512 * 1024);
+  }
+  REQUIRE(got.size() == 2);
+  CHECK(got[0] == body);
+  CHECK(got[1] == "after");
+  d.feed("", 0);
+  CHECK(d.capacity() < 1024 * 1024);
+}
+
+TEST_CASE("wire: sizes for messages", "[wire]") {
+  CHECK(size_text(0) == "0 bytes");
+  CHECK(size_text(1) == "1 byte");
+  CHECK(size_text(1023) == "1023 bytes");
+  CHECK(size_text(1024) == "1 KiB");
+  CHECK(size_text(1536) == "1.5 KiB (1536 bytes)");
+  CHECK(size_text(1u << 30) == "1 GiB");
+  CHECK(size_text(3u << 20) == "3 MiB");
+  CHECK(size_text(1181116006) == "1.1 GiB (1181116006 bytes)");
 }
