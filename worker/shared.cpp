@@ -88,7 +88,13 @@ void Output::run() {
       writing_ = false;
       idle_cv_.notify_all();
       cv_.wait(lock, [&] { return closed_ || buf_.size() > 0; });
-      if (buf_.size() == 0) return stop();
+      if (buf_.size() == 0) {
+        // Closed with nothing left to write; stop() would take mu_ a second time.
+        stopped_ = true;
+        idle_cv_.notify_all();
+        cv_.notify_all();
+        return;
+      }
       chunk.clear();
       std::swap(chunk, buf_.data());
       tails.swap(tails_);
