@@ -14,18 +14,20 @@ namespace {
 
 const char* kContextKey = "skyhost.context";
 
-/// core.poll(block) → list of wait ids that completed.
+/// core.poll(block) → list of wait ids that completed, and true when blocking was asked for
+/// but nothing left in the loop could complete a wait (the driver must not spin).
 int l_core_poll(lua_State* L) {
   bool block = lua_toboolean(L, 1);
   Context& ctx = context(L);
   std::vector<WaitId> done;
-  ctx.loop.poll(block, done);
+  bool alive = ctx.loop.poll(block, done);
   lua_createtable(L, static_cast<int>(done.size()), 0);  // [ids]
   for (size_t i = 0; i < done.size(); i++) {
     lua_pushinteger(L, static_cast<lua_Integer>(done[i]));
     lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
   }
-  return 1;
+  lua_pushboolean(L, !alive);  // [ids, stalled]
+  return 2;
 }
 
 /// core.sleep(seconds) → wait id completing after that long.
@@ -37,9 +39,23 @@ int l_core_sleep(lua_State* L) {
   return 1;
 }
 
+/// core.cancel(id) → true if `id` was a pending core.sleep timer, now stopped.
+int l_core_cancel(lua_State* L) {
+  auto id = static_cast<WaitId>(luaL_checkinteger(L, 1));
+  lua_pushboolean(L, id > 0 && context(L).loop.cancel(id));
+  return 1;
+}
+
 /// core.now() → seconds on a monotonic clock.
 int l_core_now(lua_State* L) {
   auto t = std::chrono::steady_clock::now().time_since_epoch();
+  lua_pushnumber(L, std::chrono::duration<double>(t).count());
+  return 1;
+}
+
+/// core.time() → seconds since the epoch, with sub-second precision (timestamps to show).
+int l_core_time(lua_State* L) {
+  auto t = std::chrono::system_clock::now().time_since_epoch();
   lua_pushnumber(L, std::chrono::duration<double>(t).count());
   return 1;
 }
@@ -176,6 +192,12 @@ int l_core_isatty(lua_State* L) {
   return 1;
 }
 
+/// core.cores() → the cores this process may use.
+int l_core_cores(lua_State* L) {
+  lua_pushinteger(L, static_cast<lua_Integer>(uv_available_parallelism()));
+  return 1;
+}
+
 int l_core_pid(lua_State* L) {
   lua_pushinteger(L, getpid());
   return 1;
@@ -190,7 +212,9 @@ int l_core_live_handles(lua_State* L) {
 const luaL_Reg kCore[] = {
     {"poll", l_core_poll},
     {"sleep", l_core_sleep},
+    {"cancel", l_core_cancel},
     {"now", l_core_now},
+    {"time", l_core_time},
     {"interrupts", l_core_interrupts},
     {"resume", l_core_resume},
     {"take_events", l_core_take_events},
@@ -200,6 +224,7 @@ const luaL_Reg kCore[] = {
     {"worker_path", l_core_worker_path},
     {"hostname", l_core_hostname},
     {"pid", l_core_pid},
+    {"cores", l_core_cores},
     {"isatty", l_core_isatty},
     {nullptr, nullptr},
 };

@@ -18,6 +18,7 @@
 #include "worker/plugin_loader.hpp"
 #include "worker/plugin_task.hpp"
 #include "worker/shell.hpp"
+#include "worker/supervisor.hpp"
 
 namespace skyworker {
 
@@ -57,7 +58,8 @@ int l_worker_print(lua_State* L) {
   return 0;
 }
 
-/// Message handler: the error becomes {message, traceback} while the failing stack still exists.
+/// Message handler: the error becomes {message, traceback[, value]} while the failing stack
+/// still exists; value is the error object itself when it is a table, to send as it is.
 int l_traceback(lua_State* L) {
   const char* msg = lua_tostring(L, 1);
   if (msg == nullptr) {
@@ -72,6 +74,10 @@ int l_traceback(lua_State* L) {
   lua_rawseti(L, -2, 1);
   luaL_traceback(L, L, nullptr, 1);
   lua_rawseti(L, -2, 2);
+  if (lua_istable(L, 1)) {
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 3);
+  }
   return 1;
 }
 
@@ -165,16 +171,27 @@ int l_run(lua_State* L) {
         put_error(body, e.what(), "");
       }
     } else {
+      int err = lua_gettop(L);
+      bool handled = lua_istable(L, err);  // a memory error skips the handler
       std::string msg = "error", trace;
-      if (lua_istable(L, -1)) {
-        lua_rawgeti(L, -1, 1);
-        lua_rawgeti(L, -2, 2);  // [.., err, msg, trace]
+      if (handled) {
+        lua_rawgeti(L, err, 1);
+        lua_rawgeti(L, err, 2);  // [.., err, msg, trace]
         if (const char* m = lua_tostring(L, -2)) msg = m;
         if (const char* t = lua_tostring(L, -1)) trace = t;
-      } else if (const char* m = lua_tostring(L, -1)) {
-        msg = m;  // a memory error skips the handler
+      } else if (const char* m = lua_tostring(L, err)) {
+        msg = m;
       }
       put_error(body, msg, trace);
+      if (handled && lua_rawgeti(L, err, 3) == LUA_TTABLE) {
+        // The table the task raised, for the script to inspect; left out if it cannot travel.
+        Writer value;
+        try {
+          skyhost::codec::encode_values(L, lua_gettop(L), 1, value, skyhost::codec::Mode::kData);
+          body.put_raw(value.data().data(), value.size());
+        } catch (const skyhost::codec::EncodeError&) {
+        }
+      }
     }
   } catch (const std::bad_alloc&) {
     job->ok = false;
@@ -189,12 +206,13 @@ int l_run(lua_State* L) {
   return 0;
 }
 
-void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
+void run_task(Shared& shared, Supervisor& sup, Slot& slot, lua_State* L, TaskMsg& task) {
   auto start = std::chrono::steady_clock::now();
   t_task = task.id;
   if (auto fn = shared.closures.get(task.fn); fn && is_plugin_def(*fn)) {  // native: no Lua
     plugins::run_task(shared, task, *fn);
     t_task = 0;
+    sup.end(slot);
     return;
   }
   Job job{&shared, &task, {}, false};
@@ -209,6 +227,7 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
   lua_settop(L, 0);
   std::fflush(stdout);  // what io.write left without a newline
   t_task = 0;
+  if (!sup.end(slot)) return;  // stopped: the supervisor has answered for it
   // A result too large for a frame fails the task: the host gets a message, not a broken
   // stream, and the node stays.
   if (job.body.size() + skyhost::wire::kFrameOverhead > shared.max_frame) {
@@ -220,12 +239,13 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
     job.body = Writer();
     put_error(job.body, why, "");
   }
+  auto status = job.ok ? skyhost::wire::Status::kOk : skyhost::wire::Status::kFailed;
   uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
   shared.out.frame(Msg::kResult, [&](Writer& w) {
     w.put_u64(task.id);
-    w.put_u8(job.ok ? 1 : 0);
+    w.put_u8(static_cast<uint8_t>(status));
     w.put_u64(ns);
     w.put_raw(job.body.data().data(), job.body.size());
   });
@@ -241,11 +261,20 @@ uint64_t current_task() {
   return t_task;
 }
 
-void run_executor(Shared& shared, int /*index*/) {
+void run_executor(Shared& shared, Supervisor& supervisor, Slot& slot) {
   t_shared = &shared;
   lua_State* L = new_state(shared);
-  while (auto task = shared.tasks.pop()) {
-    run_task(shared, L, *task);
+  *static_cast<Slot**>(lua_getextraspace(L)) = &slot;  // for the supervisor's stop hook
+  {
+    std::lock_guard lock(slot.mu);
+    slot.L = L;
+  }
+  while (auto task = supervisor.next(slot)) {
+    run_task(shared, supervisor, slot, L, *task);
+  }
+  {
+    std::lock_guard lock(slot.mu);
+    slot.L = nullptr;
   }
   lua_close(L);
 }

@@ -6,8 +6,11 @@
 
 namespace skyworker {
 
-/// Runs tasks until the queue closes.
-void run_executor(Shared& shared, int index);
+class Supervisor;
+struct Slot;
+
+/// Runs tasks until the queue closes or the supervisor replaces this executor.
+void run_executor(Shared& shared, Supervisor& supervisor, Slot& slot);
 
 /// On an executor thread: the worker's shared state and the task running (0 between tasks).
 Shared* current_shared();

@@ -1,5 +1,7 @@
 #include "worker/inbox.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <lua.hpp>
 #include <new>
 
@@ -78,6 +80,7 @@ void Inbox::on_frame(const skyhost::wire::Frame& f) {
       TaskMsg t;
       t.id = r.get_u64();
       t.fn = r.get_u64();
+      t.timeout_ms = static_cast<uint32_t>(std::min<uint64_t>(r.get_varint(), UINT32_MAX));
       t.args.assign(r.position(), r.remaining());
       h_.task(std::move(t));
       break;

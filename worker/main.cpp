@@ -3,6 +3,7 @@
 // starts must not corrupt that stream, so the protocol moves to private descriptors, fd 0 becomes
 // /dev/null, and fds 1 and 2 pipes whose lines reach the host as Log events (worker/capture.cpp).
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include "worker/plugin_host.hpp"
 #include "worker/shared.hpp"
 #include "worker/shell.hpp"
+#include "worker/supervisor.hpp"
 
 namespace {
 
@@ -37,7 +39,7 @@ void die(const char* what) {
 }
 
 struct Settings {
-  int concurrency = 4;
+  int concurrency = 0;                            // executors; 0: one per core
   uint32_t max_frame = skyhost::wire::kMaxFrame;  // largest frame either way
   double ttl = 0;         // seconds of host silence before the lease expires; 0: no lease
   std::string pool_dir;   // scratch directory of the pool on this node, removed at the end
@@ -111,13 +113,20 @@ void follow_parent() {
   if (std::to_string(getppid()) != parent) end_group();  // it died before prctl
 }
 
+/// Cores this process may run on (its CPU affinity, which containers and taskset narrow).
+int cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 Settings parse_settings(int argc, char** argv) {
   Settings st;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string key = argv[i];
     const char* val = argv[i + 1];
     if (key == "--concurrency") {
-      st.concurrency = std::max(1, std::atoi(val));
+      st.concurrency = std::max(0, std::atoi(val));
     } else if (key == "--max-frame") {
       char* end = nullptr;
       unsigned long long v = std::strtoull(val, &end, 10);
@@ -167,6 +176,7 @@ int main(int argc, char** argv) {
 
   g_settings = parse_settings(argc, argv);
   int concurrency = g_settings.concurrency;
+  if (concurrency == 0) concurrency = cores();
   if (!g_settings.pool_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(g_settings.pool_dir, ec);
@@ -180,18 +190,19 @@ int main(int argc, char** argv) {
   std::thread writer([&] { shared.out.run(); });
   writer.detach();  // runs until the process ends
 
+  skyworker::Supervisor supervisor(shared);
+
   // What the host asks, as the inbox hands it over.
   struct Requests : skyworker::Inbox::Handler {
     skyworker::Shared& shared;
+    skyworker::Supervisor& supervisor;
     int concurrency;
-    std::vector<std::thread> executors;
-    Requests(skyworker::Shared& s, int c) : shared(s), concurrency(c) {}
+    Requests(skyworker::Shared& s, skyworker::Supervisor& v, int c)
+        : shared(s), supervisor(v), concurrency(c) {}
     void init(std::string init) override {
       shared.init = std::move(init);
       skyworker::start_node(shared);
-      for (int i = 0; i < concurrency; i++) {
-        executors.emplace_back([this, i] { skyworker::run_executor(shared, i); });
-      }
+      supervisor.start(concurrency);
       char host[256] = {0};
       gethostname(host, sizeof host - 1);
       std::string hostname(host);
@@ -206,12 +217,15 @@ int main(int argc, char** argv) {
       shared.closures.define(id, std::move(bytes));
     }
     void task(skyworker::TaskMsg t) override { shared.tasks.push(std::move(t)); }
-    void cancel(uint64_t task) override { skyworker::kill_task_commands(task); }
+    void cancel(uint64_t task) override {
+      supervisor.cancel(task);
+      skyworker::kill_task_commands(task);
+    }
     void shutdown() override {
       skyworker::drain_output(shared);  // what tasks wrote reaches the host first
       finish();
     }
-  } requests(shared, concurrency);
+  } requests(shared, supervisor, concurrency);
 
   skyworker::Inbox inbox(g_settings.max_frame, requests);
   std::vector<char> buf(256 * 1024);

@@ -222,7 +222,8 @@ void run_task(Shared& shared, const TaskMsg& task, std::string_view closure) {
   // is not one process switch per item: cheap calls as many as fit, others up to this
   // executor's fair share of the queue (the other executors take the rest in parallel).
   std::vector<TaskMsg> more;
-  if (!task.args.region()) {
+  // A task with a timeout runs alone: the supervisor watches one task per executor.
+  if (!task.args.region() && task.timeout_ms == 0) {
     size_t bytes = task.args.size();
     size_t limit = SIZE_MAX;
     const size_t executors = static_cast<size_t>(std::max(1, g_executors.load()));
@@ -230,8 +231,8 @@ void run_task(Shared& shared, const TaskMsg& task, std::string_view closure) {
     const bool cheap = seen != t_call_ns.end() && seen->second < kCheapNs;
     while (auto t = shared.tasks.pop_if([&](const TaskMsg& next, size_t queued) {
       if (limit == SIZE_MAX) limit = std::min(kMaxBatch - 1, cheap ? queued : queued / executors);
-      return more.size() < limit && next.fn == task.fn && !next.args.region() &&
-             bytes + next.args.size() <= kBatchBytes;
+      return more.size() < limit && next.fn == task.fn && next.timeout_ms == 0 &&
+             !next.args.region() && bytes + next.args.size() <= kBatchBytes;
     })) {
       bytes += t->args.size();
       more.push_back(std::move(*t));

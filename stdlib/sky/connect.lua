@@ -124,7 +124,7 @@ local function _bootstrap(pool, node, inst, emit)
     r = _await(s, s:step("\"$HOME\"/" .. remote .. " --free-port", "uploading", 30))
     master_port = r.ok and tonumber((r.tail or ""):match("(%d+)%s*$")) or nil
   end
-  local pool_dir = ".skyhost/pools/" .. pool.name
+  local pool_dir = ".skyhost/pools/" .. pool.uid
   local image = pool.opts.image or {}
   for _, st in ipairs(M.image_steps(image, pool_dir)) do
     phase(st[1])
@@ -134,7 +134,7 @@ local function _bootstrap(pool, node, inst, emit)
   phase("starting")
   local cd = image.workdir and ("mkdir -p " .. _q(image.workdir) .. " && cd " .. _q(image.workdir) .. " && ") or ""
   local cmd = ("%s%sexec \"$HOME\"/%s --concurrency %d --ttl %g --pool-dir \"$HOME\"/%s")
-    :format(_env_prefix(image.env), cd, remote, pool.opts.concurrency or 4, pool.ttl, _q(pool_dir))
+    :format(_env_prefix(image.env), cd, remote, pool.opts.concurrency or 0, pool.ttl, _q(pool_dir))
   local deadline = lifetime.worker_deadline(pool)  -- a pool with a timeout: the node knows it too
   if deadline then cmd = cmd .. (" --deadline %.3f"):format(deadline) end
   return s, cmd, master_port
@@ -147,6 +147,22 @@ local function _local_free_port()
   local port = tonumber(f:read("a"):match("%d+") or "")
   f:close()
   return port
+end
+
+--- Local nodes share this machine's cores: each runs one executor per core unless the pool
+--- says otherwise. Far more workers or executors than cores only adds threads and memory, so
+--- say so (once per pool) rather than silently start thousands of them.
+function M.warn_local(pool, local_nodes)
+  local n = 0
+  for _ in pairs(local_nodes) do n = n + 1 end
+  if n == 0 then return end
+  local cores = core.cores()
+  local executors = n * (pool.opts.concurrency or cores)
+  if n > 4 * cores or executors > 64 * cores then
+    io.stderr:write(("skyhost: warning: pool '%s' starts %d local workers (%d executor threads) "
+      .. "on a %d-core machine; fewer nodes or a lower concurrency would run as fast\n")
+      :format(pool.name, n, executors, cores))
+  end
 end
 
 --- Starts a worker on every instance of the pool; returns when each has been handed to the
@@ -176,6 +192,7 @@ function M.start_all(pool, emit)
       errors.raise("BadInstance", ("instance %s has neither an ip nor transport = \"local\""):format(inst.id))
     end
   end
+  M.warn_local(pool, local_nodes)
   -- Workers join the pool in node order, so node i is the pool's node i. The head's bootstrap
   -- finds MASTER_PORT, which every node's identity carries.
   local master_port
@@ -183,7 +200,7 @@ function M.start_all(pool, emit)
     if local_nodes[i] then
       if i == 1 then master_port = _local_free_port() end
       identities[i].master_port = master_port
-      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 4,
+      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 0,
         lifetime.worker_deadline(pool))
     else
       local s, cmd, port = sched.join(tasks[i])

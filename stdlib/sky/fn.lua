@@ -3,6 +3,7 @@
 -- which `>>` sends to a pool. `&` and sky.gather group tasks to run in parallel.
 local core = require "skyhost.core"
 local errors = require "sky.errors"
+local options = require "sky.options"
 
 local M = {}
 
@@ -16,15 +17,19 @@ local function _pool_check(pool, op)
   end
 end
 
---- Wraps `f` so that calling it makes a Pending task.
-function M.fn(f)
+--- Wraps `f` so that calling it makes a Pending task. opts: {timeout = seconds a task of it
+--- may run}.
+function M.fn(f, opts)
   if type(f) ~= "function" then
     errors.raise("BadArgument", ("sky.fn: expected a function, got %s"):format(type(f)))
   end
+  opts = options.check("sky.fn", opts, { timeout = "number" })
+  options.seconds("sky.fn", "timeout", opts.timeout)
   local info = debug.getinfo(f, "S")
   local self = setmetatable({
     f = f,
     name = ("%s:%d"):format(info.short_src, info.linedefined),
+    timeout = opts.timeout,
   }, Fn)
   --- Runs the function here, in this process, with the same arguments a task would get.
   self.local_call = function(...) return f(...) end
@@ -57,6 +62,22 @@ function M.pending(fn, closure, args)
 end
 
 function Fn.__tostring(self) return "sky.fn(" .. self.name .. ")" end
+
+--- The error for `x >> pool` when x is not a pending task: what to write instead.
+function M.not_pending(x, op)
+  if getmetatable(x) == Fn then
+    errors.raise("BadArgument", ("left side of %s is a sky.fn that was not called: write "
+      .. "f(args) %s pool (the call makes the task)"):format(op, op))
+  end
+  errors.raise("BadArgument", ("left side of %s must be a pending task, such as f(x) %s pool "
+    .. "with f = sky.fn(function(x) ... end); got %s"):format(op, op, type(x)))
+end
+
+-- `f >> pool` with f not called.
+function Fn.__shr(f, pool)
+  if getmetatable(f) == Fn then M.not_pending(f, ">>") end
+  errors.raise("BadPool", ("right side of >> must be a pool (sky.compute{...}), got %s"):format(type(pool)))
+end
 
 -- `pending >> pool`: the task's first return value (Lua keeps one value of an operator);
 -- pool:run(pending) returns all of them.

@@ -121,7 +121,8 @@ int main(int argc, char** argv) {
   std::string down = init;
   for (size_t i = 0; i < code.size(); ++i) down += frame(wire::Msg::kDef, u64(i + 1) + code[i]);
   for (size_t i = 0; i < data.size(); ++i)
-    down += frame(wire::Msg::kTask, u64(i + 1) + u64(1 + i % code.size()) + data[i]);
+    down += frame(wire::Msg::kTask,
+                  u64(i + 1) + u64(1 + i % code.size()) + std::string(1, '\0') + data[i]);
   down += frame(wire::Msg::kLease, "");
   n = 0;
   for (unsigned control : {0u, 1u, 0x20u, 0xfcu})

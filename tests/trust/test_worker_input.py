@@ -119,10 +119,10 @@ def task_failures():
             assert chunk, "the worker closed its output"
             data += chunk
 
-    results_after(frame(INIT, GOOD_INIT), frame(TASK, struct.pack("<QQ", 1, 9) + b"\x00"),
+    results_after(frame(INIT, GOOD_INIT), frame(TASK, struct.pack("<QQ", 1, 9) + b"\x00\x00"),
                   count=1)
     results = results_after(frame(DEF, struct.pack("<Q", 9) + b"\x01\x08\x04\x00\x00\x00junk"),
-                            frame(TASK, struct.pack("<QQ", 2, 9) + b"\x00"), count=2)
+                            frame(TASK, struct.pack("<QQ", 2, 9) + b"\x00\x00"), count=2)
     p.stdin.write(frame(SHUTDOWN))
     p.stdin.close()
     p.wait(timeout=30)
