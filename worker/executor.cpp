@@ -13,9 +13,9 @@
 #include "bindings/preload.hpp"
 #include "worker/capture.hpp"
 #include "worker/node.hpp"
-#include "worker/shell.hpp"
 #include "worker/plugin_loader.hpp"
 #include "worker/plugin_task.hpp"
+#include "worker/shell.hpp"
 
 namespace skyworker {
 
