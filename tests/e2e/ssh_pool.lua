@@ -109,9 +109,14 @@ elseif mode == "torchrun" then
   local root = os.getenv("ROOT")
   local logs = {}
   pool:on("log", function(ev) logs[#logs + 1] = ev end)
-  local rs = pool:torchrun(root .. "/scripts/torch_ddp.py", {
+  -- The hosts see their own /tmp and /root, not this checkout (CI clones it anywhere): the
+  -- script and the launcher travel with pool:put, to paths relative to the remote home, which
+  -- is where the worker (and so the command) runs.
+  pool:put(root .. "/scripts/torch_ddp.py", "skyt-torch/torch_ddp.py")
+  pool:put(root .. "/tests/support/torchrun.py", "skyt-torch/torchrun.py")
+  local rs = pool:torchrun("skyt-torch/torch_ddp.py", {
     args = { "--steps", 10 }, env = { GLOO_SOCKET_IFNAME = "eth0" }, timeout = 400,
-    launcher = "/usr/bin/python3 " .. root .. "/tests/support/torchrun.py",
+    launcher = "/usr/bin/python3 skyt-torch/torchrun.py",
   })
   for _, r in ipairs(rs) do print(("EXIT node %d %d"):format(r.node, r.code)) end
   for _, ev in ipairs(logs) do
