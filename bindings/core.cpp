@@ -14,18 +14,20 @@ namespace {
 
 const char* kContextKey = "skyhost.context";
 
-/// core.poll(block) → list of wait ids that completed.
+/// core.poll(block) → list of wait ids that completed, and true when blocking was asked for
+/// but nothing left in the loop could complete a wait (the driver must not spin).
 int l_core_poll(lua_State* L) {
   bool block = lua_toboolean(L, 1);
   Context& ctx = context(L);
   std::vector<WaitId> done;
-  ctx.loop.poll(block, done);
+  bool alive = ctx.loop.poll(block, done);
   lua_createtable(L, static_cast<int>(done.size()), 0);  // [ids]
   for (size_t i = 0; i < done.size(); i++) {
     lua_pushinteger(L, static_cast<lua_Integer>(done[i]));
     lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
   }
-  return 1;
+  lua_pushboolean(L, !alive);  // [ids, stalled]
+  return 2;
 }
 
 /// core.sleep(seconds) → wait id completing after that long.
@@ -34,6 +36,13 @@ int l_core_sleep(lua_State* L) {
   if (s < 0) s = 0;
   lua_pushinteger(L,
                   static_cast<lua_Integer>(context(L).loop.sleep(static_cast<uint64_t>(s * 1000))));
+  return 1;
+}
+
+/// core.cancel(id) → true if `id` was a pending core.sleep timer, now stopped.
+int l_core_cancel(lua_State* L) {
+  auto id = static_cast<WaitId>(luaL_checkinteger(L, 1));
+  lua_pushboolean(L, id > 0 && context(L).loop.cancel(id));
   return 1;
 }
 
@@ -178,6 +187,7 @@ int l_core_live_handles(lua_State* L) {
 const luaL_Reg kCore[] = {
     {"poll", l_core_poll},
     {"sleep", l_core_sleep},
+    {"cancel", l_core_cancel},
     {"now", l_core_now},
     {"interrupts", l_core_interrupts},
     {"resume", l_core_resume},

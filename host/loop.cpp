@@ -26,7 +26,7 @@ Loop::~Loop() {
     std::signal(SIGTERM, SIG_DFL);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
-  for (Sleep* s : sleeps_) {
+  for (auto& [id, s] : sleeps_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&s->timer),
              [](uv_handle_t* h) { delete static_cast<Sleep*>(h->data); });
   }
@@ -56,19 +56,22 @@ Loop::~Loop() {
   uv_loop_close(&loop_);
 }
 
-void Loop::poll(bool block, std::vector<WaitId>& out) {
+bool Loop::poll(bool block, std::vector<WaitId>& out) {
   for (auto& fn : before_poll_) fn();
   bool wait = block && completed_.empty() && interrupts_.load() == 0;
+  // uv_run returns at once when no active handle is left; blocking then would be a busy loop.
+  bool alive = !wait || uv_loop_alive(&loop_) != 0;
   uv_run(&loop_, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
   // Completions made while running the hooks above or the loop are delivered together.
   for (auto& fn : before_poll_) fn();
   out.insert(out.end(), completed_.begin(), completed_.end());
   completed_.clear();
+  return alive || !out.empty();
 }
 
 WaitId Loop::sleep(uint64_t ms) {
   auto* s = new Sleep{{}, this, new_wait()};
-  sleeps_.insert(s);
+  sleeps_.emplace(s->id, s);
   uv_timer_init(&loop_, &s->timer);
   s->timer.data = s;
   uv_timer_start(
@@ -76,12 +79,23 @@ WaitId Loop::sleep(uint64_t ms) {
       [](uv_timer_t* t) {
         auto* s = static_cast<Sleep*>(t->data);
         s->loop->complete(s->id);
-        s->loop->sleeps_.erase(s);
+        s->loop->sleeps_.erase(s->id);
         uv_close(reinterpret_cast<uv_handle_t*>(t),
                  [](uv_handle_t* h) { delete static_cast<Sleep*>(h->data); });
       },
       ms, 0);
   return s->id;
+}
+
+bool Loop::cancel(WaitId id) {
+  auto it = sleeps_.find(id);
+  if (it == sleeps_.end()) return false;
+  Sleep* s = it->second;
+  sleeps_.erase(it);
+  uv_timer_stop(&s->timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->timer),
+           [](uv_handle_t* h) { delete static_cast<Sleep*>(h->data); });
+  return true;
 }
 
 void Loop::on_posix_signal(int sig) {

@@ -11,7 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <set>
+#include <map>
 #include <vector>
 
 namespace skyhost {
@@ -34,14 +34,17 @@ class Loop {
 
   /// Runs hooks registered with on_before_poll (they flush batched writes), then one loop
   /// iteration (blocking only if `block` and nothing completed yet), then moves the completed
-  /// ids into `out`.
-  void poll(bool block, std::vector<WaitId>& out);
+  /// ids into `out`. Returns false when asked to block with nothing in the loop that could ever
+  /// complete a wait (no active handle): the caller would otherwise spin.
+  bool poll(bool block, std::vector<WaitId>& out);
 
   /// A hook run at the start of each poll(), e.g. flushing frames queued by the script.
   void on_before_poll(std::function<void()> fn) { before_poll_.push_back(std::move(fn)); }
 
   /// A timer that completes a new wait after `ms` milliseconds.
   WaitId sleep(uint64_t ms);
+  /// Stops the timer of a sleep() wait that has not completed; false if `id` is none.
+  bool cancel(WaitId id);
 
   /// Installs SIGINT/SIGTERM handlers. `on_signal` runs inside the signal handler and must be
   /// async-signal-safe (the runtime uses it to set a Lua hook, as the `lua` program does).
@@ -60,7 +63,7 @@ class Loop {
 
   uv_loop_t loop_{};
   uv_async_t wakeup_{};
-  std::set<Sleep*> sleeps_;  // pending timers of sleep(), closed properly at shutdown
+  std::map<WaitId, Sleep*> sleeps_;  // pending timers of sleep(), closed properly at shutdown
   WaitId last_wait_ = 0;
   std::vector<WaitId> completed_;
   std::vector<std::function<void()>> before_poll_;

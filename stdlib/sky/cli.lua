@@ -17,6 +17,13 @@ end
 --- Runs a loaded chunk as the script. Returns the process exit code.
 function M.run_script(chunk, ...)
   local r = table.pack(sched.main(chunk, ...))
+  local sig = sched.interrupt_signal()
+  if sig then
+    -- Interrupted, even if the script caught the error and ended normally: 128 + signal, as a
+    -- shell expects of a program its signal stopped.
+    if not r[1] then io.stderr:write(errors.format(r[2], r[3], M.verbose), "\n") end
+    return 128 + sig
+  end
   if r[1] then
     local code = r[2]
     if math.type(code) == "integer" then return code end  -- `return 3` sets the exit status
@@ -58,6 +65,7 @@ function M.eval(code)
     if err:find("<eof>$") or err_expr:find("<eof>$") then return "incomplete" end
     return "error", err
   end
+  sched.reset_interrupts()  -- a Ctrl-C at the prompt does not interrupt the next entry
   local r = table.pack(sched.run(f))
   if not r[1] then return "error", errors.format(r[2], r[3], M.verbose) end
   local out = {}

@@ -101,7 +101,7 @@ function M.show(pool, ev)
         local sched = require "sky.sched"
         sched.spawn(function()
           while #_spinning > 0 do
-            sched.await(core.sleep(0.1))
+            sched.await_always(core.sleep(0.1))
             _redraw()
           end
           _ticking = false

@@ -340,7 +340,7 @@ function Pool:close()
     local closer = self._closer
     if closer == coroutine.running() then return end
     while self.state == "draining" and coroutine.status(closer) ~= "dead" do
-      sched.await(core.sleep(0.02))
+      sched.await_always(core.sleep(0.02))
     end
     if self.state == "destroyed" then return end
     resumed = true
@@ -356,7 +356,7 @@ function Pool:close()
   if self.core then
     -- A budget stop gives running tasks no time: every second is billed.
     local grace = self.stop_grace or 5
-    if not resumed then try(function() sched.await(self.core:shutdown(grace)) end) end
+    if not resumed then try(function() sched.await_always(self.core:shutdown(grace)) end) end
     self.core:destroy()  -- kills anything the grace period did not end
   end
   connect.close_sessions(self)

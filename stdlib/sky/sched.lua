@@ -8,14 +8,21 @@ local M = {}
 
 local AWAIT = setmetatable({}, { __name = "sky.await" })
 local INTERRUPT = setmetatable({}, { __name = "sky.interrupt" })
+local STALLED = setmetatable({}, { __name = "sky.stalled" })
+local PARK = setmetatable({}, { __name = "sky.park" })
 
 local _waiting = {}  -- wait id -> coroutine
+local _waits_of = {} -- coroutine -> { id, timer }: what it waits for
 local _done = {}     -- completed wait ids nobody had awaited yet
+local _dropped = {}  -- wait ids nobody awaits any more (the loser of a timeout race)
 local _ready = {}    -- { co, value } to resume
 local _local_done = {}  -- ids completed from Lua (negative), delivered at the next step
 local _last_local = 0
 local _live = {}     -- managed coroutine -> its Task
+local _parked = {}   -- coroutines stopped at a wait after an interrupt; closed after the run
 local _interrupts_seen = 0
+local _stopping = false  -- an interrupt was delivered: a later wait stops its coroutine
+local _signal = 0        -- the signal behind it (SIGINT 2, SIGTERM 15)
 local _event_sink = function() end
 
 M.tearing_down = false
@@ -33,29 +40,68 @@ end
 --- Called with the list of events after each poll (set by sky.events).
 function M.set_event_sink(fn) _event_sink = fn end
 
+-- `id` will not be awaited any more: drop its completion, and stop it if it is a timer.
+local function _abandon(id)
+  if id == nil then return end
+  if _done[id] then
+    _done[id] = nil
+  elseif not core.cancel(id) then
+    _dropped[id] = true
+  end
+end
+
+-- Takes `co` off every wait it had; `won` is the one that completed (not abandoned).
+local function _unwait(co, won)
+  local w = _waits_of[co]
+  if not w then return end
+  _waits_of[co] = nil
+  for i = 1, 2 do
+    local id = w[i]
+    if id ~= nil then
+      _waiting[id] = nil
+      if id ~= won then _abandon(id) end
+    end
+  end
+end
+
 local function _deliver(ids)
   for i = 1, #ids do
     local id = ids[i]
     local co = _waiting[id]
     if co then
-      _waiting[id] = nil
-      _ready[#_ready + 1] = { co }
+      _unwait(co, id)
+      _ready[#_ready + 1] = { co, id }
+    elseif _dropped[id] then
+      _dropped[id] = nil
     else
       _done[id] = true
     end
   end
 end
 
+-- Wakes every waiting coroutine with `value` (INTERRUPT or STALLED).
+local function _wake_all(value)
+  local cos = {}
+  for _, co in pairs(_waiting) do cos[co] = true end
+  for co in pairs(cos) do
+    _unwait(co)
+    _ready[#_ready + 1] = { co, value }
+  end
+end
+
 local function _interrupted()
-  local n = core.interrupts()
+  local n, sig = core.interrupts()
   if n > _interrupts_seen and not M.tearing_down then
     _interrupts_seen = n
+    _stopping = true
+    _signal = sig ~= 0 and sig or 2
     return true
   end
   return false
 end
 
 local function _finish(task, ok, ...)
+  if not task then return end  -- teardown let go of it (the coroutine that is tearing down)
   task.done = true
   _live[task.co] = nil
   if ok then
@@ -72,15 +118,26 @@ local function _resume(co, value)
   local r = table.pack(core.resume(co, value))
   if not r[1] then
     _finish(task, false, r[2])
+    -- An error does not unwind a coroutine: close it, so that its <close> variables run now
+    -- (a pool it opened closes, the tasks it was waiting for are cancelled).
+    coroutine.close(co)
   elseif coroutine.status(co) == "dead" then
     _finish(task, true, table.unpack(r, 2, r.n))
+  elseif r[2] == AWAIT and r[3] == PARK then
+    -- Waiting again after an interrupt (its first Interrupted error was caught): the coroutine
+    -- ends here, whatever its pcalls would do. Its <close> variables run when it is closed.
+    _parked[co] = true
+    _finish(task, false, errors.interrupted())
   elseif r[2] == AWAIT then
-    local id = r[3]
+    local id, timer = r[3], r[4]
     if _done[id] then
       _done[id] = nil
-      _ready[#_ready + 1] = { co }
+      _abandon(timer)
+      _ready[#_ready + 1] = { co, id }
     else
       _waiting[id] = co
+      if timer then _waiting[timer] = co end
+      _waits_of[co] = { id, timer }
     end
   else
     _finish(task, false, errors.new("YieldOutsideCoroutine",
@@ -88,9 +145,15 @@ local function _resume(co, value)
   end
 end
 
+local function _stalled_error()
+  return errors.new("Stalled", "waiting for something that can no longer happen "
+    .. "(nothing is running that could complete it)")
+end
+
 --- One turn of the loop: poll (blocking if nothing is ready), deliver events, resume.
 function M.step(block)
-  local ids = core.poll(block and #_ready == 0 and #_local_done == 0)
+  local blocking = block and #_ready == 0 and #_local_done == 0
+  local ids, stalled = core.poll(blocking)
   if #_local_done > 0 then
     local l = _local_done
     _local_done = {}
@@ -99,11 +162,12 @@ function M.step(block)
   _deliver(ids)
   if _interrupted() then
     -- Every waiting coroutine wakes up to an Interrupted error; <close> variables unwind.
-    for id, co in pairs(_waiting) do
-      _waiting[id] = nil
-      _ready[#_ready + 1] = { co, INTERRUPT }
-    end
-    M.interrupted = true
+    _wake_all(INTERRUPT)
+  elseif stalled and #ids == 0 and #_ready == 0 and #_local_done == 0 then
+    -- Nothing in the loop can complete a wait any more (every worker is gone, say): fail the
+    -- waits rather than spin.
+    M.stalled = true
+    _wake_all(STALLED)
   end
   local events = core.take_events()
   if #events > 0 then _event_sink(events) end
@@ -112,26 +176,84 @@ function M.step(block)
   for i = 1, #batch do _resume(batch[i][1], batch[i][2]) end
 end
 
---- Waits until wait `id` completes. Yields if it can, else pumps the loop here.
-function M.await(id)
+-- Pumps the loop here until `id` or `timer` completes; returns the one that did.
+local function _pump(id, timer, always)
+  while true do
+    if _done[id] then
+      _done[id] = nil
+      _abandon(timer)
+      return id
+    end
+    if timer and _done[timer] then
+      _done[timer] = nil
+      _abandon(id)
+      return timer
+    end
+    local seen = _interrupts_seen
+    M.stalled = false
+    M.step(true)
+    if (_interrupts_seen ~= seen and not always and not M.tearing_down) or M.stalled then
+      _abandon(id)
+      _abandon(timer)
+      error(M.stalled and _stalled_error() or errors.interrupted(), 0)
+    end
+  end
+end
+
+local function _await(id, timeout, always)
   if _done[id] then
     _done[id] = nil
-    return
+    return true
   end
+  if _stopping and not always and not M.tearing_down then
+    -- A managed coroutine stops here for good; code that cannot yield gets the error.
+    if coroutine.isyieldable() then coroutine.yield(AWAIT, PARK) end
+    error(errors.interrupted(), 0)
+  end
+  local timer
+  if timeout ~= nil then
+    if timeout <= 0 then return false end
+    timer = core.sleep(timeout)
+  end
+  local got
   -- A managed coroutine yields to the driver; one the script resumes itself passes the wait
   -- up through its resumer (the coroutine.resume wrapper below).
   if coroutine.isyieldable() then
-    if coroutine.yield(AWAIT, id) == INTERRUPT then error(errors.interrupted(), 0) end
-    return
+    got = coroutine.yield(AWAIT, id, timer)
+    if got == INTERRUPT then error(errors.interrupted(), 0) end
+    if got == STALLED then error(_stalled_error(), 0) end
+  else
+    got = _pump(id, timer, always)
   end
-  while not _done[id] do
-    M.step(true)
-    if M.interrupted and not M.tearing_down then
-      M.interrupted = false
-      error(errors.interrupted(), 0)
-    end
+  return got == id
+end
+
+--- Waits until wait `id` completes or `timeout` seconds pass (nil: no limit). Returns true if
+--- it completed, false on timeout. Yields if it can, else pumps the loop here. After an
+--- interrupt, a coroutine that waits again is stopped at that wait (see _resume).
+function M.await(id, timeout) return _await(id, timeout, false) end
+
+--- The same for cleanup that must run even after an interrupt (closing a pool, redrawing a
+--- progress line). Only for waits that end by themselves or have a timeout.
+function M.await_always(id, timeout) return _await(id, timeout, true) end
+
+--- The signal that interrupted the script (2 or 15), or nil.
+function M.interrupt_signal() return _stopping and _signal or nil end
+
+--- Forgets interrupts so far (the REPL, before each entry).
+function M.reset_interrupts()
+  _interrupts_seen = core.interrupts()
+  _stopping = false
+  _signal = 0
+end
+
+-- Closes coroutines parked after an interrupt: their <close> variables run now.
+local function _close_parked()
+  local cos = _parked
+  _parked = {}
+  for co in pairs(cos) do
+    if coroutine.status(co) == "suspended" then coroutine.close(co) end
   end
-  _done[id] = nil
 end
 
 --- Runs `fn(...)` as a new coroutine on the loop; returns its Task.
@@ -156,6 +278,7 @@ end
 function M.run(fn, ...)
   local task = M.spawn(fn, ...)
   while not task.done do M.step(true) end
+  _close_parked()
   if task.err ~= nil then return false, task.err, task.traceback end
   return true, table.unpack(task.results, 1, task.results.n)
 end
@@ -175,7 +298,8 @@ function M.teardown()
     _live[co] = nil
     if coroutine.status(co) == "suspended" then coroutine.close(co) end
   end
-  _waiting = {}
+  _close_parked()
+  _waiting, _waits_of = {}, {}
   require("sky.pool").close_all()
   M.tearing_down = false
   core.set_teardown(false)
@@ -190,9 +314,12 @@ local function _resume_through(co, ...)
   while r[1] and r[2] == AWAIT and coroutine.status(co) == "suspended" do
     local value
     if coroutine.isyieldable() then
-      value = coroutine.yield(AWAIT, r[3])
+      value = coroutine.yield(AWAIT, r[3], r[4])
+    elseif r[3] == PARK then
+      value = INTERRUPT
     else
-      M.await(r[3])
+      local ok, got = pcall(_pump, r[3], r[4], false)
+      value = ok and got or (errors.is(got, "Stalled") and STALLED or INTERRUPT)
     end
     r = table.pack(raw_resume(co, value))
   end

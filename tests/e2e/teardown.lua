@@ -25,6 +25,23 @@ elseif mode == "task" then
   print("READY")
   io.stdout:flush()
   return h:wait()
+elseif mode == "pcall" then
+  -- Every call wrapped in pcall, retried for ever: the script itself never lets an error
+  -- through, yet an interrupt must still end it.
+  local first = true
+  while true do
+    pcall(function()
+      local h = sky.spawn(function() return nap() >> pool end)
+      if first then
+        first = false
+        sky.sleep(0.3)
+        print("READY")
+        io.stdout:flush()
+      end
+      return h:wait()
+    end)
+    pcall(sky.sleep, 0.01)
+  end
 elseif mode == "spawned" then
   -- A pool opened inside a spawned coroutine that is still waiting when the script is stopped.
   sky.spawn(function()

@@ -35,7 +35,7 @@ def descendants(pids):
     return out
 
 
-def run(mode, sig=None, sigs=1, expect_rc=None):
+def run(mode, sig=None, sigs=1):
     proc = subprocess.Popen([SKYHOST, SCRIPT, mode], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     out_lines = []
@@ -56,7 +56,18 @@ def run(mode, sig=None, sigs=1, expect_rc=None):
         for _ in range(sigs):
             os.kill(proc.pid, sig)
             time.sleep(0.05)
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # what the test is about failed: clean up, then report it
+        out, err = proc.communicate()
+        kids |= descendants(pids)
+        for p in pids | kids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise AssertionError(f"skyhost did not exit within 30 s of the signal; stderr: {err}")
     out_lines.append(out)
     pids |= {int(m) for m in re.findall(r"PID (\d+)", "".join(out_lines))}
     rc = proc.returncode
@@ -87,6 +98,10 @@ case_run("SIGINT while Lua code is busy", "busy", signal.SIGINT, rc=130, stderr=
 case_run("SIGTERM while Lua code is busy", "busy", signal.SIGTERM, rc=143)
 case_run("second Ctrl-C does not skip teardown", "task", signal.SIGINT, sigs=3, rc=130)
 case_run("SIGINT with a pool in a spawned coroutine", "spawned", signal.SIGINT, rc=130)
+case_run("SIGTERM to a script that wraps every call in pcall and retries", "pcall",
+         signal.SIGTERM, rc=143, min_kids=1)
+case_run("SIGINT to a script that wraps every call in pcall and retries", "pcall",
+         signal.SIGINT, rc=130, min_kids=1)
 case_run("kill -9 of skyhost", "task", signal.SIGKILL, rc=-9, min_kids=1)
 
 finish()
