@@ -53,6 +53,13 @@ int l_core_now(lua_State* L) {
   return 1;
 }
 
+/// core.time() → seconds since the epoch, with sub-second precision (timestamps to show).
+int l_core_time(lua_State* L) {
+  auto t = std::chrono::system_clock::now().time_since_epoch();
+  lua_pushnumber(L, std::chrono::duration<double>(t).count());
+  return 1;
+}
+
 /// core.interrupts() → SIGINT/SIGTERM received so far, and the last signal number.
 int l_core_interrupts(lua_State* L) {
   lua_pushinteger(L, context(L).loop.interrupts());
@@ -173,6 +180,12 @@ int l_core_isatty(lua_State* L) {
   return 1;
 }
 
+/// core.cores() → the cores this process may use.
+int l_core_cores(lua_State* L) {
+  lua_pushinteger(L, static_cast<lua_Integer>(uv_available_parallelism()));
+  return 1;
+}
+
 int l_core_pid(lua_State* L) {
   lua_pushinteger(L, getpid());
   return 1;
@@ -189,6 +202,7 @@ const luaL_Reg kCore[] = {
     {"sleep", l_core_sleep},
     {"cancel", l_core_cancel},
     {"now", l_core_now},
+    {"time", l_core_time},
     {"interrupts", l_core_interrupts},
     {"resume", l_core_resume},
     {"take_events", l_core_take_events},
@@ -198,6 +212,7 @@ const luaL_Reg kCore[] = {
     {"worker_path", l_core_worker_path},
     {"hostname", l_core_hostname},
     {"pid", l_core_pid},
+    {"cores", l_core_cores},
     {"isatty", l_core_isatty},
     {nullptr, nullptr},
 };

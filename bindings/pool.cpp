@@ -2,6 +2,8 @@
 // providers, events, teardown order — is stdlib/sky/pool.lua; this is check, call, push.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <lua.hpp>
 #include <memory>
 
@@ -44,7 +46,7 @@ int opt_int_field(lua_State* L, int idx, const char* key, int dflt) {
   return v;
 }
 
-/// pool.new{id=, concurrency=, prefetch=, retries=} → pool
+/// pool.new{id=, concurrency=, prefetch=, retries=} → pool; concurrency 0: as each node reports
 int l_pool_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   Scheduler::Options o;
@@ -108,7 +110,7 @@ int l_pool_start_error(lua_State* L) {
   return 1;
 }
 
-/// pool:node(i) → {hostname, pid, executors, alive}
+/// pool:node(i) → {hostname, pid, executors, alive, lost = reason}
 int l_pool_node(lua_State* L) {
   Scheduler& s = check_pool(L);
   int i = static_cast<int>(luaL_checkinteger(L, 2));
@@ -116,6 +118,10 @@ int l_pool_node(lua_State* L) {
   lua_createtable(L, 0, 4);  // [.., node]
   lua_pushboolean(L, s.node_alive(i));
   lua_setfield(L, -2, "alive");
+  if (!s.node_alive(i)) {
+    lua_pushstring(L, s.lost_reason(i).c_str());
+    lua_setfield(L, -2, "lost");
+  }
   lua_pushinteger(L, s.pid(i));
   lua_setfield(L, -2, "pid");
   const std::string& info = s.node_info(i);
@@ -144,24 +150,30 @@ int l_pool_define(lua_State* L) {
   return 1;
 }
 
-/// pool:new_batch([limit]) → batch id, wait id
+/// pool:new_batch([limit [, collect_all]]) → batch id, wait id
 int l_pool_new_batch(lua_State* L) {
   Scheduler& s = check_pool(L);
   lua_Integer limit = luaL_optinteger(L, 2, 0);
   luaL_argcheck(L, limit >= 0, 2, "limit must be 0 or more");
-  BatchId b = s.new_batch(static_cast<size_t>(limit));
+  BatchId b = s.new_batch(static_cast<size_t>(limit), lua_toboolean(L, 3));
   lua_pushinteger(L, static_cast<lua_Integer>(b));
   lua_pushinteger(L, static_cast<lua_Integer>(s.batch(b).wait));
   return 2;
 }
 
-/// pool:submit(batch, closure, pin_node_or_nil, args_table) — args_table is {n=, ...}
+/// pool:submit(batch, closure, pin_node_or_nil, args_table [, timeout_seconds]) — args_table
+/// is {n=, ...}
 int l_pool_submit(lua_State* L) {
   Scheduler& s = check_pool(L);
   auto batch = static_cast<BatchId>(luaL_checkinteger(L, 2));
   auto fn = static_cast<ClosureId>(luaL_checkinteger(L, 3));
   int pin = static_cast<int>(luaL_optinteger(L, 4, -1));
   luaL_checktype(L, 5, LUA_TTABLE);
+  double timeout = luaL_optnumber(L, 6, 0);
+  luaL_argcheck(L, timeout >= 0 && timeout < 4e6, 6, "timeout out of range");
+  // At least 1 ms: 0 on the wire means no limit.
+  auto timeout_ms = timeout > 0 ? std::max<uint32_t>(1, static_cast<uint32_t>(timeout * 1000)) : 0;
+  lua_settop(L, 5);
   lua_getfield(L, 5, "n");
   int n = static_cast<int>(luaL_optinteger(L, -1, 0));
   lua_pop(L, 1);
@@ -171,40 +183,94 @@ int l_pool_submit(lua_State* L) {
     wire::Writer w;
     codec::encode_values(L, lua_gettop(L) - n + 1, n, w);
     lua_settop(L, 5);
-    s.submit(batch, fn, w.take(), pin);
+    s.submit(batch, fn, w.take(), pin, timeout_ms);
     return 0;
   });
 }
 
-/// Pushes a failed task's error as {message=, traceback=, node=}.
-void push_failure(lua_State* L, const Outcome& o) {
+const char* kind_name(wire::Status s) {
+  switch (s) {
+    case wire::Status::kTimedOut:
+      return "timeout";
+    case wire::Status::kCancelled:
+      return "cancelled";
+    default:
+      return "error";
+  }
+}
+
+/// Pushes a failed task's error as {message=, traceback=, node=, task=, index=, kind=, value=}:
+/// kind is "error", "timeout" or "cancelled"; value the table the task raised, if it raised one.
+void push_failure(lua_State* L, const Outcome& o, TaskId task, size_t index) {
   wire::Reader r(o.payload);
   auto msg = r.get_string();
   auto trace = r.get_string();
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 7);  // [.., failure]
   lua_pushlstring(L, msg.data(), msg.size());
   lua_setfield(L, -2, "message");
   lua_pushlstring(L, trace.data(), trace.size());
   lua_setfield(L, -2, "traceback");
   lua_pushinteger(L, o.node);
   lua_setfield(L, -2, "node");
+  lua_pushinteger(L, static_cast<lua_Integer>(task));
+  lua_setfield(L, -2, "task");
+  lua_pushinteger(L, static_cast<lua_Integer>(index));
+  lua_setfield(L, -2, "index");
+  lua_pushstring(L, kind_name(o.status));
+  lua_setfield(L, -2, "kind");
+  if (r.remaining() > 0) {
+    int n = codec::decode_values(L, r);  // [.., failure, value...]
+    if (n > 1) lua_pop(L, n - 1);
+    if (n >= 1) lua_setfield(L, -2, "value");
+  }
 }
 
-/// pool:results(batch, all) → true, list | false, failure. With `all`, the batch holds one task
-/// and every value it returned is returned (after true); otherwise list[i] is task i's first
-/// value. Releases the batch.
+/// Pushes task i's first value (nil if it returned none).
+void push_first_value(lua_State* L, const Outcome& o) {
+  wire::Reader r(o.payload);
+  int n = codec::decode_values(L, r);  // [.., v1..vn]
+  if (n == 0) {
+    lua_pushnil(L);
+  } else if (n > 1) {
+    lua_pop(L, n - 1);
+  }
+}
+
+/// pool:results(batch, mode) → releases the batch and returns, by mode:
+///   "all":  true, every value of its one task | false, failure
+///   "list": true, {each task's first value} | false, the first failure in task order
+///   "collect": {first values, nil where a task failed}, {failures in task order}
 int l_pool_results(lua_State* L) {
   Scheduler& s = check_pool(L);
   auto id = static_cast<BatchId>(luaL_checkinteger(L, 2));
-  bool all = lua_toboolean(L, 3);
+  const char* mode = luaL_checkstring(L, 3);
+  bool all = std::strcmp(mode, "all") == 0;
   return guarded(L, [&] {
     const Batch& b = s.batch(id);
     int nret = 0;
-    for (TaskId t : b.tasks) {
-      const Outcome* o = s.outcome(t);
+    if (std::strcmp(mode, "collect") == 0) {
+      lua_createtable(L, static_cast<int>(b.tasks.size()), 0);  // [results]
+      lua_createtable(L, static_cast<int>(b.failures), 0);      // [results, failures]
+      lua_Integer nf = 0;
+      for (size_t i = 0; i < b.tasks.size(); i++) {
+        const Outcome* o = s.outcome(b.tasks[i]);
+        if (o == nullptr) continue;
+        if (o->ok) {
+          push_first_value(L, *o);  // [results, failures, v]
+          lua_rawseti(L, -3, static_cast<lua_Integer>(i + 1));
+        } else {
+          push_failure(L, *o, b.tasks[i], i + 1);  // [results, failures, f]
+          lua_rawseti(L, -2, ++nf);
+        }
+      }
+      s.release(id);
+      return 2;
+    }
+    for (size_t i = 0; i < b.tasks.size(); i++) {
+      const Outcome* o = s.outcome(b.tasks[i]);
       if (o != nullptr && !o->ok) {
         lua_pushboolean(L, 0);
-        push_failure(L, *o);
+        push_failure(L, *o, b.tasks[i], i + 1);
         nret = 2;
         break;
       }
@@ -219,14 +285,7 @@ int l_pool_results(lua_State* L) {
       lua_createtable(L, static_cast<int>(b.tasks.size()), 0);  // [true, list]
       lua_Integer i = 0;
       for (TaskId t : b.tasks) {
-        const Outcome* o = s.outcome(t);
-        wire::Reader r(o->payload);
-        int n = codec::decode_values(L, r);  // [true, list, v1..vn]
-        if (n == 0) {
-          lua_pushnil(L);
-        } else if (n > 1) {
-          lua_pop(L, n - 1);
-        }
+        push_first_value(L, *s.outcome(t));  // [true, list, v]
         lua_rawseti(L, -2, ++i);
       }
       nret = 2;
@@ -290,12 +349,38 @@ int l_pool_node_count(lua_State* L) {
   return 1;
 }
 
+int l_pool_alive_count(lua_State* L) {
+  lua_pushinteger(L, check_pool(L).alive_count());
+  return 1;
+}
+
+/// pool:progress(batch) → tasks, finished, failed (for progress displays)
+int l_pool_progress(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  auto id = static_cast<BatchId>(luaL_checkinteger(L, 2));
+  return guarded(L, [&] {
+    const Batch& b = s.batch(id);
+    lua_pushinteger(L, static_cast<lua_Integer>(b.tasks.size()));
+    lua_pushinteger(L, static_cast<lua_Integer>(b.tasks.size() - b.remaining));
+    lua_pushinteger(L, static_cast<lua_Integer>(b.failures));
+    return 3;
+  });
+}
+
 /// pool:shutdown(grace_seconds) → wait id that completes when every worker is gone
 int l_pool_shutdown(lua_State* L) {
   Scheduler& s = check_pool(L);
   double grace = luaL_optnumber(L, 2, 5.0);
   lua_pushinteger(L, static_cast<lua_Integer>(s.shutdown(static_cast<uint64_t>(grace * 1000))));
   return 1;
+}
+
+/// pool:release(batch) — forgets a batch nobody waits for: its queued tasks never run, its
+/// running ones are cancelled on their nodes.
+int l_pool_release(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  s.release(static_cast<BatchId>(luaL_checkinteger(L, 2)));
+  return 0;
 }
 
 /// pool:destroy() — frees the pool, killing any worker still running. Idempotent.
@@ -311,10 +396,13 @@ const luaL_Reg kPoolMethods[] = {
     {"start_error", l_pool_start_error},
     {"node", l_pool_node},
     {"node_count", l_pool_node_count},
+    {"alive_count", l_pool_alive_count},
+    {"progress", l_pool_progress},
     {"define", l_pool_define},
     {"new_batch", l_pool_new_batch},
     {"submit", l_pool_submit},
     {"results", l_pool_results},
+    {"release", l_pool_release},
     {"set_task_events", l_pool_set_task_events},
     {"set_lease_interval", l_pool_set_lease_interval},
     {"transfer", l_pool_transfer},

@@ -1,5 +1,6 @@
 #include "host/scheduler.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 namespace skyhost {
@@ -13,7 +14,7 @@ double seconds(uint64_t ns) {
 }  // namespace
 
 Scheduler::Scheduler(Loop& loop, Options opts) : loop_(loop), opts_(opts) {
-  if (opts_.concurrency < 1) opts_.concurrency = 1;
+  if (opts_.concurrency < 0) opts_.concurrency = 0;
   if (opts_.prefetch < 0) opts_.prefetch = 0;
   ready_wait_ = loop_.new_wait();
 }
@@ -67,25 +68,33 @@ ClosureId Scheduler::define(std::string bytes) {
   return id;
 }
 
-BatchId Scheduler::new_batch(size_t limit) {
+BatchId Scheduler::new_batch(size_t limit, bool collect_all) {
   BatchId id = ++last_batch_;
   Batch& b = batches_[id];
   b.wait = loop_.new_wait();
   b.limit = limit;
+  b.collect_all = collect_all;
   if (limit > 0) limited_.push_back(id);
   return id;
 }
 
-TaskId Scheduler::submit(BatchId batch, ClosureId fn, std::string args, int pin_node) {
+TaskId Scheduler::submit(BatchId batch, ClosureId fn, std::string args, int pin_node,
+                         uint32_t timeout_ms) {
   TaskId id = ++last_task_;
   Task& t = tasks_[id];
   t.batch = batch;
   t.fn = fn;
   t.args = std::move(args);
   t.pin = pin_node;
+  t.timeout_ms = timeout_ms;
   Batch& b = batches_.at(batch);
   b.tasks.push_back(id);
   b.remaining++;
+  if (!nodes_.empty() && alive_count() == 0) {
+    // Nothing could ever run it: fail now rather than queue it for ever.
+    fail_task(id, t, "no live nodes left in the pool (" + lost_summary() + ")", -1);
+    return id;
+  }
   if (pin_node >= 0) {
     Node& n = *nodes_.at(pin_node);
     if (!n.alive) {
@@ -113,13 +122,33 @@ void Scheduler::release(BatchId id) {
   if (it->second.limit > 0) std::erase(limited_, id);
   for (TaskId t : it->second.tasks) {
     auto tt = tasks_.find(t);
-    // A task still running elsewhere is forgotten when its result arrives.
-    if (tt != tasks_.end() && (tt->second.done || tt->second.node < 0))
+    if (tt == tasks_.end()) continue;
+    if (tt->second.done || tt->second.node < 0) {
       tasks_.erase(tt);
-    else if (tt != tasks_.end())
-      tt->second.batch = 0;
+      continue;
+    }
+    // Still running: nobody waits for it, so its node stops it. The task is forgotten when its
+    // (cancelled) result arrives, which also frees its place in the node's window.
+    tt->second.batch = 0;
+    Node& n = *nodes_.at(tt->second.node);
+    if (n.alive) {
+      auto& w = n.link->out();
+      size_t mark = w.begin_frame(wire::Msg::kCancel);
+      w.put_u64(t);
+      w.end_frame(mark);
+    }
   }
   batches_.erase(it);
+}
+
+std::string Scheduler::lost_summary() const {
+  std::string out;
+  for (auto& n : nodes_) {
+    if (n->alive) continue;
+    if (!out.empty()) out += "; ";
+    out += "node " + std::to_string(n->index) + ": " + n->lost_reason;
+  }
+  return out;
 }
 
 void Scheduler::flush() {
@@ -171,6 +200,7 @@ bool Scheduler::send_one(Node& n) {
     size_t mark = w.begin_frame(wire::Msg::kTask);
     w.put_u64(id);
     w.put_u64(t.fn);
+    w.put_varint(t.timeout_ms);
     w.put_raw(t.args.data(), t.args.size());
     w.end_frame(mark);
     t.node = n.index;
@@ -185,13 +215,14 @@ bool Scheduler::send_one(Node& n) {
 
 void Scheduler::dispatch() {
   if (shutting_down_) return;
-  const int window = opts_.concurrency + opts_.prefetch;
   // Round robin, one task per node per pass, so work spreads over the nodes.
   bool progress = true;
   while (progress) {
     progress = false;
     for (auto& n : nodes_) {
-      if (n->alive && n->ready && n->running < window && send_one(*n)) progress = true;
+      int executors = opts_.concurrency > 0 ? opts_.concurrency : std::max(1, n->executors);
+      if (n->alive && n->ready && n->running < executors + opts_.prefetch && send_one(*n))
+        progress = true;
     }
   }
 }
@@ -201,6 +232,9 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
   switch (f.type) {
     case wire::Msg::kReady:
       n.info.assign(f.body);
+      r.get_string();  // hostname
+      r.get_varint();  // pid
+      n.executors = static_cast<int>(std::min<uint64_t>(r.get_varint(), 1 << 16));
       n.ready = true;
       check_ready();
       break;
@@ -228,7 +262,9 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
 
 void Scheduler::on_result(Node& n, wire::Reader& r) {
   TaskId id = r.get_u64();
-  bool ok = r.get_u8() != 0;
+  uint8_t code = r.get_u8();
+  auto status =
+      code <= uint8_t(wire::Status::kCancelled) ? wire::Status(code) : wire::Status::kFailed;
   uint64_t exec_ns = r.get_u64();
   if (n.in_flight.erase(id) == 0) return;  // not ours to deliver: never a result twice
   n.running--;
@@ -239,16 +275,17 @@ void Scheduler::on_result(Node& n, wire::Reader& r) {
       tasks_.erase(it);  // its batch was released while it ran
     } else {
       std::string payload(r.position(), r.remaining());
-      finish(id, it->second, ok, std::move(payload), exec_ns, n.index);
+      finish(id, it->second, status, std::move(payload), exec_ns, n.index);
     }
   }
   dispatch();
 }
 
-void Scheduler::finish(TaskId id, Task& t, bool ok, std::string payload, uint64_t exec_ns,
-                       int node) {
+void Scheduler::finish(TaskId id, Task& t, wire::Status status, std::string payload,
+                       uint64_t exec_ns, int node) {
+  bool ok = status == wire::Status::kOk;
   t.done = true;
-  t.outcome = Outcome{ok, std::move(payload), exec_ns, node};
+  t.outcome = Outcome{ok, status, std::move(payload), exec_ns, node};
   t.args.clear();
   t.args.shrink_to_fit();
   if (task_events_) {
@@ -261,7 +298,8 @@ void Scheduler::finish(TaskId id, Task& t, bool ok, std::string payload, uint64_
   if (bit == batches_.end()) return;
   Batch& b = bit->second;
   b.remaining--;
-  if (!ok && !b.failed) {
+  if (!ok) b.failures++;
+  if (!ok && !b.collect_all && !b.failed) {
     b.failed = true;
     // Fail fast: the script sees the first error at once, and what has not started never will.
     for (TaskId other : b.tasks) {
@@ -279,15 +317,17 @@ void Scheduler::fail_task(TaskId id, Task& t, const std::string& message, int no
   wire::Writer w;
   w.put_string(message);
   w.put_string("");
-  finish(id, t, false, w.take(), 0, node);
+  finish(id, t, wire::Status::kFailed, w.take(), 0, node);
 }
 
 void Scheduler::on_lost(Node& n, const std::string& reason) {
   if (!n.alive) return;
   n.alive = false;
+  lost_++;
+  n.lost_reason = reason.empty() ? "worker exited" : reason;
   bool expected = shutting_down_;
   if (!expected) {
-    std::string why = reason.empty() ? "worker exited" : reason;
+    const std::string& why = n.lost_reason;
     Event lost("InstanceLost", opts_.pool_id, n.index);
     lost.ok = false;
     lost.text = why;
@@ -323,26 +363,24 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
     }
     n.in_flight.clear();
     n.running = 0;
-    bool any = false;
-    for (auto& m : nodes_) any = any || m->alive;
-    if (!any) {
-      // Nothing can run the queues any more: fail them rather than wait forever.
-      auto fail_all = [&](std::deque<TaskId>& q) {
-        while (!q.empty()) {
-          TaskId id = q.front();
-          q.pop_front();
-          auto it = tasks_.find(id);
-          if (it != tasks_.end() && !it->second.done) {
-            fail_task(id, it->second, "no nodes left in the pool (last lost: " + why + ")", -1);
-          }
-        }
-      };
-      fail_all(queue_);
-      for (BatchId b : limited_) fail_all(batches_.at(b).queued);
-    }
+    // Nothing can run the queues any more: fail them rather than wait forever.
+    if (alive_count() == 0) fail_queued("no live nodes left in the pool (" + lost_summary() + ")");
     dispatch();
   }
   if (shutting_down_ && all_gone()) loop_.complete(gone_wait_);
+}
+
+void Scheduler::fail_queued(const std::string& message) {
+  auto fail_all = [&](std::deque<TaskId>& q) {
+    while (!q.empty()) {
+      TaskId id = q.front();
+      q.pop_front();
+      auto it = tasks_.find(id);
+      if (it != tasks_.end() && !it->second.done) fail_task(id, it->second, message, -1);
+    }
+  };
+  fail_all(queue_);
+  for (BatchId b : limited_) fail_all(batches_.at(b).queued);
 }
 
 void Scheduler::set_lease_interval(uint64_t interval_ms) {

@@ -22,19 +22,24 @@ using BatchId = uint64_t;
 
 struct Outcome {
   bool ok = false;
-  std::string payload;  // codec values; on failure two wire strings: message, traceback
+  wire::Status status = wire::Status::kFailed;
+  // codec values; on failure two wire strings (message, traceback), then maybe the error value
+  std::string payload;
   uint64_t exec_ns = 0;
   int node = -1;
 };
 
 /// Tasks submitted together and awaited together: one wait completes when all are done, or at
-/// the first failure (the rest of the batch is then dropped from the queue).
+/// the first failure (the rest of the batch is then dropped from the queue) unless the batch
+/// collects every outcome.
 struct Batch {
   WaitId wait = 0;
   std::vector<TaskId> tasks;
   size_t remaining = 0;
+  size_t failures = 0;  // tasks that ended in failure so far
   bool failed = false;
-  size_t limit = 0;  // most tasks of this batch running at once; 0: no limit
+  bool collect_all = false;  // no fail-fast: wait for every task, failed or not
+  size_t limit = 0;          // most tasks of this batch running at once; 0: no limit
   size_t running = 0;
   std::deque<TaskId> queued;  // a limited batch's tasks wait here, not in the shared queue
 };
@@ -43,7 +48,7 @@ class Scheduler {
  public:
   struct Options {
     int pool_id = 0;
-    int concurrency = 4;  // tasks running at once per node
+    int concurrency = 4;  // tasks running at once per node; 0: as many as the node reports
     int prefetch = 32;    // tasks queued on a node beyond those running, to hide round trips
     int retries = 1;      // re-runs of a task whose node was lost
   };
@@ -61,19 +66,25 @@ class Scheduler {
   int node_count() const { return static_cast<int>(nodes_.size()); }
   int pid(int node) const { return nodes_.at(node)->link->pid(); }
   bool node_alive(int node) const { return nodes_.at(node)->alive; }
+  /// Why a node was lost ("" while it is alive).
+  const std::string& lost_reason(int node) const { return nodes_.at(node)->lost_reason; }
+  int alive_count() const { return node_count() - lost_; }
   Link& link(int node) { return *nodes_.at(node)->link; }
 
   /// A closure (codec bytes) under an id; the same bytes get the same id.
   ClosureId define(std::string bytes);
   /// A new batch; add tasks to it, then await batch(id).wait. `limit` > 0 caps how many of its
-  /// tasks run at once.
-  BatchId new_batch(size_t limit = 0);
-  /// Queues a task; `pin_node` >= 0 runs it on that node only (broadcast).
-  TaskId submit(BatchId batch, ClosureId fn, std::string args, int pin_node = -1);
+  /// tasks run at once; `collect_all` waits for every task even after a failure.
+  BatchId new_batch(size_t limit = 0, bool collect_all = false);
+  /// Queues a task; `pin_node` >= 0 runs it on that node only (broadcast). A task running
+  /// longer than `timeout_ms` (0: no limit) is stopped by its worker and fails as kTimedOut.
+  TaskId submit(BatchId batch, ClosureId fn, std::string args, int pin_node = -1,
+                uint32_t timeout_ms = 0);
   const Batch& batch(BatchId id) const { return batches_.at(id); }
   /// The task's outcome; valid once its batch's wait completed (a dropped task has none).
   const Outcome* outcome(TaskId id) const;
-  /// Forgets a batch and its tasks' outcomes.
+  /// Forgets a batch and its tasks' outcomes. Its tasks still queued never run; those still
+  /// running are cancelled on their nodes (nobody waits for them any more).
   void release(BatchId id);
 
   /// Renews every worker's dead-man lease each `interval_ms` (0 stops renewing).
@@ -94,6 +105,8 @@ class Scheduler {
     std::string info;
     bool ready = false;
     bool alive = true;
+    std::string lost_reason;
+    int executors = 0;  // as the node's Ready said
     int running = 0;
     std::unordered_set<ClosureId> defined;
     std::deque<TaskId> pinned;
@@ -104,6 +117,7 @@ class Scheduler {
     ClosureId fn = 0;
     std::string args;
     int pin = -1;
+    uint32_t timeout_ms = 0;
     int node = -1;
     int attempts = 0;
     bool done = false;
@@ -114,7 +128,8 @@ class Scheduler {
   void on_frame(Node& n, const wire::Frame& f);
   void on_lost(Node& n, const std::string& reason);
   void on_result(Node& n, wire::Reader& r);
-  void finish(TaskId id, Task& t, bool ok, std::string payload, uint64_t exec_ns, int node);
+  void finish(TaskId id, Task& t, wire::Status status, std::string payload, uint64_t exec_ns,
+              int node);
   void fail_task(TaskId id, Task& t, const std::string& message, int node);
   void dispatch();
   bool send_one(Node& n);
@@ -122,6 +137,8 @@ class Scheduler {
   void batch_task_ended(Task& t);
   void emit(Event e) { events_.push_back(std::move(e)); }
   void check_ready();
+  void fail_queued(const std::string& message);
+  std::string lost_summary() const;
 
   Loop& loop_;
   Options opts_;
@@ -135,6 +152,7 @@ class Scheduler {
   TaskId last_task_ = 0;
   BatchId last_batch_ = 0;
   ClosureId last_closure_ = 0;
+  int lost_ = 0;  // nodes no longer alive
   WaitId ready_wait_ = 0;
   bool ready_reported_ = false;
   std::string start_error_;

@@ -26,14 +26,23 @@ inline constexpr size_t kHeader = 4;
 enum class Msg : uint8_t {
   kInit = 1,      // node identity and settings
   kDef = 2,       // closure definition: u64 cid, closure value
-  kTask = 3,      // u64 tid, u64 cid, argument values
-  kCancel = 4,    // u64 tid
+  kTask = 3,      // u64 tid, u64 cid, varint timeout ms (0: none), argument values
+  kCancel = 4,    // u64 tid: stop the task (dropped if queued); its Result says kCancelled
   kLease = 5,     // heartbeat renewing the dead-man lease
   kShutdown = 6,  // finish and exit
   kReady = 64,    // worker info values
-  kResult = 65,   // u64 tid, u8 ok, u64 exec_ns, values | error (message, traceback)
+  kResult = 65,   // u64 tid, u8 Status, u64 exec_ns, values | error (message, traceback[, value])
   kLog = 66,      // u64 tid, string
   kFatal = 67,    // string: the worker cannot go on
+};
+
+/// How a task ended, in a Result. Anything but kOk carries an error body: message, traceback,
+/// and, when the task raised a table, that table as codec values.
+enum class Status : uint8_t {
+  kFailed = 0,
+  kOk = 1,
+  kTimedOut = 2,   // ran past its timeout and was stopped
+  kCancelled = 3,  // the host cancelled it
 };
 
 /// Growable output buffer. put_* append; begin_frame/end_frame wrap what is written between

@@ -10,6 +10,7 @@
 #include "bindings/codec.hpp"
 #include "bindings/embedded.hpp"
 #include "bindings/preload.hpp"
+#include "worker/supervisor.hpp"
 
 namespace skyworker {
 
@@ -43,7 +44,8 @@ int l_worker_print(lua_State* L) {
   return 0;
 }
 
-/// Message handler: the error becomes {message, traceback} while the failing stack still exists.
+/// Message handler: the error becomes {message, traceback[, value]} while the failing stack
+/// still exists; value is the error object itself when it is a table, to send as it is.
 int l_traceback(lua_State* L) {
   const char* msg = lua_tostring(L, 1);
   if (msg == nullptr) {
@@ -58,6 +60,10 @@ int l_traceback(lua_State* L) {
   lua_rawseti(L, -2, 1);
   luaL_traceback(L, L, nullptr, 1);
   lua_rawseti(L, -2, 2);
+  if (lua_istable(L, 1)) {
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 3);
+  }
   return 1;
 }
 
@@ -93,7 +99,7 @@ void put_error(Writer& w, const std::string& message, const std::string& trace) 
   w.put_string(trace);
 }
 
-void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
+void run_task(Shared& shared, Supervisor& sup, Slot& slot, lua_State* L, TaskMsg& task) {
   auto start = std::chrono::steady_clock::now();
   Writer body;
   bool ok = false;
@@ -120,16 +126,27 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
         put_error(body, std::string("cannot return the result: ") + e.what(), "");
       }
     } else {
+      int err = lua_gettop(L);
+      bool handled = lua_istable(L, err);  // a memory error skips the handler
       std::string msg = "error", trace;
-      if (lua_istable(L, -1)) {
-        lua_rawgeti(L, -1, 1);
-        lua_rawgeti(L, -2, 2);  // [.., err, msg, trace]
+      if (handled) {
+        lua_rawgeti(L, err, 1);
+        lua_rawgeti(L, err, 2);  // [.., err, msg, trace]
         if (const char* m = lua_tostring(L, -2)) msg = m;
         if (const char* t = lua_tostring(L, -1)) trace = t;
-      } else if (const char* m = lua_tostring(L, -1)) {
-        msg = m;  // a memory error skips the handler
+      } else if (const char* m = lua_tostring(L, err)) {
+        msg = m;
       }
       put_error(body, msg, trace);
+      if (handled && lua_rawgeti(L, err, 3) == LUA_TTABLE) {
+        // The table the task raised, for the script to inspect; left out if it cannot travel.
+        Writer value;
+        try {
+          skyhost::codec::encode_values(L, lua_gettop(L), 1, value);
+          body.put_raw(value.data().data(), value.size());
+        } catch (const skyhost::codec::EncodeError&) {
+        }
+      }
     }
   } catch (const std::exception& e) {
     body.clear();
@@ -137,12 +154,14 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
   }
   lua_settop(L, base);
   t_task = 0;
+  if (!sup.end(slot)) return;  // stopped: the supervisor has answered for it
+  auto status = ok ? skyhost::wire::Status::kOk : skyhost::wire::Status::kFailed;
   uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
   shared.out.frame(Msg::kResult, [&](Writer& w) {
     w.put_u64(task.id);
-    w.put_u8(ok ? 1 : 0);
+    w.put_u8(static_cast<uint8_t>(status));
     w.put_u64(ns);
     w.put_raw(body.data().data(), body.size());
   });
@@ -150,11 +169,20 @@ void run_task(Shared& shared, lua_State* L, TaskMsg& task) {
 
 }  // namespace
 
-void run_executor(Shared& shared, int /*index*/) {
+void run_executor(Shared& shared, Supervisor& supervisor, Slot& slot) {
   t_shared = &shared;
   lua_State* L = new_state(shared);
-  while (auto task = shared.tasks.pop()) {
-    run_task(shared, L, *task);
+  *static_cast<Slot**>(lua_getextraspace(L)) = &slot;  // for the supervisor's stop hook
+  {
+    std::lock_guard lock(slot.mu);
+    slot.L = L;
+  }
+  while (auto task = supervisor.next(slot)) {
+    run_task(shared, supervisor, slot, L, *task);
+  }
+  {
+    std::lock_guard lock(slot.mu);
+    slot.L = nullptr;
   }
   lua_close(L);
 }

@@ -6,7 +6,10 @@
 
 namespace skyworker {
 
-/// Runs tasks until the queue closes.
-void run_executor(Shared& shared, int index);
+class Supervisor;
+struct Slot;
+
+/// Runs tasks until the queue closes or the supervisor replaces this executor.
+void run_executor(Shared& shared, Supervisor& supervisor, Slot& slot);
 
 }  // namespace skyworker

@@ -3,6 +3,7 @@
 // starts must not corrupt that stream, so the protocol moves to private descriptors and fd 1
 // becomes a copy of stderr, fd 0 /dev/null.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -17,8 +18,8 @@
 #include <thread>
 #include <vector>
 
-#include "worker/executor.hpp"
 #include "worker/shared.hpp"
+#include "worker/supervisor.hpp"
 
 namespace {
 
@@ -30,7 +31,7 @@ void die(const char* what) {
 }
 
 struct Settings {
-  int concurrency = 4;
+  int concurrency = 0;    // executors; 0: one per core
   double ttl = 0;         // seconds of host silence before the lease expires; 0: no lease
   std::string pool_dir;   // scratch directory of the pool on this node, removed at the end
   std::string on_expiry;  // command run when the lease expires (a provider's self-termination)
@@ -89,13 +90,20 @@ void follow_parent() {
   if (std::to_string(getppid()) != parent) end_group();  // it died before prctl
 }
 
+/// Cores this process may run on (its CPU affinity, which containers and taskset narrow).
+int cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 Settings parse_settings(int argc, char** argv) {
   Settings st;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string key = argv[i];
     const char* val = argv[i + 1];
     if (key == "--concurrency") {
-      st.concurrency = std::max(1, std::atoi(val));
+      st.concurrency = std::max(0, std::atoi(val));
     } else if (key == "--ttl") {
       st.ttl = std::atof(val);
     } else if (key == "--pool-dir") {
@@ -130,6 +138,7 @@ int main(int argc, char** argv) {
 
   g_settings = parse_settings(argc, argv);
   int concurrency = g_settings.concurrency;
+  if (concurrency == 0) concurrency = cores();
   if (!g_settings.pool_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(g_settings.pool_dir, ec);
@@ -140,7 +149,7 @@ int main(int argc, char** argv) {
 
   skyworker::Shared shared(out_fd);
   std::thread writer([&] { shared.out.run(); });
-  std::vector<std::thread> executors;
+  skyworker::Supervisor supervisor(shared);
 
   skyhost::wire::FrameDecoder decoder;
   std::vector<char> buf(256 * 1024);
@@ -160,9 +169,7 @@ int main(int argc, char** argv) {
             shared.init.assign(f.body);
             if (!started) {
               started = true;
-              for (int i = 0; i < concurrency; i++) {
-                executors.emplace_back([&shared, i] { skyworker::run_executor(shared, i); });
-              }
+              supervisor.start(concurrency);
               char host[256] = {0};
               gethostname(host, sizeof host - 1);
               std::string hostname(host);
@@ -183,14 +190,18 @@ int main(int argc, char** argv) {
             skyworker::TaskMsg t;
             t.id = r.get_u64();
             t.fn = r.get_u64();
+            t.timeout_ms = static_cast<uint32_t>(std::min<uint64_t>(r.get_varint(), UINT32_MAX));
             t.args.assign(r.position(), r.remaining());
             shared.tasks.push(std::move(t));
             break;
           }
+          case Msg::kCancel:
+            supervisor.cancel(r.get_u64());
+            break;
           case Msg::kShutdown:
             finish();
           default:
-            break;  // lease and cancel: later
+            break;  // kLease: any frame renews the lease
         }
       }
     } catch (const skyhost::wire::Error& e) {

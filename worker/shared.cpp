@@ -14,13 +14,26 @@ void TaskQueue::push(TaskMsg t) {
   cv_.notify_one();
 }
 
-std::optional<TaskMsg> TaskQueue::pop() {
+std::optional<TaskMsg> TaskQueue::pop(const std::function<void(const TaskMsg&)>& taken) {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return closed_ || !q_.empty(); });
   if (q_.empty()) return std::nullopt;
   TaskMsg t = std::move(q_.front());
   q_.pop_front();
+  if (taken) taken(t);
   return t;
+}
+
+bool TaskQueue::remove(uint64_t id, const std::function<void()>& absent) {
+  std::lock_guard lock(mu_);
+  for (auto it = q_.begin(); it != q_.end(); ++it) {
+    if (it->id == id) {
+      q_.erase(it);
+      return true;
+    }
+  }
+  absent();
+  return false;
 }
 
 void TaskQueue::close() {

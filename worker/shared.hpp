@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,14 +20,18 @@ namespace skyworker {
 struct TaskMsg {
   uint64_t id = 0;
   uint64_t fn = 0;
+  uint32_t timeout_ms = 0;  // 0: no limit
   std::string args;
 };
 
 class TaskQueue {
  public:
   void push(TaskMsg t);
-  /// Blocks for the next task; empty once closed.
-  std::optional<TaskMsg> pop();
+  /// Blocks for the next task; empty once closed. `taken` runs under the queue's lock, so that
+  /// a task is always either queued or taken (remove() never misses one in between).
+  std::optional<TaskMsg> pop(const std::function<void(const TaskMsg&)>& taken = nullptr);
+  /// Removes a queued task and returns true; otherwise runs `absent` under the queue's lock.
+  bool remove(uint64_t id, const std::function<void()>& absent);
   void close();
 
  private:

@@ -4,6 +4,7 @@
 
 ---@class sky.fn
 ---@field name string          where the function was defined
+---@field timeout? number        seconds a task of it may run
 ---@field local_call fun(...): ...  runs the function here, in this process
 ---@overload fun(...): sky.pending
 
@@ -17,8 +18,8 @@
 
 ---@class sky.event
 ---@field type string   "ClusterReady", "TaskCompleted", "Log", ...
----@field pool integer
----@field time number
+---@field pool integer   the pool's id (pool.id), a number unique within this process
+---@field time number   seconds on a monotonic clock: differences between events are durations
 ---@field node? integer
 ---@field task? integer
 ---@field duration? number
@@ -37,8 +38,9 @@
 ---@class sky.compute_options
 ---@field provider? string|table   "local" (default), sky.ssh{...}, a provider table, or a list
 ---@field nodes? integer
----@field concurrency? integer     tasks at once per node (default 4)
+---@field concurrency? integer     tasks at once per node (default: one per core of the node)
 ---@field retries? integer         re-runs of a task whose node was lost (default 1)
+---@field task_timeout? number     seconds any task may run (default: no limit)
 ---@field ttl? number              dead-man lease, seconds (default 600)
 ---@field image? sky.image
 ---@field name? string
@@ -82,15 +84,18 @@
 ---@class sky.pool
 local pool = {}
 ---@param p sky.pending|sky.group
+---@param opts? {timeout?: number}
 ---@return ...
-function pool:run(p) end
+function pool:run(p, opts) end
 ---@param p sky.pending
+---@param opts? {timeout?: number}
 ---@return any[] results, results[i] from node i - 1
-function pool:broadcast(p) end
+function pool:broadcast(p, opts) end
 ---@param fn sky.fn|function
 ---@param items any[]
----@param opts? {concurrency?: integer}
----@return any[]
+---@param opts? {concurrency?: integer, timeout?: number, errors?: "raise"|"return"}
+---@return any[] results
+---@return {index: integer, error: table}[]? failures  with errors = "return"
 function pool:map(fn, items, opts) end
 ---@param name string  "*", "TaskCompleted", "task_completed", ...
 ---@param fn fun(ev: sky.event)
@@ -105,7 +110,7 @@ function pool:put(local_path, remote_path, opts) end
 ---@param opts? {node?: integer}
 ---@return string[] paths written
 function pool:get(remote_path, local_path, opts) end
----@return {node: integer, hostname: string, pid: integer, alive: boolean}[]
+---@return {node: integer, hostname: string, pid: integer, alive: boolean, executors: integer, lost?: string}[]
 function pool:nodes_info() end
 function pool:close() end
 
@@ -116,8 +121,9 @@ function pool:close() end
 ---@class sky
 sky = {}
 ---@param f function
+---@param opts? {timeout?: number}
 ---@return sky.fn
-function sky.fn(f) end
+function sky.fn(f, opts) end
 ---@param opts sky.compute_options
 ---@return sky.pool
 function sky.compute(opts) end

@@ -128,7 +128,7 @@ local function _bootstrap(pool, node, inst, emit)
   phase("starting")
   local cd = image.workdir and ("mkdir -p " .. _q(image.workdir) .. " && cd " .. _q(image.workdir) .. " && ") or ""
   local cmd = ("%s%sexec \"$HOME\"/%s --concurrency %d --ttl %g --pool-dir \"$HOME\"/%s")
-    :format(_env_prefix(image.env), cd, remote, pool.opts.concurrency or 4, pool.ttl, _q(pool_dir))
+    :format(_env_prefix(image.env), cd, remote, pool.opts.concurrency or 0, pool.ttl, _q(pool_dir))
   return s, cmd
 end
 
@@ -161,7 +161,7 @@ function M.start_all(pool, emit)
   -- Workers join the pool in node order, so node i is the pool's node i.
   for i = 1, #pool.instances do
     if local_nodes[i] then
-      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 4)
+      pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 0)
     else
       local s, cmd = sched.join(tasks[i])
       pool.core:add_ssh_node(s, cmd, identities[i])

@@ -11,8 +11,8 @@ local _spinning = {}  -- pools with a live line, in order
 local _ticking = false
 
 local function _stamp()
-  local t = core.now()
-  return os.date("%H:%M:%S") .. (".%03d"):format(math.floor((t % 1) * 1000))
+  local t = core.time()
+  return os.date("%H:%M:%S", math.floor(t)) .. (".%03d"):format(math.floor((t % 1) * 1000))
 end
 
 --- The mode a pool will really use.
@@ -54,24 +54,115 @@ local function _line(pool)
     else counts.bootstrapping = counts.bootstrapping + 1 end
   end
   st.frame = st.frame % #FRAMES + 1
-  return ("%s %s: %d nodes — %d connecting, %d bootstrapping, %d ready — %.1fs")
-    :format(FRAMES[st.frame], pool.name, pool.nodes, counts.connecting, counts.bootstrapping,
-      counts.ready, core.now() - pool.started)
+  return ("%s %s: %s — %d connecting, %d bootstrapping, %d ready — %.1fs")
+    :format(FRAMES[st.frame], pool.name, M.plural(pool.nodes, "node"), counts.connecting,
+      counts.bootstrapping, counts.ready, core.now() - pool.started)
 end
 
+--- "1 node", "3 nodes".
+function M.plural(n, word)
+  return ("%d %s%s"):format(n, word, n == 1 and "" or "s")
+end
+
+local function _duration(s)
+  if s >= 3600 then return ("%dh%02dm"):format(s // 3600, s % 3600 // 60) end
+  if s >= 60 then return ("%dm%02ds"):format(s // 60, math.floor(s % 60)) end
+  return ("%.1fs"):format(s)
+end
+
+--- A running batch's progress as text: "map 523/2000 done, 1 failed, 850/s, ETA 1.8s", or with
+--- `final`, "map 2000/2000 done, 0 failed in 2.4s (851/s)".
+function M.progress_text(what, total, finished, failed, elapsed, final)
+  local rate = elapsed > 0 and finished / elapsed or 0
+  local head = ("%s %d/%d done, %d failed"):format(what, finished, total, failed)
+  if final then return ("%s in %s (%.0f/s)"):format(head, _duration(elapsed), rate) end
+  local eta = rate > 0 and (", ETA " .. _duration((total - finished) / rate)) or ""
+  return ("%s, %.0f/s%s"):format(head, rate, eta)
+end
+
+local _bars = {}  -- running batches shown with their progress: { pool, info, logged, frame }
+
+local function _bar_text(bar, final)
+  local ok, total, finished, failed = pcall(bar.info.poll)
+  if not ok then return bar.info.what end  -- its pool is gone
+  return M.progress_text(bar.info.what, total, finished, failed, core.now() - bar.info.started, final)
+end
+
+local _live = false  -- a live line is on the terminal, to clear before printing anything else
+
 local function _clear()
-  if #_spinning > 0 then io.stderr:write("\r\27[K") end
+  if _live then io.stderr:write("\r\27[K") end
+  _live = false
 end
 
 local function _redraw()
-  for _, pool in ipairs(_spinning) do io.stderr:write("\r\27[K", _line(pool)) end
+  for _, pool in ipairs(_spinning) do
+    io.stderr:write("\r\27[K", _line(pool))
+    _live = true
+  end
+  if #_spinning == 0 then
+    for _, bar in pairs(_bars) do
+      if bar.pool.display == "spinner" then
+        bar.frame = bar.frame % #FRAMES + 1
+        io.stderr:write("\r\27[K", ("%s %s: %s"):format(FRAMES[bar.frame], bar.pool.name, _bar_text(bar)))
+        _live = true
+      end
+    end
+  end
   io.stderr:flush()
+end
+
+local LOG_EVERY = 2  -- seconds between progress lines in "log" mode
+
+local function _tick()
+  _redraw()
+  local now = core.now()
+  for _, bar in pairs(_bars) do
+    if bar.pool.display == "log" and now - bar.logged >= LOG_EVERY then
+      bar.logged = now
+      io.stderr:write(("%s %s %s\n"):format(_stamp(), bar.pool.name, _bar_text(bar)))
+    end
+  end
+end
+
+-- Keeps the elapsed time and progress moving between events, while some line is live.
+local function _ensure_ticking()
+  if _ticking then return end
+  _ticking = true
+  local sched = require "sky.sched"
+  sched.spawn(function()
+    while #_spinning > 0 or next(_bars) do
+      sched.await_always(core.sleep(0.1))
+      _tick()
+    end
+    _ticking = false
+  end)
 end
 
 local function _stop(pool)
   for i, p in ipairs(_spinning) do
     if p == pool then table.remove(_spinning, i) break end
   end
+end
+
+--- A batch of `pool` started (info = {what, total, started, poll}) or ended (info = nil).
+function M.progress(pool, batch, info)
+  local mode = pool.display
+  if mode ~= "spinner" and mode ~= "log" then return end
+  local key = pool.id .. ":" .. batch
+  if info then
+    _bars[key] = { pool = pool, info = info, logged = core.now(), frame = 0 }
+    _ensure_ticking()
+    return
+  end
+  local bar = _bars[key]
+  if not bar then return end
+  _clear()
+  _bars[key] = nil
+  if mode == "log" then
+    io.stderr:write(("%s %s %s\n"):format(_stamp(), pool.name, _bar_text(bar, true)))
+  end
+  _redraw()
 end
 
 function M.show(pool, ev)
@@ -95,18 +186,7 @@ function M.show(pool, ev)
     pool._progress = st
     if ev.type == "ClusterRequested" then
       _spinning[#_spinning + 1] = pool
-      if not _ticking then
-        -- Keep the elapsed time moving between events, for as long as some line is live.
-        _ticking = true
-        local sched = require "sky.sched"
-        sched.spawn(function()
-          while #_spinning > 0 do
-            sched.await_always(core.sleep(0.1))
-            _redraw()
-          end
-          _ticking = false
-        end)
-      end
+      _ensure_ticking()
     elseif ev.type == "BootstrapPhase" then
       st.nodes[ev.node] = ev.phase
     elseif ev.type == "InstanceReady" then
@@ -115,7 +195,7 @@ function M.show(pool, ev)
       _clear()
       _stop(pool)
       if ev.type == "ClusterReady" then
-        io.stderr:write(("%s ready: %d nodes in %.1fs\n"):format(pool.name, pool.nodes, ev.seconds))
+        io.stderr:write(("%s ready: %s in %.1fs\n"):format(pool.name, M.plural(pool.nodes, "node"), ev.seconds))
       end
       _redraw()
       return

@@ -39,6 +39,12 @@ function M.subscribe(pool, name, fn)
   pool.handlers[t] = list
 end
 
+--- A running batch's progress, for the display: info = {what, total, started, poll} while it
+--- runs (poll() → tasks, finished, failed), nil once it is over.
+function M.progress(pool, batch, info)
+  display.progress(pool, batch, info)
+end
+
 function M.wants_task_events(pool)
   local h = pool.handlers
   return (h["*"] or h.TaskStarted or h.TaskCompleted) ~= nil

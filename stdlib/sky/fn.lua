@@ -3,6 +3,7 @@
 -- which `>>` sends to a pool. `&` and sky.gather group tasks to run in parallel.
 local core = require "skyhost.core"
 local errors = require "sky.errors"
+local options = require "sky.options"
 
 local M = {}
 
@@ -16,15 +17,19 @@ local function _pool_check(pool, op)
   end
 end
 
---- Wraps `f` so that calling it makes a Pending task.
-function M.fn(f)
+--- Wraps `f` so that calling it makes a Pending task. opts: {timeout = seconds a task of it
+--- may run}.
+function M.fn(f, opts)
   if type(f) ~= "function" then
     errors.raise("BadArgument", ("sky.fn: expected a function, got %s"):format(type(f)))
   end
+  opts = options.check("sky.fn", opts, { timeout = "number" })
+  options.seconds("sky.fn", "timeout", opts.timeout)
   local info = debug.getinfo(f, "S")
   local self = setmetatable({
     f = f,
     name = ("%s:%d"):format(info.short_src, info.linedefined),
+    timeout = opts.timeout,
   }, Fn)
   --- Runs the function here, in this process, with the same arguments a task would get.
   self.local_call = function(...) return f(...) end

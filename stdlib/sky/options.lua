@@ -45,6 +45,14 @@ function M.check(what, opts, schema)
   return opts
 end
 
+--- Raises unless `v` (option `key` of `what`) is nil or a positive number of seconds.
+function M.seconds(what, key, v)
+  if v ~= nil and not (v > 0 and v < 4e6) then
+    errors.raise("BadOption", ("%s: option '%s' must be a positive number of seconds, got %s")
+      :format(what, key, tostring(v)))
+  end
+end
+
 --- Raises unless `v` is one of `choices` (a list).
 function M.one_of(what, key, v, choices)
   for _, c in ipairs(choices) do

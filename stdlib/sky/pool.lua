@@ -9,6 +9,8 @@ local options = require "sky.options"
 local broker = require "sky.broker"
 local connect = require "sky.connect"
 local sched = require "sky.sched"
+local failure = require "sky._failure"
+local display = require "sky.display"
 
 local M = {}
 
@@ -25,6 +27,7 @@ local SCHEMA = {
   concurrency = "integer",
   prefetch = "integer",
   retries = "integer",
+  task_timeout = "number",
   ttl = "number",
   image = "table",
   connect_timeout = "number",
@@ -63,6 +66,7 @@ local function _check_options(opts)
   if opts.ttl ~= nil and opts.ttl <= 0 then
     errors.raise("BadOption", "sky.compute: option 'ttl' must be a positive number of seconds")
   end
+  options.seconds("sky.compute", "task_timeout", opts.task_timeout)
   if opts.image ~= nil then opts.image = connect.check_image(opts.image) end
   return opts
 end
@@ -93,6 +97,7 @@ function M.compute(opts)
     _waits = {},
   }, Pool)
   if opts.on_event then self:on("*", opts.on_event) end
+  events.subscribe(self, "InstanceLost", function() self:_check_alive(false) end)
   events.attach(self, opts.display)
   _open[self.id] = self
   local ok, err = pcall(self._start, self)
@@ -129,7 +134,7 @@ end
 function Pool:_bring_up(emit)
   self.core = cpool.new {
     id = self.id,
-    concurrency = self.opts.concurrency or 4,
+    concurrency = self.opts.concurrency or 0,  -- 0: each node runs one task per core
     prefetch = self.opts.prefetch,
     retries = self.opts.retries or 1,
   }
@@ -151,10 +156,39 @@ end
 
 function Pool:_check_open()
   if self.state ~= "ready" then
+    if self.state == "failed" then self:_check_alive(true) end
     local why = self.closed_reason and (": " .. self.closed_reason) or ""
     errors.raise("PoolClosed", ("pool '%s' is %s%s"):format(self.name, self.state, why))
   end
 end
+
+--- A pool whose nodes are all lost is "failed": nothing it is given could ever run. With
+--- `raise`, says so as an error naming why each node was lost.
+function Pool:_check_alive(raise)
+  local c = self.core
+  if not c or (self.state ~= "ready" and self.state ~= "failed") or c:alive_count() > 0 then return end
+  self.state = "failed"
+  if not raise then return end
+  local why = {}
+  for i = 0, self.nodes - 1 do
+    local n = c:node(i)
+    why[#why + 1] = ("node %d: %s"):format(i, n.lost or "?")
+  end
+  errors.raise("NoLiveNodes", ("pool '%s' has no live nodes left (%s)"):format(self.name,
+    table.concat(why, "; ")), { pool = self.name })
+end
+
+-- Nobody waits for a batch any more (an error or an interrupt unwound the wait, or its
+-- coroutine was closed): its tasks still queued are dropped, those running cancelled.
+local BatchGuard = {
+  __close = function(g)
+    if g.done then return end
+    local pool = g.pool
+    events.progress(pool, g.batch, nil)
+    -- A pool closed meanwhile has dropped every batch with its workers.
+    if pool.state == "ready" or pool.state == "failed" then pool.core:release(g.batch) end
+  end,
+}
 
 -- Waits for a batch. A pool closed meanwhile (its budget, another coroutine) wakes the wait,
 -- and the caller gets PoolClosed instead of waiting forever.
@@ -162,60 +196,109 @@ function Pool:_await_batch(wait)
   self._waits[wait] = true
   sched.await(wait)
   self._waits[wait] = nil
-  self:_check_open()
+  -- Its last node lost, the batch still has its tasks' own failures to report.
+  if self.state ~= "failed" then self:_check_open() end
 end
 
-local function _raise_task_error(self, failure)
-  errors.raise("TaskFailed", ("task failed on node %s: %s"):format(failure.node, failure.message), {
-    node = failure.node,
-    remote_message = failure.message,
-    remote_traceback = failure.traceback,
-    pool = self.name,
-  })
+local function _timeout(self, p, timeout)
+  return timeout or p.fn.timeout or self.opts.task_timeout
+end
+
+-- Submits tasks with submit(i) for i = 1..n. An argument that cannot travel fails the call on
+-- the user's line, naming the task or item, and nothing of the batch runs.
+local function _submit_all(self, batch, n, submit, what)
+  local i = 0
+  local ok, err = pcall(function()
+    for j = 1, n do
+      i = j
+      submit(j)
+    end
+  end)
+  if not ok then
+    self.core:release(batch)
+    local msg = errors.message(err):gsub("^stdlib/[^:]*:%d+: ", "")
+    errors.raise("CannotSend", ("%s %d: %s"):format(what, i, msg))
+  end
 end
 
 --- Runs pending tasks and waits. mode: "first" (first value of the one task), "all" (all its
 --- values), "list" (list of each task's first value). pins[i]: node for task i, or nil.
-function Pool:_dispatch(tasks, mode, pins)
+--- `timeout`: seconds each task may run (else its sky.fn's, else the pool's task_timeout).
+function Pool:_dispatch(tasks, mode, pins, timeout)
   self:_check_open()
+  if #tasks == 0 then return {} end  -- an empty group: nothing to wait for
+  self:_check_alive(true)
   local c = self.core
   local batch, wait = c:new_batch()
-  for i, p in ipairs(tasks) do
-    c:submit(batch, c:define(p.closure), pins and pins[i], p.args)
-  end
+  local guard <close> = setmetatable({ pool = self, batch = batch }, BatchGuard)
+  _submit_all(self, batch, #tasks, function(i)
+    local p = tasks[i]
+    c:submit(batch, c:define(p.closure), pins and pins[i], p.args, _timeout(self, p, timeout))
+  end, "task")
   self:_await_batch(wait)
-  local r = table.pack(c:results(batch, mode ~= "list"))
-  if not r[1] then _raise_task_error(self, r[2]) end
+  guard.done = true
+  local r = table.pack(c:results(batch, mode == "list" and "list" or "all"))
+  if not r[1] then
+    local f = r[2]
+    error(failure.error(self, f, nil, tasks[f.index].fn.name), 0)
+  end
   if mode == "first" then return r[2] end
   return table.unpack(r, 2, r.n)
 end
 
+local RUN_OPTIONS = { timeout = "number" }
+
+local function _run_options(what, opts)
+  opts = options.check(what, opts, RUN_OPTIONS)
+  options.seconds(what, "timeout", opts.timeout)
+  return opts
+end
+
 --- All return values of a task; for a group, each task's first value, as separate returns.
-function Pool:run(p)
+--- opts: {timeout = seconds per task}.
+function Pool:run(p, opts)
   local fnmod = require "sky.fn"
-  if fnmod.is_group(p) then return table.unpack(self:_dispatch(p.tasks, "list")) end
-  if not fnmod.is_pending(p) then
-    errors.raise("BadArgument", ("pool:run: expected a pending task, got %s"):format(type(p)))
+  opts = _run_options("pool:run", opts)
+  if fnmod.is_group(p) then
+    return table.unpack(self:_dispatch(p.tasks, "list", nil, opts.timeout))
   end
-  return self:_dispatch({ p }, "all")
+  if not fnmod.is_pending(p) then
+    errors.raise("BadArgument", ("pool:run: expected a pending task, got %s%s")
+      :format(type(p), fnmod.is_fn(p) and " (a sky.fn: call it, pool:run(f(args)))" or ""))
+  end
+  return self:_dispatch({ p }, "all", nil, opts.timeout)
 end
 
 --- The task on every node; results in node order (results[1] is node 0).
-function Pool:broadcast(p)
-  if not require("sky.fn").is_pending(p) then
-    errors.raise("BadArgument", ("pool:broadcast: expected a pending task, got %s"):format(type(p)))
+function Pool:broadcast(p, opts)
+  local fnmod = require "sky.fn"
+  opts = _run_options("pool:broadcast", opts)
+  if not fnmod.is_pending(p) then
+    errors.raise("BadArgument", ("pool:broadcast: expected a pending task, got %s%s")
+      :format(type(p), fnmod.is_fn(p) and " (a sky.fn: call it, pool:broadcast(f(args)))" or ""))
   end
   local tasks, pins = {}, {}
   for i = 1, self.nodes do
     tasks[i], pins[i] = p, i - 1
   end
-  return self:_dispatch(tasks, "list", pins)
+  return self:_dispatch(tasks, "list", pins, opts.timeout)
 end
 
---- fn(item) for each item, spread over the nodes; results in input order.
+local MAP_OPTIONS = { concurrency = "integer", timeout = "number", errors = "string" }
+
+--- fn(item) for each item, spread over the nodes; results in input order. opts: concurrency
+--- (most items running at once), timeout (seconds per item), errors = "raise" (default: the
+--- first failure raises) or "return" (returns results, failures).
 function Pool:map(fn, items, opts)
   local fnmod = require "sky.fn"
-  opts = options.check("pool:map", opts, { concurrency = "integer" })
+  opts = options.check("pool:map", opts, MAP_OPTIONS)
+  if opts.concurrency ~= nil and opts.concurrency < 1 then
+    errors.raise("BadOption", ("pool:map: option 'concurrency' must be at least 1, got %d")
+      :format(opts.concurrency))
+  end
+  options.seconds("pool:map", "timeout", opts.timeout)
+  local collect = opts.errors == "return"
+  if opts.errors ~= nil then options.one_of("pool:map", "errors", opts.errors, { "raise", "return" }) end
   if not fnmod.is_fn(fn) then
     if type(fn) ~= "function" then
       errors.raise("BadArgument", ("pool:map: expected a function, got %s"):format(type(fn)))
@@ -227,17 +310,34 @@ function Pool:map(fn, items, opts)
   end
   self:_check_open()
   local n = #items
-  if n == 0 then return {} end
+  if n == 0 then
+    if collect then return {}, {} end
+    return {}
+  end
+  self:_check_alive(true)
   local c = self.core
   local template = fn()  -- captures the function once for the whole map
   local closure = c:define(template.closure)
-  local batch, wait = c:new_batch(opts.concurrency)
-  for i = 1, n do
-    c:submit(batch, closure, nil, { n = 1, items[i] })
-  end
+  local timeout = _timeout(self, template, opts.timeout)
+  local batch, wait = c:new_batch(opts.concurrency, collect)
+  local guard <close> = setmetatable({ pool = self, batch = batch }, BatchGuard)
+  _submit_all(self, batch, n, function(i)
+    c:submit(batch, closure, nil, { n = 1, items[i] }, timeout)
+  end, "pool:map: item")
+  events.progress(self, batch, { what = "map", total = n, started = core.now(),
+    poll = function() return c:progress(batch) end })
   self:_await_batch(wait)
-  local ok, res = c:results(batch, false)
-  if not ok then _raise_task_error(self, res) end
+  guard.done = true
+  events.progress(self, batch, nil)
+  if collect then
+    local results, failed = c:results(batch, "collect")
+    for i, f in ipairs(failed) do
+      failed[i] = { index = f.index, error = failure.error(self, f, "pool:map", fn.name, true) }
+    end
+    return results, failed
+  end
+  local ok, res = c:results(batch, "list")
+  if not ok then error(failure.error(self, res, "pool:map", fn.name, true), 0) end
   return res
 end
 
@@ -318,7 +418,7 @@ function Pool:on(name, fn)
   return self
 end
 
---- Per node: {node, hostname, pid, alive}.
+--- Per node: {node, hostname, pid, alive, executors, lost = why it was lost}.
 function Pool:nodes_info()
   local out = {}
   for i = 0, self.nodes - 1 do
@@ -372,7 +472,10 @@ end
 Pool.__close = function(self) self:close() end
 
 function Pool.__tostring(self)
-  return ("sky.pool(%s, %d nodes, %s)"):format(self.name, self.nodes, self.state)
+  local nodes = display.plural(self.nodes, "node")
+  local alive = self.core and (self.state == "ready" or self.state == "failed") and self.core:alive_count()
+  if alive and alive < self.nodes then nodes = ("%d of %s alive"):format(alive, nodes) end
+  return ("sky.pool(%s, %s, %s)"):format(self.name, nodes, self.state)
 end
 
 --- Closes every pool still open (end of script, error, interrupt).

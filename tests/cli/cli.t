@@ -59,7 +59,7 @@ $ skyhost -e 'local p <close> = sky.compute{nodes = 1}; local f = sky.fn(functio
 [exit 1]
 
 $ skyhost -e 'sky.compute{nodez = 2}'
-(command line):1: sky.compute: unknown option 'nodez' (valid options: accelerator, allocation, budget, concurrency, connect_timeout, display, image, max_price, name, nodes, on_event, prefetch, provider, provision_timeout, region, retries, selection, setup_timeout, spot, ttl, zone)
+(command line):1: sky.compute: unknown option 'nodez' (valid options: accelerator, allocation, budget, concurrency, connect_timeout, display, image, max_price, name, nodes, on_event, prefetch, provider, provision_timeout, region, retries, selection, setup_timeout, spot, task_timeout, ttl, zone)
 [exit 1]
 
 $ skyhost -e 'sky.compute{nodes = "two"}'
@@ -80,3 +80,7 @@ broadcast answered by nodes 0, 1, 2, 3
 $ skyhost scripts/hello.lua | grep -e 'hi from' -e 'one task'
 \[node ([0-3])\] hi from node \1 of 4 (re)
 one task ran on node [0-3] (re)
+
+$ skyhost -e 'local p <close> = sky.compute{nodes = 2, display = "log"}; local r, f = p:map(function(x) if x == 3 then error("three") end return x end, {1, 2, 3, 4, 5}, {errors = "return"}); print(#f)' 2>&1 | grep -e ' map ' -e '^1$'
+[0-9:.]+ pool-1 map 5/5 done, 1 failed in [0-9.]+s \([0-9]+/s\) (re)
+1

@@ -161,6 +161,40 @@ def _(home):
     assert not any(alive(p) for p in pids), pids
 
 
+@with_home("Ctrl-C stops a running task on its node: the executor is free again")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    r.line("p = sky.compute{nodes = 1, concurrency = 1, display = 'quiet'}")
+    r.read_until("sky> ")
+    r.line("sky.fn(function() while true do end end)() >> p")
+    time.sleep(0.5)
+    r.send("\x03")
+    assert "interrupted" in r.read_until("sky> ")
+    # The node's one executor would still be spinning if the task had not been cancelled.
+    r.line("sky.fn(function(a) return a * 3 end)(14) >> p")
+    assert "42" in r.read_until("sky> ", timeout=20)
+    r.send("\x04")
+    assert r.wait_exit() == 0
+
+
+@with_home("a function defined at the prompt and used remotely: the error has a hint")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    r.line("p = sky.compute{nodes = 1, display = 'quiet'}")
+    r.read_until("sky> ")
+    r.line("function helper(x) return x + 1 end")
+    r.read_until("sky> ")
+    r.line("sky.fn(function(x) return helper(x) end)(1) >> p")
+    out = r.read_until("sky> ")
+    assert "global 'helper'" in out and "hint: 'helper' is a global of this script" in out, out
+    r.line("local helper = helper; return sky.fn(function(x) return helper(x) end)(1) >> p")
+    assert "2" in r.read_until("sky> ")
+    r.send("\x04")
+    r.wait_exit()
+
+
 @with_home("history is saved between runs")
 def _(home):
     r = Repl(home)

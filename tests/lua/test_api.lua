@@ -200,7 +200,175 @@ t.test("options are validated", function()
   t.raises(function() sky.compute { provider = "nowhere" } end, "unknown provider 'nowhere'")
   t.raises(function() sky.fn(42) end, "sky.fn: expected a function, got number")
   t.raises(function() return add(1, 2) >> 5 end, "must be a pool")
+  t.raises(function() sky.compute { task_timeout = -1 } end, "option 'task_timeout' must be a positive number")
   t.raises(function() pool:map(add, { 1 }, { concurency = 2 }) end, "unknown option 'concurency'")
+end)
+
+-- Waits up to `seconds` for a sky.spawn handle: a call that hangs fails its test instead of
+-- hanging the suite.
+local function finishes(h, seconds)
+  local core = require "skyhost.core"
+  local deadline = core.now() + seconds
+  while not h:done() and core.now() < deadline do sky.sleep(0.05) end
+  return h:done()
+end
+
+-- Runs fn in a coroutine and returns what pcall(fn) gives; fails the test if fn has not
+-- returned within `seconds` (a hang fails the test instead of hanging the suite).
+local function within(seconds, fn)
+  local h = sky.spawn(function() return table.pack(pcall(fn)) end)
+  if not finishes(h, seconds) then error(("did not finish within %d s"):format(seconds), 2) end
+  local r = h:wait()
+  return table.unpack(r, 1, r.n)
+end
+
+t.test("an empty group returns at once: {} from >>, nothing from pool:run", function()
+  local h = sky.spawn(function() return sky.gather({}) >> pool end)
+  t.ok(finishes(h, 10), "sky.gather({}) >> pool hangs")
+  t.eq(h:wait(), {})
+  h = sky.spawn(function() return table.pack(pool:run(sky.gather({}))) end)
+  t.ok(finishes(h, 10), "pool:run(sky.gather({})) hangs")
+  t.eq(h:wait().n, 0)
+end)
+
+t.test("a pool whose nodes are all lost fails at once, naming why; its state says so", function()
+  local p <close> = sky.compute { nodes = 1, retries = 0, display = "quiet" }
+  local die = sky.fn(function() os.exit(3) end)
+  t.raises(function() return die() >> p end, "task failed on node 0: node 0 was lost")
+  local h = sky.spawn(function() return pcall(function() return add(1, 1) >> p end) end)
+  t.ok(finishes(h, 10), "a task for a dead pool hangs")
+  local ok, err = h:wait()
+  t.eq(ok, false)
+  t.eq(err.code, "NoLiveNodes")
+  t.ok(tostring(err):find("test_api.lua:%d+: pool 'pool%-%d+' has no live nodes left %(node 0: worker exited with status 3%)"), tostring(err))
+  t.eq(p.state, "failed")
+  t.ok(tostring(p):find("0 of 1 node alive, failed", 1, true), tostring(p))
+  t.eq(p:nodes_info()[1].lost, "worker exited with status 3")
+  t.raises(function() local r = p:map(add, { 1 }) return r end, "test_api.lua:%d+: pool 'pool%-%d+' has no live nodes")
+end)
+
+t.test("a task past its timeout fails with TaskTimeout and frees its executor", function()
+  local one <close> = sky.compute { nodes = 1, concurrency = 1, display = "quiet" }
+  local spin = sky.fn(function() while true do end end, { timeout = 0.5 })
+  local ok, err = within(20, function() local r = spin() >> one return r end)
+  t.eq(ok, false)
+  t.eq(err.code, "TaskTimeout")
+  t.ok(tostring(err):find("test_api.lua:%d+: task %d+ %(.*test_api.lua:%d+%) timed out after 0.5 s on node 0"), tostring(err))
+  t.eq(err.node, 0)
+  t.eq(within(20, function() return add(1, 2) >> one end), true)  -- its only executor is free
+  -- A command the task runs is stopped too; a per-call timeout.
+  local nap = sky.fn(function() os.execute("sleep 60") return "woke" end)
+  ok, err = within(20, function() return one:run(nap(), { timeout = 0.5 }) end)
+  t.eq(err.code, "TaskTimeout")
+  t.eq(within(20, function() return add(2, 2) >> one end), true)
+  -- A task that catches the error it is stopped with is stopped all the same.
+  local stubborn = sky.fn(function() while true do pcall(function() while true do end end) end end)
+  ok, err = within(20, function() return one:broadcast(stubborn(), { timeout = 0.3 }) end)
+  t.eq(err.code, "TaskTimeout")
+  t.eq(within(20, function() return add(3, 3) >> one end), true)
+  -- The pool-wide limit, and map items.
+  local capped <close> = sky.compute { nodes = 1, task_timeout = 0.5, display = "quiet" }
+  local forever = sky.fn(function(x) if x == 2 then while true do end end return x end)
+  ok, err = within(20, function() return forever(2) >> capped end)
+  t.eq(err.code, "TaskTimeout")
+  ok, err = within(20, function() local r = capped:map(forever, { 1, 2, 3 }) return r end)
+  t.ok(tostring(err):find("test_api.lua:%d+: pool:map: item 2 %(.*%) timed out after 0.5 s on node 0"), tostring(err))
+  t.eq(err.index, 2)
+  t.raises(function() pool:run(add(1, 2), { timeot = 1 }) end, "pool:run: unknown option 'timeot'")
+  t.raises(function() sky.fn(print, { timeout = 0 }) end, "positive number of seconds")
+end)
+
+t.test("when the script stops waiting, the tasks it left are cancelled on their nodes", function()
+  local two <close> = sky.compute { nodes = 1, concurrency = 2, prefetch = 0, display = "quiet" }
+  local nap = sky.fn(function() os.execute("sleep 60") return "woke" end)
+  local boom = sky.fn(function() error("boom") end)
+  -- The failure fails the group at once; the sleeper, which nobody waits for, is stopped.
+  t.raises(function() return (nap() & boom()) >> two end, "boom")
+  -- Both executors are free again: two tasks that each wait for the other both see it.
+  local dir = os.tmpname()
+  os.remove(dir)
+  local meet = sky.fn(function(me, other)
+    io.open(me, "w"):close()
+    for _ = 1, 200 do
+      local f = io.open(other)
+      if f then f:close() return true end
+      os.execute("sleep 0.05")
+    end
+    return false
+  end)
+  local ok, met = within(30, function() return (meet(dir .. ".a", dir .. ".b") & meet(dir .. ".b", dir .. ".a")) >> two end)
+  os.remove(dir .. ".a")
+  os.remove(dir .. ".b")
+  t.eq(ok, true)
+  t.eq(met, { true, true }, "the abandoned task still holds its executor")
+end)
+
+t.test("map failures name the item and node; errors = 'return' keeps the rest", function()
+  local maybe = sky.fn(function(x) if x % 3 == 0 then error("bad " .. x) end return x * 10 end)
+  local err = t.raises(function() local r = pool:map(maybe, { 1, 2, 3, 4 }) return r end,
+    "test_api.lua:%d+: pool:map: item 3 failed on node %d: .*bad 3")
+  t.eq(err.index, 3)
+  t.ok(math.type(err.node) == "integer")
+  local res, fails = pool:map(maybe, { 1, 2, 3, 4, 5, 6 }, { errors = "return" })
+  t.eq(res, { 10, 20, nil, 40, 50, nil })
+  t.eq(#fails, 2)
+  t.eq(fails[1].index, 3)
+  t.eq(fails[2].index, 6)
+  t.eq(fails[1].error.code, "TaskFailed")
+  t.ok(fails[2].error.message:find("bad 6"), fails[2].error.message)
+  local all, none = pool:map(maybe, { 1, 2 }, { errors = "return" })
+  t.eq(all, { 10, 20 })
+  t.eq(none, {})
+  t.raises(function() pool:map(maybe, { 1 }, { errors = "ignore" }) end, "one of raise, return")
+end)
+
+t.test("an error object that is a table arrives as that table", function()
+  local raise = sky.fn(function() error({ code = "E42", detail = { n = 1 } }) end)
+  local err = t.raises(function() return raise() >> pool end, 'task failed on node %d: {code = "E42"')
+  t.eq(err.value, { code = "E42", detail = { n = 1 } })
+  local _, fails = pool:map(raise, { 1 }, { errors = "return" })
+  t.eq(fails[1].error.value.code, "E42")
+end)
+
+t.test("a global of the script used remotely gets a hint", function()
+  rawset(_G, "helper_only_here", function(x) return x end)
+  local f = sky.fn(function(x) return helper_only_here(x) end)  -- luacheck: ignore
+  t.raises(function() return f(1) >> pool end, "hint: 'helper_only_here' is a global of this script")
+  rawset(_G, "helper_only_here", nil)
+end)
+
+t.test("bad map options and arguments are errors on the caller's line", function()
+  t.raises(function() local r = pool:map(add, { 1 }, { concurrency = 0 }) return r end,
+    "test_api.lua:%d+: pool:map: option 'concurrency' must be at least 1, got 0")
+  t.raises(function() local r = pool:map(add, { io.stdout }) return r end,
+    "test_api.lua:%d+: pool:map: item 1: cannot send userdata")
+  t.raises(function() local r = add(io.stdout, 1) >> pool return r end,
+    "test_api.lua:%d+: task 1: cannot send userdata")
+end)
+
+t.test("executors per node follow the node's cores", function()
+  local core = require "skyhost.core"
+  for _, n in ipairs(pool:nodes_info()) do t.eq(n.executors, core.cores()) end
+  local fixed <close> = sky.compute { nodes = 1, concurrency = 3, display = "quiet" }
+  t.eq(fixed:nodes_info()[1].executors, 3)
+  t.eq(tostring(fixed):match("1 node,") ~= nil, true)
+end)
+
+t.test("progress of a running batch: done/total, failures, rate, ETA", function()
+  local display = require "sky.display"
+  t.eq(display.progress_text("map", 2000, 500, 2, 2.0), "map 500/2000 done, 2 failed, 250/s, ETA 6.0s")
+  t.eq(display.progress_text("map", 2000, 0, 0, 1.0), "map 0/2000 done, 0 failed, 0/s")
+  t.eq(display.progress_text("map", 100, 10, 0, 10), "map 10/100 done, 0 failed, 1/s, ETA 1m30s")
+  t.eq(display.progress_text("map", 2000, 2000, 2, 4.0, true), "map 2000/2000 done, 2 failed in 4.0s (500/s)")
+  t.eq(display.plural(1, "node"), "1 node")
+  t.eq(display.plural(3, "node"), "3 nodes")
+end)
+
+t.test("a wait takes a timeout", function()
+  local sched = require "sky.sched"
+  local core = require "skyhost.core"
+  t.eq({ within(10, function() return sched.await(sched.new_wait(), 0.05) end) }, { true, false })
+  t.eq(sched.await(core.sleep(0.01), 5), true)
 end)
 
 t.test("a closed pool refuses work", function()

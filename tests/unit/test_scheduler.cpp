@@ -15,8 +15,9 @@ namespace {
 struct FakeLink : Link {
   struct Sent {
     Msg type;
-    uint64_t task = 0;  // for kTask
-    uint64_t fn = 0;    // for kTask and kDef
+    uint64_t task = 0;        // for kTask and kCancel
+    uint64_t fn = 0;          // for kTask and kDef
+    uint64_t timeout_ms = 0;  // for kTask
   };
   std::vector<Sent> sent;
   bool closed = false;
@@ -32,6 +33,9 @@ struct FakeLink : Link {
       if (f.type == Msg::kTask) {
         s.task = r.get_u64();
         s.fn = r.get_u64();
+        s.timeout_ms = r.get_varint();
+      } else if (f.type == Msg::kCancel) {
+        s.task = r.get_u64();
       } else if (f.type == Msg::kDef) {
         s.fn = r.get_u64();
       }
@@ -43,19 +47,22 @@ struct FakeLink : Link {
   void kill() override { drop("killed"); }
   bool gone() const override { return is_gone; }
 
-  void ready() {
+  void ready(int executors = 1) {
     wire::Writer w;
     w.put_string("host");
     w.put_varint(1);
-    w.put_varint(1);
+    w.put_varint(static_cast<uint64_t>(executors));
     on_frame(wire::Frame{Msg::kReady, w.data()});
   }
   void result(uint64_t task, bool ok, const std::string& body = "") {
+    result(task, ok ? wire::Status::kOk : wire::Status::kFailed, body);
+  }
+  void result(uint64_t task, wire::Status status, const std::string& body = "") {
     wire::Writer w;
     w.put_u64(task);
-    w.put_u8(ok ? 1 : 0);
+    w.put_u8(static_cast<uint8_t>(status));
     w.put_u64(1000);
-    if (ok) {
+    if (status == wire::Status::kOk) {
       w.put_raw(body.data(), body.size());
     } else {
       w.put_string("boom");
@@ -69,10 +76,10 @@ struct FakeLink : Link {
     is_gone = true;
     on_closed(why);
   }
-  std::vector<uint64_t> tasks() const {
+  std::vector<uint64_t> tasks(Msg type = Msg::kTask) const {
     std::vector<uint64_t> out;
     for (auto& s : sent) {
-      if (s.type == Msg::kTask) out.push_back(s.task);
+      if (s.type == type) out.push_back(s.task);
     }
     return out;
   }
@@ -287,7 +294,90 @@ TEST_CASE("when every node is lost, queued work fails instead of waiting", "[sch
   auto done = f.poll();
   REQUIRE(std::count(done.begin(), done.end(), f.sched->batch(waiting).wait) == 1);
   wire::Reader r(f.sched->outcome(queued)->payload);
-  REQUIRE(std::string(r.get_string()) == "no nodes left in the pool (last lost: gone)");
+  REQUIRE(std::string(r.get_string()) == "no live nodes left in the pool (node 0: gone)");
+}
+
+TEST_CASE("a task for a pool whose nodes are all lost fails at once, naming why", "[scheduler]") {
+  Fixture f(2, Scheduler::Options{0, 1, 0, 0});
+  f.all_ready();
+  f.links[0]->drop("worker killed by signal 9");
+  f.links[1]->drop("connection reset");
+  REQUIRE(f.sched->alive_count() == 0);
+  REQUIRE(f.sched->lost_reason(1) == "connection reset");
+  BatchId b = f.sched->new_batch();
+  TaskId t = f.sched->submit(b, f.sched->define("fn"), "");
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  wire::Reader r(f.sched->outcome(t)->payload);
+  REQUIRE(std::string(r.get_string()) ==
+          "no live nodes left in the pool (node 0: worker killed by signal 9; node 1: connection "
+          "reset)");
+}
+
+TEST_CASE("a task's timeout travels with it; a timed-out task fails without a retry",
+          "[scheduler]") {
+  Fixture f(2, Scheduler::Options{0, 1, 0, 3});
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  TaskId t = f.sched->submit(b, f.sched->define("fn"), "", -1, 1500);
+  f.sched->flush();
+  FakeLink* runner = f.links[0]->tasks().empty() ? f.links[1] : f.links[0];
+  REQUIRE(runner->sent.back().timeout_ms == 1500);
+  runner->result(t, wire::Status::kTimedOut);
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  REQUIRE(f.sched->outcome(t)->status == wire::Status::kTimedOut);
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks().size() + f.links[1]->tasks().size() == 1);
+}
+
+TEST_CASE("releasing a batch cancels its running tasks on their nodes", "[scheduler]") {
+  Fixture f(1, Scheduler::Options{0, 1, 0, 1});
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  TaskId running = f.sched->submit(b, fn, "");
+  f.sched->submit(b, fn, "");
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks() == std::vector<uint64_t>{running});
+  f.sched->release(b);  // the script stopped waiting (an interrupt, an error)
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks(Msg::kCancel) == std::vector<uint64_t>{running});
+  REQUIRE(f.links[0]->tasks().size() == 1);  // the queued one never goes out
+  // The node answers with a cancelled Result, which frees its place for new work.
+  f.links[0]->result(running, wire::Status::kCancelled);
+  BatchId next = f.sched->new_batch();
+  TaskId t = f.sched->submit(next, fn, "");
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks().back() == t);
+}
+
+TEST_CASE("a batch that collects every outcome does not stop at a failure", "[scheduler]") {
+  Fixture f(1, Scheduler::Options{0, 1, 0, 1});
+  f.all_ready();
+  BatchId b = f.sched->new_batch(0, true);
+  ClosureId fn = f.sched->define("fn");
+  TaskId t1 = f.sched->submit(b, fn, "");
+  TaskId t2 = f.sched->submit(b, fn, "");
+  f.sched->flush();
+  f.links[0]->result(t1, false);
+  REQUIRE_FALSE(f.completed(f.sched->batch(b).wait));
+  REQUIRE(f.sched->batch(b).failures == 1);
+  f.sched->flush();
+  f.links[0]->result(t2, true, std::string(1, '\0'));
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  REQUIRE_FALSE(f.sched->outcome(t1)->ok);
+  REQUIRE(f.sched->outcome(t2)->ok);
+}
+
+TEST_CASE("with concurrency 0 each node's window follows the executors it reports", "[scheduler]") {
+  Fixture f(2, Scheduler::Options{0, 0, 1, 1});
+  f.links[0]->ready(3);
+  f.links[1]->ready(1);
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  for (int i = 0; i < 20; i++) f.sched->submit(b, fn, "");
+  f.sched->flush();
+  REQUIRE(f.links[0]->tasks().size() == 4);  // 3 executors + 1 prefetched
+  REQUIRE(f.links[1]->tasks().size() == 2);
 }
 
 TEST_CASE("a batch limit caps how many of its tasks run at once", "[scheduler]") {
