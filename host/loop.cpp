@@ -21,9 +21,11 @@ struct Loop::Sleep {
 
 Loop::~Loop() {
   if (signal_loop_ == this) {
+    // The program is ending (the loop lives as long as it): a Ctrl-C now, after the teardown,
+    // must not turn the script's exit status into a death by signal.
     signal_loop_ = nullptr;
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGTERM, SIG_IGN);
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
   for (auto& [id, s] : sleeps_) {
