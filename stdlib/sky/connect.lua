@@ -118,7 +118,7 @@ local function _bootstrap(pool, node, inst, emit)
     r = _await(s, s:upload(core.worker_path(), remote, tonumber("755", 8)))
     if not r.ok then fail("uploading the worker", r) end
   end
-  local pool_dir = ".skyhost/pools/" .. pool.name
+  local pool_dir = ".skyhost/pools/" .. pool.uid
   local image = pool.opts.image or {}
   for _, st in ipairs(M.image_steps(image, pool_dir)) do
     phase(st[1])

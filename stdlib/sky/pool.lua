@@ -78,15 +78,29 @@ local function _emit(self, type_, fields)
   events.deliver(self, ev)
 end
 
+local function _random_hex(bytes)
+  local f = io.open("/dev/urandom", "rb")
+  local raw = f and f:read(bytes)
+  if f then f:close() end
+  if not raw or #raw < bytes then
+    raw = string.pack("<i4i4", core.pid(), math.random(0, 0x7fffffff)):sub(1, bytes)
+  end
+  return (raw:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
 --- sky.compute{...}: a ready pool. Raises, having destroyed whatever it created, if it cannot.
 function M.compute(opts)
   opts = _check_options(opts)
   _last_id = _last_id + 1
   local pub, priv = require("skyhost.ssh").keygen("skyhost-pool")
+  local name = opts.name or ("pool-" .. _last_id)
   local self = setmetatable({
     ssh_key = { public = pub, private = priv },  -- the pool's own key, for machines it creates
     id = _last_id,
-    name = opts.name or ("pool-" .. _last_id),
+    name = name,
+    -- Unique across processes and hosts (two scripts on one machine both have a "pool-1"):
+    -- names what a pool leaves on a shared node, such as its scratch directory there.
+    uid = name:gsub("[^%w%-_.]", "_") .. "-" .. _random_hex(6),
     opts = opts,
     nodes = opts.nodes or (type(opts.provider) == "table" and opts.provider.default_nodes) or 1,
     ttl = opts.ttl or 600,

@@ -58,6 +58,24 @@ elseif mode == "lose-node" then
   end
   print("RESULTS " .. table.concat(out, " "))
   print("LOST " .. table.concat(lost, "; "))
+elseif mode == "scratch" then
+  -- The pool's scratch directory on its node; with HOLD, kept busy until a line on stdin.
+  local dir = sky.fn(function()
+    local d = os.getenv("SKYHOST_POOL_DIR")
+    local f = assert(io.open(d .. "/mine", "w"))
+    f:write("x")
+    f:close()
+    return d
+  end)() >> pool
+  print("DIR " .. dir)
+  io.stdout:flush()
+  if os.getenv("HOLD") then io.read("l") end
+  local still = sky.fn(function()
+    local f = io.open(os.getenv("SKYHOST_POOL_DIR") .. "/mine")
+    if f then f:close() end
+    return f ~= nil
+  end)() >> pool
+  print("STILL " .. tostring(still))
 elseif mode == "hang" then
   report_pids()
   local _ = sky.fn(function() os.execute("sleep 600") end)() >> pool

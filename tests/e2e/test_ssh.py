@@ -187,6 +187,33 @@ try:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
 
+    @case("two scripts' pools on one host keep their own scratch directories")
+    def _():
+        # Both pools are called "pool-1": the directory must not be named after that.
+        a = subprocess.Popen([SKYHOST, SCRIPT, "scratch"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(ENV, HOSTS=ip(8), HOLD="1"))
+        try:
+            line = a.stdout.readline()
+            assert line.startswith("DIR "), line + a.stderr.read()
+            b = run("scratch", [ip(8)])
+            assert b.returncode == 0, b.stderr
+            assert "STILL true" in b.stdout, b.stdout
+            theirs = re.search(r"DIR (\S+)", b.stdout).group(1)
+            assert theirs != line.split()[1], "both pools got the scratch directory " + theirs
+            a.stdin.write("\n")
+            a.stdin.flush()
+            out, err = a.communicate(timeout=60)
+            assert a.returncode == 0, err
+            assert "STILL true" in out, "the other pool removed this one's files: " + out
+        finally:
+            if a.poll() is None:
+                a.kill()
+                a.wait()
+        no_workers_left([8])
+        r = on_host(8, "ls -d .skyhost/pools/* 2>/dev/null | wc -l")
+        assert r.stdout.strip() == "0", "a scratch directory outlived its pool"
+
     @case("put and get of a 100 MiB file on two nodes")
     def _():
         with tempfile.TemporaryDirectory() as d:
