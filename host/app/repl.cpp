@@ -20,8 +20,10 @@ std::string history_path() {
 }  // namespace
 
 int run_repl(Runtime& rt) {
-  std::printf("skyhost %s — Lua 5.4 with `sky`. Ctrl-D or Ctrl-C to quit (pools are torn down).\n",
-              SKYHOST_VERSION);
+  std::printf(
+      "skyhost %s — Lua 5.4 with `sky`. Ctrl-D or Ctrl-C to quit (pools are torn down); Ctrl-C "
+      "in an unfinished entry drops it.\n",
+      SKYHOST_VERSION);
   std::string hist = history_path();
   using_history();
   read_history(hist.c_str());
@@ -32,7 +34,11 @@ int run_repl(Runtime& rt) {
     if (rt.interrupts() != seen) {  // Ctrl-C at the prompt
       std::free(line);
       std::printf("\n");
-      break;
+      if (pending.empty()) break;
+      // In a half-typed multi-line entry it only drops that entry.
+      pending.clear();
+      seen = rt.interrupts();
+      continue;
     }
     if (line == nullptr) {  // Ctrl-D
       std::printf("\n");

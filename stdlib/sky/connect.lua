@@ -132,6 +132,22 @@ local function _bootstrap(pool, node, inst, emit)
   return s, cmd
 end
 
+--- Local nodes share this machine's cores: each runs one executor per core unless the pool
+--- says otherwise. Far more workers or executors than cores only adds threads and memory, so
+--- say so (once per pool) rather than silently start thousands of them.
+function M.warn_local(pool, local_nodes)
+  local n = 0
+  for _ in pairs(local_nodes) do n = n + 1 end
+  if n == 0 then return end
+  local cores = core.cores()
+  local executors = n * (pool.opts.concurrency or cores)
+  if n > 4 * cores or executors > 64 * cores then
+    io.stderr:write(("skyhost: warning: pool '%s' starts %d local workers (%d executor threads) "
+      .. "on a %d-core machine; fewer nodes or a lower concurrency would run as fast\n")
+      :format(pool.name, n, executors, cores))
+  end
+end
+
 --- Starts a worker on every instance of the pool; returns when each has been handed to the
 --- pool (readiness is awaited by the pool).
 function M.start_all(pool, emit)
@@ -158,6 +174,7 @@ function M.start_all(pool, emit)
       errors.raise("BadInstance", ("instance %s has neither an ip nor transport = \"local\""):format(inst.id))
     end
   end
+  M.warn_local(pool, local_nodes)
   -- Workers join the pool in node order, so node i is the pool's node i.
   for i = 1, #pool.instances do
     if local_nodes[i] then

@@ -50,6 +50,22 @@ end
 
 function Fn.__tostring(self) return "sky.fn(" .. self.name .. ")" end
 
+--- The error for `x >> pool` when x is not a pending task: what to write instead.
+function M.not_pending(x, op)
+  if getmetatable(x) == Fn then
+    errors.raise("BadArgument", ("left side of %s is a sky.fn that was not called: write "
+      .. "f(args) %s pool (the call makes the task)"):format(op, op))
+  end
+  errors.raise("BadArgument", ("left side of %s must be a pending task, such as f(x) %s pool "
+    .. "with f = sky.fn(function(x) ... end); got %s"):format(op, op, type(x)))
+end
+
+-- `f >> pool` with f not called.
+function Fn.__shr(f, pool)
+  if getmetatable(f) == Fn then M.not_pending(f, ">>") end
+  errors.raise("BadPool", ("right side of >> must be a pool (sky.compute{...}), got %s"):format(type(pool)))
+end
+
 -- `pending >> pool`: the task's first return value (Lua keeps one value of an operator);
 -- pool:run(pending) returns all of them.
 function Pending.__shr(p, pool)

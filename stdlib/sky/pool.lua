@@ -427,6 +427,13 @@ end
 --- Handler for events of this pool: name is "*" or an event type, "TaskCompleted" or
 --- "task_completed".
 function Pool:on(name, fn)
+  if type(name) ~= "string" then
+    errors.raise("BadArgument", ("pool:on: expected an event name, got %s"):format(type(name)))
+  end
+  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    errors.raise("BadArgument", ("pool:on: expected a function to call with each event, got %s")
+      :format(type(fn)))
+  end
   events.subscribe(self, name, fn)
   if self.core then self.core:set_task_events(events.wants_task_events(self)) end
   return self
@@ -484,6 +491,11 @@ function Pool:close()
 end
 
 Pool.__close = function(self) self:close() end
+
+-- `5 >> pool`, `f >> pool` (f not called): the left side has no __shr, so Lua asks the pool.
+function Pool.__shr(x, pool)
+  require("sky.fn").not_pending(x, ">>")
+end
 
 function Pool.__tostring(self)
   local nodes = display.plural(self.nodes, "node")

@@ -161,6 +161,22 @@ def _(home):
     assert not any(alive(p) for p in pids), pids
 
 
+@with_home("Ctrl-C in a half-typed multi-line entry drops it, as lua does")
+def _(home):
+    r = Repl(home)
+    r.read_until("sky> ")
+    r.line("function f(x)")
+    r.read_until(">> ")
+    r.line("  return x +")
+    r.read_until(">> ")
+    r.send("\x03")
+    r.read_until("sky> ")
+    r.line("40 + 2")
+    assert "42" in r.read_until("sky> ")
+    r.send("\x04")
+    assert r.wait_exit() == 0
+
+
 @with_home("Ctrl-C stops a running task on its node: the executor is free again")
 def _(home):
     r = Repl(home)

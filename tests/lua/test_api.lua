@@ -337,6 +337,13 @@ t.test("a global of the script used remotely gets a hint", function()
   rawset(_G, "helper_only_here", nil)
 end)
 
+t.test("mistakes on the left of >> say what to write", function()
+  local sq = sky.fn(function(x) return x * x end)
+  t.raises(function() return sq >> pool end, "test_api.lua:%d+: left side of >> is a sky.fn that was not called: write f%(args%) >> pool")
+  t.raises(function() return 5 >> pool end, "test_api.lua:%d+: left side of >> must be a pending task, such as f%(x%) >> pool")
+  t.raises(function() return pool:run(sq) end, "a sky.fn: call it")
+end)
+
 t.test("bad map options and arguments are errors on the caller's line", function()
   t.raises(function() local r = pool:map(add, { 1 }, { concurrency = 0 }) return r end,
     "test_api.lua:%d+: pool:map: option 'concurrency' must be at least 1, got 0")
@@ -344,6 +351,7 @@ t.test("bad map options and arguments are errors on the caller's line", function
     "test_api.lua:%d+: pool:map: item 1: cannot send userdata")
   t.raises(function() local r = add(io.stdout, 1) >> pool return r end,
     "test_api.lua:%d+: task 1: cannot send userdata")
+  t.raises(function() pool:on("log", 42) end, "pool:on: expected a function to call with each event, got number")
 end)
 
 t.test("executors per node follow the node's cores", function()
@@ -352,6 +360,15 @@ t.test("executors per node follow the node's cores", function()
   local fixed <close> = sky.compute { nodes = 1, concurrency = 3, display = "quiet" }
   t.eq(fixed:nodes_info()[1].executors, 3)
   t.eq(tostring(fixed):match("1 node,") ~= nil, true)
+  -- Far more local workers than cores: a warning, not silence.
+  local said = {}
+  local real = io.stderr
+  io.stderr = { write = function(_, ...) for _, s in ipairs({ ... }) do said[#said + 1] = s end end }
+  local ok, e = pcall(require("sky.connect").warn_local, { name = "big", opts = {} },
+    setmetatable({}, { __pairs = function() local i = 0 return function() i = i + 1 if i <= 1000 then return i, true end end end }))
+  io.stderr = real
+  t.ok(ok, tostring(e))
+  t.ok(table.concat(said):find("starts 1000 local workers"), table.concat(said))
 end)
 
 t.test("progress of a running batch: done/total, failures, rate, ETA", function()
