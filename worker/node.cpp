@@ -1,16 +1,12 @@
 #include "worker/node.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -21,6 +17,7 @@
 #include <vector>
 
 #include "bindings/codec.hpp"
+#include "worker/gpu.hpp"
 
 namespace skyworker {
 
@@ -31,13 +28,6 @@ using skyhost::wire::Writer;
 
 constexpr double kGiB = 1024.0 * 1024 * 1024;
 
-struct Gpu {
-  std::string name;
-  double memory_gb = 0;  // total, GiB
-  double util = 0;       // percent
-  double used_gb = 0;
-};
-
 struct Facts {
   int cpu_count = 0;
   double memory_gb = 0;
@@ -45,105 +35,12 @@ struct Facts {
 };
 
 Facts g_facts;
-std::string g_smi;  // nvidia-smi, where the NVIDIA driver installed it; "" without one
 
-std::string find_on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    std::string p = (dir.empty() ? "." : dir) + "/" + name;
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
-}
-
-/// Runs argv[0] (a path) and returns its stdout; "" if it fails or takes over 10 seconds.
-std::string run_capture(const std::vector<std::string>& args) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return "";
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  pid_t pid = fork();
-  if (pid == 0) {
-    setpgid(0, 0);
-    dup2(devnull, 0);
-    dup2(p[1], 1);
-    dup2(devnull, 2);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(p[1]);
-  if (devnull >= 0) close(devnull);
-  std::string out;
-  if (pid > 0) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    char buf[4096];
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      pollfd pf{p[0], POLLIN, 0};
-      if (left.count() <= 0 || poll(&pf, 1, static_cast<int>(left.count())) == 0) {
-        kill(-pid, SIGKILL);
-        out.clear();
-        break;
-      }
-      ssize_t n = read(p[0], buf, sizeof buf);
-      if (n > 0) {
-        out.append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        break;
-      }
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) out.clear();
-  }
-  close(p[0]);
-  return out;
-}
-
-std::string trim(std::string s) {
-  size_t b = s.find_first_not_of(" \t\r");
-  size_t e = s.find_last_not_of(" \t\r");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-/// A field nvidia-smi printed as a number; "[N/A]" and the like count as 0.
+/// The number a text starts with; 0 if it does not start with one.
 double number(const std::string& s) {
   char* end = nullptr;
   double v = std::strtod(s.c_str(), &end);
   return end == s.c_str() ? 0 : v;
-}
-
-/// Lines of `index, name, memory.total [MiB], utilization.gpu [%], memory.used [MiB]`.
-std::vector<Gpu> parse_nvidia_smi(const std::string& csv) {
-  std::vector<Gpu> gpus;
-  std::stringstream lines(csv);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::vector<std::string> f;
-    std::stringstream fields(line);
-    std::string x;
-    while (std::getline(fields, x, ',')) f.push_back(trim(x));
-    if (f.size() < 5 || f[1].empty()) continue;
-    Gpu g;
-    g.name = f[1];
-    g.memory_gb = number(f[2]) * 1024 * 1024 / kGiB;
-    g.util = number(f[3]);
-    g.used_gb = number(f[4]) * 1024 * 1024 / kGiB;
-    gpus.push_back(std::move(g));
-  }
-  return gpus;
-}
-
-std::vector<Gpu> query_gpus() {
-  if (g_smi.empty()) return {};
-  return parse_nvidia_smi(
-      run_capture({g_smi, "--query-gpu=index,name,memory.total,utilization.gpu,memory.used",
-                   "--format=csv,noheader,nounits"}));
 }
 
 /// A field of /proc/meminfo, in bytes.
@@ -180,7 +77,6 @@ void read_facts() {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   g_facts.cpu_count = n > 0 ? static_cast<int>(n) : 1;
   g_facts.memory_gb = meminfo(slurp("/proc/meminfo"), "MemTotal:") / kGiB;
-  g_smi = find_on_path("nvidia-smi");
   g_facts.gpus = query_gpus();
 }
 

@@ -1,5 +1,5 @@
 # What tasks, their children and their commands print, as a user sees it; node facts and metrics
-# with a stand-in nvidia-smi (tests/support/fake-gpu: a parser test, not a GPU test).
+# with a stand-in NVML (tests/support/fake_nvml.cpp: our side of the interface, not a GPU test).
 
 $ skyhost -e 'local p <close> = sky.compute{display = "quiet"}; local _ = sky.fn(function() print("a\nb"); io.stderr:write("e\n"); os.execute("echo child; echo child-err >&2"); io.write("partial") end)() >> p'
 
@@ -29,16 +29,16 @@ node 1: exit status 5
 $ skyhost -e 'local i = sky.fn(function() return sky.instance_info() end)() >> sky.compute{display = "quiet"}; print(i.gpu_count, i.gpu_model, i.gpu_memory_gb, i.cpu_count > 0, i.memory_gb > 0)'
 0	nil	0.0	true	true
 
-$ PATH=$PWD/tests/support/fake-gpu:$PATH skyhost -e 'local p <close> = sky.compute{display = "quiet"}; local i = sky.fn(function() return sky.instance_info() end)() >> p; print(i.gpu_count, i.gpu_model, ("%.2f"):format(i.gpu_memory_gb))'
+$ LD_LIBRARY_PATH=$(dirname $(command -v skyhost))/fake-nvml skyhost -e 'local p <close> = sky.compute{display = "quiet"}; local i = sky.fn(function() return sky.instance_info() end)() >> p; print(i.gpu_count, i.gpu_model, ("%.2f"):format(i.gpu_memory_gb))'
 2	NVIDIA H100 80GB HBM3	79.65
 
-$ PATH=$PWD/tests/support/fake-gpu:$PATH skyhost -e 'local p <close> = sky.compute{display = "quiet", metrics_interval = 0.05}; local m = {}; p:on("metric", function(ev) m[ev.name] = ("%.1f %s"):format(ev.value, ev.unit) end); while not m["gpu1.memory"] do sky.sleep(0.02) end; print(m["gpu0.util"], m["gpu0.memory"], m["gpu1.util"], m["gpu1.memory"])'
+$ LD_LIBRARY_PATH=$(dirname $(command -v skyhost))/fake-nvml skyhost -e 'local p <close> = sky.compute{display = "quiet", metrics_interval = 0.05}; local m = {}; p:on("metric", function(ev) m[ev.name] = ("%.1f %s"):format(ev.value, ev.unit) end); while not m["gpu1.memory"] do sky.sleep(0.02) end; print(m["gpu0.util"], m["gpu0.memory"], m["gpu1.util"], m["gpu1.memory"])'
 35.0 %	1.0 GB	0.0 %	0.0 GB
 
-$ PATH=$PWD/tests/support/fake-gpu:$PATH skyhost -e 'local p <close> = sky.compute{display = "log", metrics_interval = 0.05}; local n = 0; p:on("metric", function() n = n + 1 end); while n < 7 do sky.sleep(0.02) end' 2>&1 | grep "node 0 cpu" | sed -n 1p
+$ LD_LIBRARY_PATH=$(dirname $(command -v skyhost))/fake-nvml skyhost -e 'local p <close> = sky.compute{display = "log", metrics_interval = 0.05}; local n = 0; p:on("metric", function() n = n + 1 end); while n < 7 do sky.sleep(0.02) end' 2>&1 | grep "node 0 cpu" | sed -n 1p
 \d\d:\d\d:\d\d\.\d{3} pool-1 node 0 cpu \d+% mem [\d.]+ GB load [\d.]+ gpu0 35% 1\.0 GB gpu1 0% 0\.0 GB (re)
 
-$ PATH=$PWD/tests/support/fake-gpu:$PATH skyhost -e 'local p <close> = sky.compute{display = "quiet", nodes = 2}; for _, r in ipairs(p:torchrun("train.py", {launcher = "echo", args = {"a b", 3}})) do io.write(r.stdout) end'
+$ LD_LIBRARY_PATH=$(dirname $(command -v skyhost))/fake-nvml skyhost -e 'local p <close> = sky.compute{display = "quiet", nodes = 2}; for _, r in ipairs(p:torchrun("train.py", {launcher = "echo", args = {"a b", 3}})) do io.write(r.stdout) end'
 --nnodes=2 --node_rank=0 --nproc_per_node=2 --master_addr=127.0.0.1 --master_port=\d+ train.py a b 3 (re)
 --nnodes=2 --node_rank=1 --nproc_per_node=2 --master_addr=127.0.0.1 --master_port=\d+ train.py a b 3 (re)
 
