@@ -154,7 +154,9 @@ local function _redraw()
     for _, bar in pairs(_bars) do
       if bar.pool.display == "spinner" then
         bar.frame = bar.frame % #FRAMES + 1
-        io.stderr:write("\r\27[K", ("%s %s: %s"):format(FRAMES[bar.frame], bar.pool.name, _bar_text(bar)))
+        local m = M.metrics_summary(bar.pool)  -- the nodes' load beside the batch's progress
+        io.stderr:write("\r\27[K", ("%s %s: %s%s"):format(FRAMES[bar.frame], bar.pool.name,
+          _bar_text(bar), m and (" — " .. m) or ""))
         _live = true
       end
     end

@@ -1,5 +1,6 @@
 # What tasks, their children and their commands print, as a user sees it; node facts and metrics
-# with a stand-in NVML (tests/support/fake_nvml.cpp: our side of the interface, not a GPU test).
+# with a stand-in NVML (tests/support/fake_nvml.cpp: our side of the interface, not a GPU test);
+# the spinner (on a terminal, through script(1)) with the nodes' load beside a map's progress.
 
 $ skyhost -e 'local p <close> = sky.compute{display = "quiet"}; local _ = sky.fn(function() print("a\nb"); io.stderr:write("e\n"); os.execute("echo child; echo child-err >&2"); io.write("partial") end)() >> p'
 
@@ -44,3 +45,5 @@ $ LD_LIBRARY_PATH=$(dirname $(command -v skyhost))/fake-nvml skyhost -e 'local p
 
 $ skyhost -e 'local p <close> = sky.compute{display = "quiet"}; for _, r in ipairs(p:torchrun("train.py", {launcher = "echo", nproc_per_node = 4})) do io.write(r.stdout) end'
 --nnodes=1 --node_rank=0 --nproc_per_node=4 --master_addr=127.0.0.1 --master_port=\d+ train.py (re)
+$ script -qec "skyhost -e 'local p <close> = sky.compute{display = \"spinner\", metrics_interval = 0.05}; p:map(sky.fn(function(x) local t = os.clock(); while os.clock() - t < 0.3 do end; return x end), {1, 2, 3, 4, 5, 6})'" /dev/null | tr '\r' '\n' | grep -a -m1 -o "map [0-9]/6 done.* cpu [0-9]*% mem [0-9.]* GB"
+map \d/6 done, \d failed, .* — cpu \d+% mem [\d.]+ GB (re)
