@@ -27,11 +27,17 @@ namespace {
 // Read inside the signal handler, which may run on another thread than the one clearing it.
 std::atomic<Context*> g_signal_ctx{nullptr};
 
-void interrupt_hook(lua_State* L, lua_Debug* ar) {
+/// Stops the running script code with the same structured error an interrupted wait raises
+/// (sky.errors: code "Interrupted", blamed on the user's line), so that there is one shape to
+/// recognise. Taken from package.loaded rather than through `require`, which a script may replace.
+void interrupt_hook(lua_State* L, lua_Debug*) {
   lua_sethook(L, nullptr, 0, 0);
-  lua_getinfo(L, "Sl", ar);
-  if (ar->currentline > 0) luaL_error(L, "%s:%d: interrupted", ar->short_src, ar->currentline);
-  luaL_error(L, "interrupted");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "sky.errors") == LUA_TTABLE &&
+      lua_getfield(L, -1, "interrupted") == LUA_TFUNCTION && lua_pcall(L, 0, 1, 0) == LUA_OK) {
+    lua_error(L);
+  }
+  luaL_error(L, "interrupted");  // sky.errors not loaded: nothing of sky is running either
 }
 
 /// Runs inside the signal handler: only async-signal-safe work. Like the `lua` program, it sets

@@ -88,9 +88,9 @@ function M.within(timeout, late, fn, ...)
   return nil, "timeout"
 end
 
---- Whether an error is an interrupt (Ctrl-C, SIGTERM), structured or from the signal hook.
+--- Whether an error is an interrupt (Ctrl-C, SIGTERM).
 function M.is_interrupt(err)
-  return errors.is(err, "Interrupted") or (type(err) == "string" and err:find("interrupted$") ~= nil)
+  return errors.is(err, "Interrupted")
 end
 
 local FAILURE = {} -- marks failure tables raised inside the attempt's own steps

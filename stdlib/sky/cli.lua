@@ -7,7 +7,7 @@ local sched = require "sky.sched"
 local M = { verbose = false }
 
 local function _exit_code(err)
-  if errors.is(err, "Interrupted") or (type(err) == "string" and err:find("interrupted$")) then
+  if errors.is(err, "Interrupted") then
     local _, sig = core.interrupts()
     return 128 + (sig ~= 0 and sig or 2)
   end

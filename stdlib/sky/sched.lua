@@ -290,6 +290,8 @@ end
 function M.run(fn, ...)
   local task = M.spawn(fn, ...)
   while not task.done do M.step(true) end
+  -- A signal only the hook saw (script code that never waited caught its error) still counts.
+  _interrupted()
   _close_parked()
   if task.err ~= nil then return false, task.err, task.traceback end
   return true, table.unpack(task.results, 1, task.results.n)

@@ -97,6 +97,10 @@ case_run("SIGINT while waiting for a task", "task", signal.SIGINT, rc=130,
 case_run("SIGTERM while waiting for a task", "task", signal.SIGTERM, rc=143, min_kids=1)
 case_run("SIGINT while Lua code is busy", "busy", signal.SIGINT, rc=130, stderr=r"interrupted")
 case_run("SIGTERM while Lua code is busy", "busy", signal.SIGTERM, rc=143)
+case_run("SIGINT caught by busy Lua code: a structured error, and still 130", "busy-pcall",
+         signal.SIGINT, rc=130, stderr=r"caught Interrupted")
+case_run("SIGTERM caught by busy Lua code: still 143", "busy-pcall", signal.SIGTERM, rc=143,
+         stderr=r"caught Interrupted")
 case_run("second Ctrl-C does not skip teardown", "task", signal.SIGINT, sigs=3, rc=130)
 case_run("SIGINT with a pool in a spawned coroutine", "spawned", signal.SIGINT, rc=130)
 case_run("SIGTERM to a script that wraps every call in pcall and retries", "pcall",
