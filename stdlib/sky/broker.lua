@@ -173,20 +173,19 @@ local function _cluster(search, s)
     scope = blocklist.scope_of(err, "provider"), err = err }
 end
 
--- Tears down every prepared cluster except `keep`'s provider; first error kept.
+-- Tears down every prepared cluster except `keep`'s provider; returns the first error.
 local function _teardown(search, keep)
-  local first
+  local cleanups = errors.cleanups()
   local remaining = {}
   for _, p in ipairs(search.prepared) do
     if p.prov == keep then
       remaining[#remaining + 1] = p
     else
-      local ok, err = pcall(p.prov.teardown, p.prov, p.cluster)
-      if not ok and first == nil then first = err end
+      cleanups:run(p.prov.teardown, p.prov, p.cluster)
     end
   end
   search.prepared = remaining
-  return first
+  return cleanups.first
 end
 
 local function _wait_stragglers(search, grace)
@@ -371,19 +370,14 @@ end
 function M.release(pool)
   local search = pool._search
   if not search then return end
-  local first_err
-  local function try(f, ...)
-    local ok, e = pcall(f, ...)
-    if not ok and first_err == nil then first_err = e end
-  end
-  try(_wait_stragglers, search, M.STRAGGLER_GRACE)
+  local cleanups = errors.cleanups()
+  cleanups:run(_wait_stragglers, search, M.STRAGGLER_GRACE)
   for _, g in ipairs(search.ledger:live()) do
-    try(attempt.terminate, search, g.prov, g.cluster, g.ids)
+    cleanups:run(attempt.terminate, search, g.prov, g.cluster, g.ids)
   end
-  local err = _teardown(search, nil)
-  if err ~= nil and first_err == nil then first_err = err end
-  try(_cost_summary, pool, search)
-  if first_err ~= nil then error(first_err, 0) end
+  cleanups:note(_teardown(search, nil))
+  cleanups:run(_cost_summary, pool, search)
+  cleanups:raise()
 end
 
 return M

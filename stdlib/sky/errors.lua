@@ -47,6 +47,27 @@ function M.interrupted()
   return M.new("Interrupted", "interrupted")
 end
 
+--- Cleanups that must all run, whatever the others do: `cleanups:run(fn, ...)` calls fn in
+--- protected mode and keeps the first error (`cleanups.first`), `cleanups:note(err)` keeps err if
+--- it is the first, `cleanups:raise()` raises the first error, if any, once every cleanup ran.
+local Cleanups = {}
+Cleanups.__index = Cleanups
+
+function Cleanups:run(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then self:note(err) end
+end
+
+function Cleanups:note(err)
+  if err ~= nil and self.first == nil then self.first = err end
+end
+
+function Cleanups:raise()
+  if self.first ~= nil then error(self.first, 0) end
+end
+
+function M.cleanups() return setmetatable({}, Cleanups) end
+
 --- Text of any error value.
 function M.message(e)
   if type(e) == "string" then return e end

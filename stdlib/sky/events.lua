@@ -2,6 +2,7 @@
 -- TaskCompleted), worker output (Log). Handlers run from the driver, never inside a libuv
 -- callback; a failing handler is reported and the others still run.
 local core = require "skyhost.core"
+local errors = require "sky.errors"
 local display = require "sky.display"
 local sched = require "sky.sched"
 
@@ -22,7 +23,8 @@ function M.normalize(name)
   if name == "*" or _known[name] then return name end
   local camel = name:gsub("^%l", string.upper):gsub("_(%l)", string.upper)
   if _known[camel] then return camel end
-  error(("unknown event '%s' (events: %s)"):format(name, table.concat(M.TYPES, ", ")), 3)
+  errors.raise("BadArgument",
+    ("unknown event '%s' (events: %s)"):format(name, table.concat(M.TYPES, ", ")))
 end
 
 function M.attach(pool, mode)

@@ -9,6 +9,7 @@ local pool = require "sky.pool"
 local sched = require "sky.sched"
 local scope = require "sky.scope"
 local shard = require "sky.common.shard"
+shard.fail = function(message) errors.raise("BadArgument", message) end
 local accelerators = require "sky.accelerators"
 local catalog = require "sky.catalog"
 local clouds = require "sky.clouds"

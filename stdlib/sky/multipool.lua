@@ -15,12 +15,9 @@ Group.__index = Group
 
 --- Closes every pool of the group; raises the first error after trying all.
 function Group:close()
-  local first
-  for i = #self, 1, -1 do
-    local ok, err = pcall(self[i].close, self[i])
-    if not ok and first == nil then first = err end
-  end
-  if first ~= nil then error(first, 0) end
+  local cleanups = errors.cleanups()
+  for i = #self, 1, -1 do cleanups:run(self[i].close, self[i]) end
+  cleanups:raise()
 end
 Group.__close = Group.close
 

@@ -495,25 +495,21 @@ function Pool:close()
   self.state = "draining"
   self._closer = coroutine.running()
   if not resumed then _emit(self, "ClusterDraining", { reason = self.closed_reason }) end
-  local first_err
-  local function try(f, ...)
-    local ok, e = pcall(f, ...)
-    if not ok and first_err == nil then first_err = e end
-  end
+  local cleanups = errors.cleanups()
   if self.core then
     -- A budget stop gives running tasks no time: every second is billed.
     local grace = self.stop_grace or 5
-    if not resumed then try(function() sched.await_always(self.core:shutdown(grace)) end) end
+    if not resumed then cleanups:run(function() sched.await_always(self.core:shutdown(grace)) end) end
     self.core:destroy()  -- kills anything the grace period did not end
   end
   connect.close_sessions(self)
-  try(broker.release, self)
+  cleanups:run(broker.release, self)
   self.state = "destroyed"
   _open[self.id] = nil
   _emit(self, "ClusterDestroyed", { seconds = core.now() - self.started, reason = self.closed_reason })
   events.detach(self)
   for w in pairs(self._waits) do sched.complete(w) end  -- waiting callers get PoolClosed
-  if first_err ~= nil then error(first_err, 0) end
+  cleanups:raise()
 end
 
 Pool.__close = function(self) self:close() end

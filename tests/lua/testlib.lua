@@ -3,10 +3,12 @@
 --
 --   local t = require "testlib"
 --   t.test("adds", function() t.eq(1 + 1, 2) end)
---   t.done()   -- prints "N passed, M failed", exits non-zero on failure
+--   t.skip("why")  -- inside a test: ends it, counted and listed as skipped (never as passed)
+--   t.done()   -- prints "N passed, M failed, K skipped", exits non-zero on failure
 local M = {}
 
-local _passed, _failed = 0, 0
+local _passed, _failed, _skipped = 0, 0, 0
+local SKIP = setmetatable({}, { __name = "testlib.skip" })
 
 local function _show(v, depth)
   depth = depth or 0
@@ -70,18 +72,26 @@ end
 
 --- Runs one test; a failure is reported and counted, and the remaining tests still run.
 function M.test(name, fn)
-  local ok, err = xpcall(fn, debug.traceback)
+  local ok, err = xpcall(fn, function(e) return rawequal(e, SKIP) and e or debug.traceback(e) end)
   if ok then
     _passed = _passed + 1
+  elseif rawequal(err, SKIP) then
+    _skipped = _skipped + 1
   else
     _failed = _failed + 1
     io.stderr:write(("FAIL %s\n  %s\n"):format(name, tostring(err):gsub("\n", "\n  ")))
   end
 end
 
+--- Ends the running test as skipped, saying why: it counts as neither passed nor failed.
+function M.skip(why)
+  io.stderr:write(("SKIP %s\n"):format(why))
+  error(SKIP, 0)
+end
+
 --- Prints the tally and exits: status 0 only if nothing failed.
 function M.done()
-  print(("%d passed, %d failed"):format(_passed, _failed))
+  print(("%d passed, %d failed, %d skipped"):format(_passed, _failed, _skipped))
   os.exit(_failed == 0)
 end
 

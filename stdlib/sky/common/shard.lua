@@ -2,6 +2,10 @@
 -- tried with fn.local_call() shards exactly as it will remotely.
 local M = {}
 
+--- How a bad call fails: the host replaces it with a structured BadArgument (stdlib/sky/init.lua);
+--- on a node a plain error, blamed on the caller of sky.shard, fails the task.
+function M.fail(message) error(message, 4) end
+
 local OPTION_KEYS = { shuffle = true, seed = true, node = true, total_nodes = true }
 
 local function _is_options(t)
@@ -35,15 +39,15 @@ function M.shard(info, ...)
     opts = lists[lists.n]
     lists.n = lists.n - 1
   end
-  if lists.n == 0 then error("sky.shard: expected at least one list", 3) end
+  if lists.n == 0 then M.fail("sky.shard: expected at least one list") end
   local len
   for i = 1, lists.n do
     if type(lists[i]) ~= "table" then
-      error(("sky.shard: argument %d is a %s, expected a list"):format(i, type(lists[i])), 3)
+      M.fail(("sky.shard: argument %d is a %s, expected a list"):format(i, type(lists[i])))
     end
     local l = #lists[i]
     if len and l ~= len then
-      error(("sky.shard: lists differ in length (%d and %d)"):format(len, l), 3)
+      M.fail(("sky.shard: lists differ in length (%d and %d)"):format(len, l))
     end
     len = l
   end
@@ -51,7 +55,7 @@ function M.shard(info, ...)
   local total = opts.total_nodes or info.total_nodes
   if math.type(node) ~= "integer" or math.type(total) ~= "integer" or total < 1
       or node < 0 or node >= total then
-    error(("sky.shard: node %s of %s is out of range"):format(node, total), 3)
+    M.fail(("sky.shard: node %s of %s is out of range"):format(node, total))
   end
   local order
   if opts.shuffle then
