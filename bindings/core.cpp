@@ -1,9 +1,13 @@
 // skyhost.core: the loop as the Lua driver (stdlib/sky/sched.lua) sees it — poll for completed
 // waits, timers, events, signals.
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <lua.hpp>
+#include <string>
 
 #include "bindings/codec.hpp"
 #include "bindings/context.hpp"
@@ -203,6 +207,26 @@ int l_core_pid(lua_State* L) {
   return 1;
 }
 
+/// core.signal(pid, "TERM"|"KILL"|0) → true | nil, why: sends a signal (0: only checks that the
+/// process exists and may be signalled), for `skyhost down --force`.
+int l_core_signal(lua_State* L) {
+  auto pid = static_cast<pid_t>(luaL_checkinteger(L, 1));
+  luaL_argcheck(L, pid > 0, 1, "a process id");
+  int sig = 0;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    std::string name = lua_tostring(L, 2);
+    sig = name == "TERM" ? SIGTERM : name == "KILL" ? SIGKILL : name == "INT" ? SIGINT : -1;
+    luaL_argcheck(L, sig > 0, 2, "TERM, KILL or INT");
+  }
+  if (kill(pid, sig) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, std::strerror(errno));
+  return 2;
+}
+
 /// core.live_handles() → libuv handles still open (a leak check for tests).
 int l_core_live_handles(lua_State* L) {
   lua_pushinteger(L, context(L).loop.live_handles());
@@ -224,6 +248,7 @@ const luaL_Reg kCore[] = {
     {"worker_path", l_core_worker_path},
     {"hostname", l_core_hostname},
     {"pid", l_core_pid},
+    {"signal", l_core_signal},
     {"cores", l_core_cores},
     {"isatty", l_core_isatty},
     {nullptr, nullptr},

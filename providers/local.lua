@@ -1,7 +1,9 @@
 -- The local provider: nodes are worker processes on this machine. It implements the same
 -- protocol as every provider; its instances say transport = "local", so the pool starts a
 -- worker process for each instead of reaching a machine over SSH.
-local M = { name = "local" }
+-- Its workers follow their host's death (PR_SET_PDEATHSIG): a pool of a skyhost that is gone
+-- has nothing left to end (stdlib/sky/journal.lua).
+local M = { name = "local", ends_with_host = true }
 
 function M:offers(_spec)
   return { { provider = "local", instance_type = "process", count = 0, price = 0 } }

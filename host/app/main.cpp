@@ -1,6 +1,7 @@
 // skyhost: the command line. Runs a script, a -e chunk, standard input, or the REPL.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +28,9 @@ const char kUsage[] =
     "  skyhost offers [--accelerator NAME] [--count N] [--spot] [--provider P] [--json]\n"
     "                            GPU offers and prices from the catalog, cheapest first\n"
     "  skyhost check             each provider: implemented, credentials found (and where)\n"
+    "  skyhost ls [--json]       pools in the journal: running, and orphans of a skyhost gone\n"
+    "  skyhost down POOL... | --orphans | --all [--force]\n"
+    "                            end pools from the journal and confirm it\n"
     "\n"
     "options:\n"
     "  -v, --verbose   show tracebacks (local and remote) with errors\n"
@@ -37,6 +41,7 @@ const char kUsage[] =
     "  SKYHOST_WORKER  path of the skyworker binary (default: next to skyhost)\n"
     "  SKYHOST_STDLIB  repository root to load stdlib/ and providers/ from (development)\n"
     "  SKYHOST_CATALOG offer catalog (TSV) to use instead of the built-in snapshot\n"
+    "  SKYHOST_STATE_DIR directory of the journal, state.db (default: ~/.skyhost)\n"
     "\n"
     "docs: README.md and docs/ in the skyhost repository\n";
 
@@ -79,7 +84,10 @@ int run(int argc, char** argv) {
     if (code != nullptr) {
       return rt.run_code(code, std::vector<std::string>(argv + i, argv + argc));
     }
-    if (i < argc && (std::strcmp(argv[i], "offers") == 0 || std::strcmp(argv[i], "check") == 0)) {
+    // The subcommands written in Lua (stdlib/sky/commands.lua): a script cannot take these names.
+    static const char* const commands[] = {"offers", "check", "ls", "down"};
+    if (i < argc && std::any_of(std::begin(commands), std::end(commands),
+                                [&](const char* c) { return std::strcmp(argv[i], c) == 0; })) {
       return rt.run_command(argv[i], std::vector<std::string>(argv + i + 1, argv + argc));
     }
     if (i < argc) {

@@ -8,6 +8,7 @@
 local core = require "skyhost.core"
 local blocklist = require "sky.blocklist"
 local errors = require "sky.errors"
+local journal = require "sky.journal"
 local sched = require "sky.sched"
 
 local M = {}
@@ -108,6 +109,7 @@ function M.terminate(search, prov, cluster, ids)
     local ok, err = pcall(prov.terminate, prov, cluster, ids)
     if ok then
       search.ledger:stopped(prov.name, ids)
+      journal.terminated(search.pool, prov, ids)
       return
     end
     last = err
@@ -193,13 +195,19 @@ function M.run(search, a, hooks)
   for k, v in pairs(a.offer) do offer[k] = v end
   offer.spot, offer.attempt_price = a.spot, a.price
   local rec = a.record
+  -- What the provider made: billed from now (the ledger), and in the journal by its intent.
+  local keys = journal.intend(pool, prov, n, offer)
+  local function launched(list)
+    search.ledger:launched(prov.name, list, a)
+    journal.launched(pool, keys, list, prov)
+  end
 
   -- provision: if it returns after the deadline, terminate what it made, whenever that is.
   local straggler = { done = false }
   local function late(ok, ids)
     local list = ok and _check_ids(ids, math.huge) or _ids_of(ids)
+    launched(list or {})
     if list and #list > 0 then
-      search.ledger:launched(prov.name, list, a)
       rec.late_ids = list
       pcall(M.terminate, search, prov, cluster, list)
     end
@@ -212,7 +220,7 @@ function M.run(search, a, hooks)
   end
   if not ok then
     local made = _ids_of(ids)
-    search.ledger:launched(prov.name, made, a)
+    launched(made)
     rec.ids = made
     M.terminate(search, prov, cluster, made)
     return false, _failure(blocklist.reason(ids), "zone", ids)
@@ -224,13 +232,13 @@ function M.run(search, a, hooks)
     for _, id in ipairs(type(ids) == "table" and ids or {}) do
       if type(id) == "string" or math.type(id) == "integer" then readable[#readable + 1] = id end
     end
-    search.ledger:launched(prov.name, readable, a)
+    launched(readable)
     rec.ids = readable
     M.terminate(search, prov, cluster, readable)
     return false, _failure(why, "provider")
   end
   rec.ids = list
-  search.ledger:launched(prov.name, list, a)
+  launched(list)
   for _, id in ipairs(list) do search.emit("InstanceLaunched", { instance = id, provider = prov.name }) end
   if #list < n then
     M.terminate(search, prov, cluster, list)

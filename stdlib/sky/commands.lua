@@ -1,6 +1,7 @@
--- skyhost's subcommands that are written in Lua: `skyhost offers ...` and `skyhost check`.
+-- skyhost's subcommands that are written in Lua: `skyhost offers ...`, `skyhost check`, and
+-- `skyhost ls` / `skyhost down` (stdlib/sky/fleet.lua).
 -- host/app/main.cpp hands them to Runtime::run_command, which calls M.run(name, args...) and
--- exits with what it returns. Neither starts a pool or a worker.
+-- exits with what it returns. None starts a pool or a worker.
 local catalog = require "sky.catalog"
 local clouds = require "sky.clouds"
 local errors = require "sky.errors"
@@ -197,6 +198,9 @@ end
 
 --- Runs subcommand `name` with string arguments; returns the exit status. Errors are printed
 --- as the CLI prints them.
+M.ls = require("sky.fleet").ls
+M.down = require("sky.fleet").down
+
 function M.run(name, ...)
   local fn = M[name]
   if type(fn) ~= "function" or name == "run" then

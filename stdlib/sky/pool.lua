@@ -13,6 +13,7 @@ local sched = require "sky.sched"
 local lifetime = require "sky.lifetime"
 local failure = require "sky._failure"
 local display = require "sky.display"
+local journal = require "sky.journal"
 
 local M = {}
 
@@ -88,6 +89,12 @@ local function _check_options(opts)
 end
 M.check_options = _check_options  -- sky.pool{...} checks its options before the first call
 
+-- A state change, recorded in the journal too (`skyhost ls` shows it).
+function Pool:_set_state(state)
+  self.state = state
+  journal.mark_pool(self, state)
+end
+
 local function _emit(self, type_, fields)
   local ev = fields or {}
   ev.type = type_
@@ -128,6 +135,8 @@ function M.compute(opts)
     _waits = {},
   }, Pool)
   self.deadline = opts.timeout and self.started + opts.timeout
+  journal.notice_orphans()
+  journal.open_pool(self)  -- before anything billable can exist
   if opts.on_event then self:on("*", opts.on_event) end
   events.subscribe(self, "InstanceLost", function() self:_check_alive(false) end)
   events.attach(self, opts.display)
@@ -144,7 +153,7 @@ end
 
 function Pool:_start()
   _emit(self, "ClusterRequested", { nodes = self.nodes })
-  self.state = "provisioning"
+  self:_set_state("provisioning")
   local emit = function(type_, fields) _emit(self, type_, fields) end
   -- The broker walks the offers until one provisions and its workers come up (_bring_up); it
   -- fills self.provider, self.offer, self.cluster, self.instances ({id, info}) and
@@ -158,7 +167,7 @@ function Pool:_start()
   end
   -- Renew the workers' dead-man lease well within its ttl.
   self.core:set_lease_interval(math.min(self.ttl / 4, 10))
-  self.state = "ready"
+  self:_set_state("ready")
   _emit(self, "ClusterReady", { nodes = self.nodes, seconds = core.now() - self.started })
 end
 
@@ -203,7 +212,7 @@ end
 function Pool:_check_alive(raise)
   local c = self.core
   if not c or (self.state ~= "ready" and self.state ~= "failed") or c:alive_count() > 0 then return end
-  self.state = "failed"
+  self:_set_state("failed")
   if not raise then return end
   local why = {}
   for i = 0, self.nodes - 1 do
@@ -492,7 +501,7 @@ function Pool:close()
     if self.state == "destroyed" then return end
     resumed = true
   end
-  self.state = "draining"
+  self:_set_state("draining")
   self._closer = coroutine.running()
   if not resumed then _emit(self, "ClusterDraining", { reason = self.closed_reason }) end
   local cleanups = errors.cleanups()
@@ -504,6 +513,7 @@ function Pool:close()
   end
   connect.close_sessions(self)
   cleanups:run(broker.release, self)
+  journal.close_pool(self)  -- kept for `skyhost ls` if an instance's end was not confirmed
   self.state = "destroyed"
   _open[self.id] = nil
   _emit(self, "ClusterDestroyed", { seconds = core.now() - self.started, reason = self.closed_reason })
