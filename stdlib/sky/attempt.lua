@@ -16,70 +16,29 @@ local M = {}
 M.TERMINATE_TRIES = 3
 M.POLL_FIRST, M.POLL_MAX = 0.05, 5 -- seconds between get_instance rounds (doubling)
 
--- Deadlines of the waits in progress, watched by one task that wakes at most every
--- WATCH_PERIOD seconds: a sleep cannot be cancelled, so a timer per wait would linger (600 s
--- by default) after every wait that finished in time.
-M.WATCH_PERIOD = 0.25
-local _deadlines = {}  -- entry -> true; entry = {at = monotonic seconds, fire = fn}
-local _watching = false
-
-local function _watch(entry)
-  _deadlines[entry] = true
-  if _watching then return end
-  _watching = true
-  sched.spawn(function()
-    local _ <close> = setmetatable({}, { __close = function() _watching = false end })
-    while next(_deadlines) do
-      local now, soonest = core.now(), math.huge
-      for e in pairs(_deadlines) do
-        if e.at <= now then
-          _deadlines[e] = nil
-          e.fire()
-        elseif e.at < soonest then
-          soonest = e.at
-        end
-      end
-      if next(_deadlines) then sched.await(core.sleep(math.min(soonest - now, M.WATCH_PERIOD))) end
-    end
-  end)
-end
-
 --- Runs fn(...) as its own task and waits at most `timeout` seconds. Returns true, results... |
 --- false, err | nil, "timeout". If fn finishes after the deadline, late(ok, results...) runs
 --- then, in fn's task (to clean up what it made).
 function M.within(timeout, late, fn, ...)
-  local gate, fired, box = nil, false, nil
-  local function fire()
-    if not fired then
-      fired = true
-      if gate then sched.complete(gate) end
-    end
-  end
-  sched.spawn(function(...)
+  local box, abandoned = nil, false
+  local task = sched.spawn(function(...)
     local r = table.pack(pcall(fn, ...))
-    if fired then
+    if abandoned then
       if late then late(table.unpack(r, 1, r.n)) end
-      return
+    else
+      box = r
     end
-    box = r
-    fire()
   end, ...)
-  -- One turn of the driver first: what does not wait (a local provider) is done by then and
-  -- needs no deadline watched at all.
+  -- One turn of the driver first: what does not wait (a local provider) is done by then, even
+  -- with no time left.
   local tick = sched.new_wait()
   sched.complete(tick)
   sched.await(tick)
-  if not box then
-    gate = sched.new_wait()
-    local entry
-    if timeout and timeout < math.huge then
-      entry = { at = core.now() + math.max(0, timeout), fire = fire }
-      _watch(entry)
-    end
-    local ok, err = pcall(sched.await, gate)
-    if entry then _deadlines[entry] = nil end
-    if not ok then error(err, 0) end
-  end
+  -- Awaited even when done, so that its completion is not left behind in the driver.
+  local limit = not task.done and timeout and timeout < math.huge and math.max(timeout, 0) or nil
+  local ok, done = pcall(sched.await, task.wait, limit)
+  if not ok or not done then abandoned = true end
+  if not ok then error(done, 0) end
   if box then
     -- Ctrl-C inside fn (the signal hook raises in running code) stops the whole search, as it
     -- would have if it had come while we waited: it is not the provider's failure.

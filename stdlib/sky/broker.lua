@@ -10,6 +10,7 @@
 --                runs; attempts over max_price or whose minimum run would pass the budget are
 --                not made. When nothing is left the error lists every attempt and why it failed.
 -- release() terminates the pool's instances, tears down what was prepared, and reports the cost.
+local lazy = require "sky._lazy"
 local attempt = require "sky.attempt"
 local blocklist = require "sky.blocklist"
 local catalog = require "sky.catalog"
@@ -252,7 +253,6 @@ function M.plan(opts)
   local search = _new_search({ opts = opts, nodes = opts.nodes or 1, name = opts.name or "plan", display = "quiet" })
   local attempts, owner = _choose(search)
   if not attempts then return {}, search.failures end
-  local lazy = require "sky._lazy"
   local n = 0
   return lazy.list(function(t, upto)
     while n < upto do
@@ -346,9 +346,7 @@ function M.provision(pool, emit, hooks)
     end, function(spent, rate)
       local why = ("budget $%.2f would be passed: spent %s at %s/h")
         :format(req.budget, money.usd(spent), money.usd(rate))
-      io.stderr:write(("skyhost: pool %s: %s; draining and tearing down the pool now\n"):format(pool.name, why))
-      pool.closed_reason, pool.stop_grace = why, money.STOP_GRACE
-      pcall(pool.close, pool)
+      pool:end_early { reason = why, grace = money.STOP_GRACE }
     end)
   end
 end

@@ -4,6 +4,7 @@
 -- Worker output ([node N] text) is shown in every mode but quiet: stdout lines on stdout, stderr
 -- lines on stderr. Node metrics: a line per node in "log" mode when they change; in the spinner.
 local core = require "skyhost.core"
+local sched = require "sky.sched"
 
 local M = {}
 
@@ -14,6 +15,18 @@ local _ticking = false
 local function _stamp()
   local t = core.time()
   return os.date("%H:%M:%S", math.floor(t)) .. (".%03d"):format(math.floor((t % 1) * 1000))
+end
+
+-- What the display keeps per pool (not in the pool, which only pool.lua writes): the latest
+-- metrics per node, the metrics lines shown, the spinner's node phases and frame.
+local _of_pool = setmetatable({}, { __mode = "k" })
+local function _state(pool)
+  local st = _of_pool[pool]
+  if not st then
+    st = { metrics = nil, shown = {}, progress = nil }
+    _of_pool[pool] = st
+  end
+  return st
 end
 
 --- The mode a pool will really use.
@@ -47,7 +60,7 @@ local function _fields(ev)
 end
 
 local function _line(pool)
-  local st = pool._progress
+  local st = _state(pool).progress
   local counts = { connecting = 0, bootstrapping = 0, ready = 0 }
   for _, phase in pairs(st.nodes) do
     if phase == "ready" then counts.ready = counts.ready + 1
@@ -78,7 +91,7 @@ end
 
 --- The pool's nodes together (mean cpu, total memory), or nil before any metric came.
 function M.metrics_summary(pool)
-  local per = pool._metrics
+  local per = _state(pool).metrics
   if not per then return nil end
   local n, cpu, mem = 0, 0, 0
   for _, v in pairs(per) do
@@ -97,11 +110,11 @@ function M.after_events()
     local sorted = {}
     for n in pairs(nodes) do sorted[#sorted + 1] = n end
     table.sort(sorted)
-    pool._metrics_shown = pool._metrics_shown or {}
+    local shown = _state(pool).shown
     for _, n in ipairs(sorted) do
-      local text = M.node_metrics(pool._metrics[n])
-      if text ~= pool._metrics_shown[n] then
-        pool._metrics_shown[n] = text
+      local text = M.node_metrics(_state(pool).metrics[n])
+      if text ~= shown[n] then
+        shown[n] = text
         io.stderr:write(("%s %s node %d %s\n"):format(_stamp(), pool.name, n, text))
       end
     end
@@ -181,7 +194,6 @@ end
 local function _ensure_ticking()
   if _ticking then return end
   _ticking = true
-  local sched = require "sky.sched"
   sched.spawn(function()
     while #_spinning > 0 or next(_bars) do
       sched.await_always(core.sleep(0.1))
@@ -220,9 +232,10 @@ end
 function M.show(pool, ev)
   local mode = pool.display
   if ev.type == "Metric" then
-    pool._metrics = pool._metrics or {}
-    local per = pool._metrics[ev.node] or {}
-    pool._metrics[ev.node] = per
+    local ds = _state(pool)
+    ds.metrics = ds.metrics or {}
+    local per = ds.metrics[ev.node] or {}
+    ds.metrics[ev.node] = per
     per[ev.name] = ev.value
     if mode == "log" then
       _metrics_changed[pool] = _metrics_changed[pool] or {}
@@ -246,8 +259,9 @@ function M.show(pool, ev)
       io.stderr:write(("%s %s %s %s\n"):format(_stamp(), pool.name, ev.type, _fields(ev)))
     end
   elseif mode == "spinner" then
-    local st = pool._progress or { nodes = {}, frame = 0 }
-    pool._progress = st
+    local ds = _state(pool)
+    local st = ds.progress or { nodes = {}, frame = 0 }
+    ds.progress = st
     if ev.type == "ClusterRequested" then
       _spinning[#_spinning + 1] = pool
       _ensure_ticking()

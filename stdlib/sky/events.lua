@@ -27,8 +27,8 @@ function M.normalize(name)
     ("unknown event '%s' (events: %s)"):format(name, table.concat(M.TYPES, ", ")))
 end
 
-function M.attach(pool, mode)
-  pool.display = display.resolve(mode)
+--- Events of `pool` are delivered from now on (to its handlers, and shown as pool.display says).
+function M.attach(pool)
   _pools[pool.id] = pool
 end
 

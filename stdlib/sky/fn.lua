@@ -11,7 +11,7 @@ local Fn, Pending, Group = {}, {}, {}
 Fn.__name, Pending.__name, Group.__name = "sky.fn", "sky.pending", "sky.group"
 
 local function _pool_check(pool, op)
-  if type(pool) ~= "table" or type(pool._dispatch) ~= "function" then
+  if type(pool) ~= "table" or type(pool.dispatch) ~= "function" then
     errors.raise("BadPool", ("right side of %s must be a pool (sky.compute{...}), got %s")
       :format(op, type(pool)))
   end
@@ -83,7 +83,7 @@ end
 -- pool:run(pending) returns all of them.
 function Pending.__shr(p, pool)
   _pool_check(pool, ">>")
-  return (pool:_dispatch({ p }, "first"))
+  return (pool:dispatch({ p }, "first"))
 end
 
 function Pending.__band(a, b)
@@ -107,7 +107,7 @@ Group.__band = Pending.__band
 -- `group >> pool`: a list with each task's first return value, in order.
 function Group.__shr(g, pool)
   _pool_check(pool, ">>")
-  return pool:_dispatch(g.tasks, "list")
+  return pool:dispatch(g.tasks, "list")
 end
 
 function Group.__len(g) return #g.tasks end

@@ -35,7 +35,7 @@ M._plugin_mt = plugin.meta
 M.pool = scope.pool
 M.current_pool = scope.current
 M.run, M.broadcast, M.map = scope.run, scope.broadcast, scope.map
-M._dispatch = scope.dispatch
+M.dispatch = scope.dispatch  -- `task >> sky`: the current pool dispatches (fn.lua)
 
 --- sky.ssh{hosts = {...}, user =, identity =, known_hosts =, host_keys =}: a provider for
 --- machines you already have (see providers/ssh.lua).

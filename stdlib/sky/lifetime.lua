@@ -31,10 +31,8 @@ end
 --- Drains and tears the pool down now, because its timeout passed.
 function M.expire(pool)
   local why = ("its timeout of %s passed"):format(_seconds(pool.opts.timeout))
-  io.stderr:write(("skyhost: pool %s: %s; draining and tearing down the pool now\n"):format(pool.name, why))
-  pool.closed_code, pool.closed_reason, pool.stop_grace = "PoolTimeout", why, M.STOP_GRACE
-  pool.closed_fields = { timeout = pool.opts.timeout }
-  pcall(pool.close, pool)
+  pool:end_early { code = "PoolTimeout", reason = why, grace = M.STOP_GRACE,
+    fields = { timeout = pool.opts.timeout } }
 end
 
 --- Starts the watcher of a ready pool that has a timeout. It ends with the pool.

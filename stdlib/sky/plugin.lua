@@ -72,10 +72,22 @@ function Plugin.__tostring(self) return ("sky.plugin(%s from %s)"):format(self.n
 
 fnmod.register_kind(Plugin)
 
+-- pool -> {sent = {[remote path] = true}, shipped = files shipped so far, busy = true while
+-- a coroutine ships}: kept here, not in the pool, which only pool.lua writes.
+local _state = setmetatable({}, { __mode = "k" })
+
+local function _of(pool)
+  local st = _state[pool]
+  if not st then
+    st = { sent = {}, shipped = 0 }
+    _state[pool] = st
+  end
+  return st
+end
+
 local function _ship(pool)
   local count = #_files
-  local sent = pool._plugins_sent or {}
-  pool._plugins_sent = sent
+  local sent = _of(pool).sent
   local jobs = {}
   for i, inst in ipairs(pool.instances or {}) do
     local node = i - 1
@@ -101,18 +113,19 @@ local function _ship(pool)
     errors.raise("PluginShipFailed", "cannot send plugins to the nodes: " .. table.concat(failures, "; "))
   end
   for f = 1, count do sent[_files[f].remote] = true end
-  pool._plugins_shipped = count
+  _of(pool).shipped = count
 end
 
 --- Before tasks go to a pool: every plugin file named so far is on each of its SSH nodes (local
 --- nodes load the file from its path). Cheap when nothing is new.
 function M.ship(pool)
-  if (pool._plugins_shipped or 0) == #_files then return end
-  while pool._plugins_shipping do sched.await(core.sleep(0.01)) end  -- another coroutine ships
-  if (pool._plugins_shipped or 0) == #_files then return end
-  pool._plugins_shipping = true
+  local st = _of(pool)
+  if st.shipped == #_files then return end
+  while st.busy do sched.await(core.sleep(0.01)) end  -- another coroutine ships
+  if st.shipped == #_files then return end
+  st.busy = true
   local ok, err = pcall(_ship, pool)
-  pool._plugins_shipping = nil
+  st.busy = nil
   if not ok then error(err, 0) end
 end
 

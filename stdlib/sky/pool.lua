@@ -12,6 +12,8 @@ local plugin = require "sky.plugin"
 local sched = require "sky.sched"
 local lifetime = require "sky.lifetime"
 local failure = require "sky._failure"
+local fnmod = require "sky.fn"
+local ssh = require "skyhost.ssh"
 local display = require "sky.display"
 local journal = require "sky.journal"
 
@@ -116,7 +118,7 @@ end
 function M.compute(opts)
   opts = _check_options(opts)
   _last_id = _last_id + 1
-  local pub, priv = require("skyhost.ssh").keygen("skyhost-pool")
+  local pub, priv = ssh.keygen("skyhost-pool")
   local name = opts.name or ("pool-" .. _last_id)
   local self = setmetatable({
     ssh_key = { public = pub, private = priv },  -- the pool's own key, for machines it creates
@@ -139,7 +141,8 @@ function M.compute(opts)
   journal.open_pool(self)  -- before anything billable can exist
   if opts.on_event then self:on("*", opts.on_event) end
   events.subscribe(self, "InstanceLost", function() self:_check_alive(false) end)
-  events.attach(self, opts.display)
+  self.display = display.resolve(opts.display)
+  events.attach(self)
   _open[self.id] = self
   local ok, err = pcall(self._start, self)
   if not ok then
@@ -267,10 +270,11 @@ local function _submit_all(self, batch, n, submit, what)
   end
 end
 
---- Runs pending tasks and waits. mode: "first" (first value of the one task), "all" (all its
+--- Runs pending tasks and waits: what `>>`, `&` and sky.gather call (scripts use those, run,
+--- broadcast and map). mode: "first" (first value of the one task), "all" (all its
 --- values), "list" (list of each task's first value). pins[i]: node for task i, or nil.
 --- `timeout`: seconds each task may run (else its sky.fn's, else the pool's task_timeout).
-function Pool:_dispatch(tasks, mode, pins, timeout)
+function Pool:dispatch(tasks, mode, pins, timeout)
   self:_check_open()
   if #tasks == 0 then return {} end  -- an empty group: nothing to wait for
   self:_check_alive(true)
@@ -304,21 +308,19 @@ end
 --- All return values of a task; for a group, each task's first value, as separate returns.
 --- opts: {timeout = seconds per task}.
 function Pool:run(p, opts)
-  local fnmod = require "sky.fn"
   opts = _run_options("pool:run", opts)
   if fnmod.is_group(p) then
-    return table.unpack(self:_dispatch(p.tasks, "list", nil, opts.timeout))
+    return table.unpack(self:dispatch(p.tasks, "list", nil, opts.timeout))
   end
   if not fnmod.is_pending(p) then
     errors.raise("BadArgument", ("pool:run: expected a pending task, got %s%s")
       :format(type(p), fnmod.is_fn(p) and " (a sky.fn: call it, pool:run(f(args)))" or ""))
   end
-  return self:_dispatch({ p }, "all", nil, opts.timeout)
+  return self:dispatch({ p }, "all", nil, opts.timeout)
 end
 
 --- The task on every node; results in node order (results[1] is node 0).
 function Pool:broadcast(p, opts)
-  local fnmod = require "sky.fn"
   opts = _run_options("pool:broadcast", opts)
   if not fnmod.is_pending(p) then
     errors.raise("BadArgument", ("pool:broadcast: expected a pending task, got %s%s")
@@ -328,7 +330,7 @@ function Pool:broadcast(p, opts)
   for i = 1, self.nodes do
     tasks[i], pins[i] = p, i - 1
   end
-  return self:_dispatch(tasks, "list", pins, opts.timeout)
+  return self:dispatch(tasks, "list", pins, opts.timeout)
 end
 
 local MAP_OPTIONS = { concurrency = "integer", timeout = "number", errors = "string" }
@@ -337,7 +339,6 @@ local MAP_OPTIONS = { concurrency = "integer", timeout = "number", errors = "str
 --- (most items running at once), timeout (seconds per item), errors = "raise" (default: the
 --- first failure raises) or "return" (returns results, failures).
 function Pool:map(fn, items, opts)
-  local fnmod = require "sky.fn"
   opts = options.check("pool:map", opts, MAP_OPTIONS)
   if opts.concurrency ~= nil and opts.concurrency < 1 then
     errors.raise("BadOption", ("pool:map: option 'concurrency' must be at least 1, got %d")
@@ -485,6 +486,17 @@ function Pool:nodes_info()
   return out
 end
 
+--- Ends the pool before its script does (its timeout, its budget): says so on stderr, records
+--- why — what then waits on the pool fails with `how.code` (default PoolClosed) and
+--- `how.fields` — and closes it, giving running tasks `how.grace` seconds.
+function Pool:end_early(how)
+  io.stderr:write(("skyhost: pool %s: %s; draining and tearing down the pool now\n")
+    :format(self.name, how.reason))
+  self.closed_code, self.closed_reason, self.closed_fields = how.code, how.reason, how.fields
+  self.stop_grace = how.grace
+  pcall(self.close, self)
+end
+
 --- Stops every worker, terminates every instance, releases the provider. Idempotent; safe
 --- from an error path, a <close>, or teardown after Ctrl-C.
 function Pool:close()
@@ -528,7 +540,7 @@ Pool.__close = function(self) self:close() end
 for name, method in pairs(require "sky.jobs") do Pool[name] = method end
 -- `5 >> pool`, `f >> pool` (f not called): the left side has no __shr, so Lua asks the pool.
 function Pool.__shr(x, pool)
-  require("sky.fn").not_pending(x, ">>")
+  fnmod.not_pending(x, ">>")
 end
 
 function Pool.__tostring(self)
@@ -548,6 +560,8 @@ function M.close_all()
     if p then pcall(p.close, p) end
   end
 end
+
+sched.at_teardown(M.close_all)
 
 function M.open_pools()
   local out = {}

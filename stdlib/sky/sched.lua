@@ -304,7 +304,13 @@ function M.main(fn, ...)
   return table.unpack(r, 1, r.n)
 end
 
---- Closes every coroutine still suspended (running its <close> variables) and every open pool.
+local _at_teardown = {}  -- what else teardown ends, in registration order (pools: sky.pool)
+
+--- Has teardown call fn() after closing the coroutines (sky.pool closes the pools left open).
+function M.at_teardown(fn) _at_teardown[#_at_teardown + 1] = fn end
+
+--- Closes every coroutine still suspended (running its <close> variables), then runs what was
+--- registered with at_teardown (every open pool is closed).
 function M.teardown()
   M.tearing_down = true
   core.set_teardown(true)
@@ -314,7 +320,7 @@ function M.teardown()
   end
   _close_parked()
   _waiting, _waits_of = {}, {}
-  require("sky.pool").close_all()
+  for _, fn in ipairs(_at_teardown) do pcall(fn) end
   M.tearing_down = false
   core.set_teardown(false)
 end

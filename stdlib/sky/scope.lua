@@ -88,7 +88,7 @@ end
 
 --- `task >> sky`: sky stands in for the current pool (sky.fn's `>>` calls this).
 function M.dispatch(_, tasks, mode, pins)
-  return M.current_or_raise("task >> sky", "task >> pool"):_dispatch(tasks, mode, pins)
+  return M.current_or_raise("task >> sky", "task >> pool"):dispatch(tasks, mode, pins)
 end
 
 return M
