@@ -143,9 +143,10 @@ local function _ids_of(err)
   return {}
 end
 
---- Runs attempt `a` ({offer, spot, price, prov, spec, cluster}) for `search`. Returns true, or
---- false and a failure. `hooks.start()` brings workers up on pool.instances; hooks.stop()
---- removes them.
+--- Runs attempt `a` ({offer, spot, price, prov, spec, cluster}) for `search`. Returns true and
+--- the placement {provider, cluster, offer, spot, price, instances = {{id, info}...}}, or false and a
+--- failure. `hooks.start(placement)` brings workers up on its instances; hooks.stop() removes
+--- them.
 function M.run(search, a, hooks)
   local pool, prov, cluster, n = search.pool, a.prov, a.cluster, search.req.nodes
   local deadline = core.now() + search.req.timeout
@@ -211,25 +212,26 @@ function M.run(search, a, hooks)
     if getmetatable(infos) == FAILURE then return false, infos end
     return false, _failure(blocklist.reason(infos), "zone", infos)
   end
-  -- The pool as the workers will see it (connect.lua reads provider, cluster, instances).
-  pool.provider, pool.cluster, pool.offer, pool.instances = prov, cluster, a.offer, {}
+  -- Where the pool runs if its workers come up: the pool takes it in hooks.start(placement)
+  -- (connect.lua reads its provider, cluster and instances) and lets go of it in hooks.stop().
+  local placement = { provider = prov, cluster = cluster, offer = a.offer, spot = a.spot,
+    price = a.price, instances = {} }
   for i, id in ipairs(list) do
-    pool.instances[i] = { id = id, info = infos[i] }
+    placement.instances[i] = { id = id, info = infos[i] }
     search.emit("InstanceRunning", { instance = id, node = i - 1 })
   end
 
   if hooks and hooks.start then
-    local oks, err = M.within(deadline - core.now(), nil, hooks.start)
+    local oks, err = M.within(deadline - core.now(), nil, hooks.start, placement)
     if not oks then
       rec.pids = _worker_pids(pool)
       pcall(hooks.stop)
-      pool.provider, pool.cluster, pool.offer, pool.instances = nil, nil, nil, {}
       M.terminate(search, prov, cluster, list)
       local why = oks == nil and "workers did not start in time" or ("workers did not start: " .. blocklist.reason(err))
       return false, _failure(why, "offer")
     end
   end
-  return true
+  return true, placement
 end
 
 return M

@@ -301,15 +301,16 @@ local function _search(search, hooks)
         record = { attempt = n, provider = prov.name, instance_type = a.offer.instance_type,
           region = a.offer.region, zone = a.offer.zone, spot = a.spot, price = a.price } }
       local cluster, failure = _cluster(search, s)
-      local ok = false
+      local ok, placement = false, nil
       if cluster then
         run.cluster = cluster
-        ok, failure = attempt.run(search, run, hooks)
+        ok, placement = attempt.run(search, run, hooks)
+        if not ok then failure = placement end
       end
       if ok then
-        pool.provider, pool.cluster, pool.offer, pool.attempt = prov, cluster, a.offer, run
+        search.placement = placement
         local ids = {}
-        for j, inst in ipairs(pool.instances) do ids[j] = inst.id end
+        for j, inst in ipairs(placement.instances) do ids[j] = inst.id end
         search.ledger:set_nodes(prov.name, ids)
         return
       end
@@ -330,15 +331,25 @@ local function _search(search, hooks)
       n == 0 and "no attempt could be made" or ("all %d attempts failed"):format(n), M.format_failures(search)))
 end
 
---- Provisions `pool.nodes` instances and, through hooks.start(), brings workers up on them.
---- Sets pool.provider, pool.offer, pool.cluster, pool.instances ({id, info}), pool.ledger.
+-- pool -> its search (attempts, ledger, what was prepared): the broker's own record of a pool,
+-- kept from the first attempt so that release() finds what an interrupted search created.
+local _searches = setmetatable({}, { __mode = "k" })
+
+--- The attempts that failed for `pool` so far, as AttemptFailed reports them (tests, tools).
+function M.failures(pool)
+  local search = _searches[pool]
+  return search and search.failures or {}
+end
+
+--- Provisions `pool.nodes` instances and, through hooks.start(placement), brings workers up on
+--- them; returns the placement that worked: {provider, cluster, offer, instances ({id, info})}.
 --- `emit(type, fields)` reports progress. On failure everything created has been cleaned up.
 function M.provision(pool, emit, hooks)
   local search = _new_search(pool, emit)
   local req = search.req
-  pool._search, pool.ledger = search, search.ledger
+  _searches[pool] = search
   _search(search, hooks)
-  local err = _teardown(search, pool.provider)
+  local err = _teardown(search, search.placement.provider)
   if err ~= nil then _note(pool, "teardown of an unused provider failed: " .. errors.message(err)) end
   if req.budget then
     money.watch(search.ledger, req.budget, function()
@@ -349,6 +360,7 @@ function M.provision(pool, emit, hooks)
       pool:end_early { reason = why, grace = money.STOP_GRACE }
     end)
   end
+  return search.placement
 end
 
 local function _cost_summary(pool, search)
@@ -366,7 +378,7 @@ end
 --- any attempt an interrupt cut short), tears down what was prepared, waits for late provision
 --- calls, reports the cost. Raises the first failure after trying everything.
 function M.release(pool)
-  local search = pool._search
+  local search = _searches[pool]
   if not search then return end
   local cleanups = errors.cleanups()
   cleanups:run(_wait_stragglers, search, M.STRAGGLER_GRACE)

@@ -11,6 +11,9 @@ local lifetime = require "sky.lifetime"
 
 local M = {}
 
+-- pool -> the SSH sessions its bootstrap opened, closed if its workers never start (close_sessions)
+local _sessions = setmetatable({}, { __mode = "k" })
+
 M.IMAGE_SCHEMA = { apt = "table", pip = "table", env = "table", setup = "string", workdir = "string" }
 
 local function _q(s)
@@ -101,7 +104,7 @@ local function _bootstrap(pool, node, inst, emit)
     pinned = info.host_keys, connect_timeout = opts.connect_timeout or pool.opts.connect_timeout,
     pool = pool.id, node = node,
   }
-  pool._sessions[#pool._sessions + 1] = s
+  table.insert(_sessions[pool], s)
   local function phase(name) emit("BootstrapPhase", { node = node, instance = inst.id, phase = name }) end
   local function fail(step, r)
     local why = r.error or (r.signal and ("killed by signal " .. r.signal)) or ("exit status " .. r.code)
@@ -169,17 +172,15 @@ end
 --- pool (readiness is awaited by the pool).
 function M.start_all(pool, emit)
   local head = pool.instances[1] and pool.instances[1].info
-  pool.head_addr = head and head.ip or "127.0.0.1"
-  pool._sessions = {}
-  -- The broker may start workers before it records the winning attempt on the pool.
-  local provider_name = (pool.provider and pool.provider.name)
-    or (pool.cluster and pool.cluster.provider) or "unknown"
+  local head_addr = head and head.ip or "127.0.0.1"
+  _sessions[pool] = {}
+  local provider_name = pool.provider and pool.provider.name or "unknown"
   local tasks, local_nodes = {}, {}
   local identities = {}
   for i, inst in ipairs(pool.instances) do
     local node = i - 1
     identities[i] = {
-      node = node, total_nodes = pool.nodes, is_head = node == 0, head_addr = pool.head_addr,
+      node = node, total_nodes = pool.nodes, is_head = node == 0, head_addr = head_addr,
       provider = provider_name, pool = pool.name, instance = inst.id,
       metrics_interval = pool.opts.metrics_interval or 5,
     }
@@ -213,8 +214,8 @@ end
 
 --- Closes the SSH sessions of nodes that never reached the pool (a failed bootstrap).
 function M.close_sessions(pool)
-  for _, s in ipairs(pool._sessions or {}) do s:close() end
-  pool._sessions = nil
+  for _, s in ipairs(_sessions[pool] or {}) do s:close() end
+  _sessions[pool] = nil
 end
 
 return M

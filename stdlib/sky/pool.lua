@@ -158,11 +158,10 @@ function Pool:_start()
   _emit(self, "ClusterRequested", { nodes = self.nodes })
   self:_set_state("provisioning")
   local emit = function(type_, fields) _emit(self, type_, fields) end
-  -- The broker walks the offers until one provisions and its workers come up (_bring_up); it
-  -- fills self.provider, self.offer, self.cluster, self.instances ({id, info}) and
-  -- self.ledger, and cleans up every failed attempt itself.
+  -- The broker walks the offers until one provisions and its workers come up (_bring_up on
+  -- that attempt's placement); it cleans up every failed attempt itself.
   broker.provision(self, emit, {
-    start = function() self:_bring_up(emit) end,
+    start = function(placement) self:_bring_up(placement, emit) end,
     stop = function() self:_drop_workers() end,
   })
   for i = 0, self.nodes - 1 do
@@ -174,9 +173,13 @@ function Pool:_start()
   _emit(self, "ClusterReady", { nodes = self.nodes, seconds = core.now() - self.started })
 end
 
---- Starts a worker on each of self.instances and waits until all are ready; raises if one
---- cannot start (the broker then drops them and tries its next offer).
-function Pool:_bring_up(emit)
+--- Takes `placement` (the broker's attempt: provider, cluster, offer, spot, price, instances),
+--- starts a worker on each instance and waits until all are ready; raises if one cannot start
+--- (the broker then calls _drop_workers and tries its next offer).
+function Pool:_bring_up(placement, emit)
+  self.provider, self.cluster = placement.provider, placement.cluster
+  self.offer, self.instances = placement.offer, placement.instances
+  self.spot, self.price = placement.spot, placement.price  -- the market bought, $/h per node
   self.core = cpool.new {
     id = self.id,
     concurrency = self.opts.concurrency or 0,  -- 0: each node runs one task per core
@@ -191,13 +194,16 @@ function Pool:_bring_up(emit)
   if why then errors.raise("StartFailed", why) end
 end
 
---- Removes the workers and sessions _bring_up made (a failed attempt).
+--- Removes the workers and sessions _bring_up made, and forgets its placement (a failed
+--- attempt).
 function Pool:_drop_workers()
   if self.core then
     self.core:destroy()
     self.core = nil
   end
   connect.close_sessions(self)
+  self.provider, self.cluster, self.offer, self.instances = nil, nil, nil, {}
+  self.spot, self.price = nil, nil
 end
 
 function Pool:_check_open()

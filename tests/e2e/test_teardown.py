@@ -141,6 +141,19 @@ class Lines:
         return "".join(l for l in self.lines if l is not None)
 
 
+def delivered(pid, sig, within=5):
+    """Waits until signal `sig` sent to `pid` is no longer pending (its handler has taken it)."""
+    bit = 1 << (sig - 1)
+    deadline = time.time() + within
+    while time.time() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            masks = [int(l.split()[1], 16) for l in f if l.startswith(("SigPnd:", "ShdPnd:"))]
+        if not any(m & bit for m in masks):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"signal {sig} still pending after {within} s")
+
+
 def run_late(first, point):
     """One SIGINT/SIGTERM while a task runs, then later signals (of both kinds) at `point`:
     "teardown" (right as the pool's teardown starts), "workers-gone" (after the pool's last
@@ -158,6 +171,9 @@ def run_late(first, point):
         later = [signal.SIGINT, signal.SIGTERM, signal.SIGINT]
         os.kill(proc.pid, first)
         if point == "storm":
+            # The kernel delivers pending signals lowest number first: a SIGINT sent before a
+            # pending SIGTERM was taken would arrive first. The storm starts once it was taken.
+            delivered(proc.pid, first)
             i = 0
             while proc.poll() is None:
                 try:

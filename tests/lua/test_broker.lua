@@ -18,7 +18,7 @@ local function run_pool(opts)
   local pool = sky.compute(opts)
   local pids = fake.pids(pool)
   local nodes = pool:broadcast(sky.fn(function() return sky.instance_info().node end)())
-  local chosen = { provider = pool.provider.name, offer = pool.offer.instance_type, spot = pool.attempt.spot }
+  local chosen = { provider = pool.provider.name, offer = pool.offer.instance_type, spot = pool.spot }
   pool:close()
   return chosen, nodes, pids, events
 end
@@ -239,7 +239,7 @@ t.test("workers that fail to start: the attempt is dropped, its worker processes
   local failed
   for _, ev in ipairs(events) do if ev.type == "AttemptFailed" then failed = ev end end
   t.ok(failed and failed.reason:find("workers did not start"), failed and failed.reason)
-  local rec = pool._search.failures[1]
+  local rec = require("sky.broker").failures(pool)[1]
   t.ok(rec.pids and #rec.pids == 1, "node 0's worker had started")
   gone(rec.pids)
   t.eq(l.terminated, { l.created[1], l.created[2] })

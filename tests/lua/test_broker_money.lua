@@ -21,7 +21,7 @@ t.test("cost per node from start/stop times x the attempt's price; on-demand com
     local pool <close> = sky.compute { provider = p, nodes = 2, display = "quiet", allocation = "always-spot",
       selection = "first", on_event = function(ev) events[#events + 1] = ev end }
     sky.sleep(0.5)
-    t.eq(pool.attempt.spot, true)
+    t.eq(pool.spot, true)
   end
   local s = last(events, "CostSummary")
   t.ok(s, "a CostSummary event at close")
