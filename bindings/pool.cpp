@@ -12,6 +12,7 @@
 
 #include "bindings/codec.hpp"
 #include "bindings/context.hpp"
+#include "bindings/object.hpp"
 #include "host/local_link.hpp"
 #include "host/ssh_link.hpp"
 #include "host/transfer.hpp"
@@ -22,31 +23,25 @@ std::unique_ptr<ssh::Session> take_ssh_session(lua_State* L, int idx);  // bindi
 
 namespace {
 
-const char* kPoolMeta = "skyhost.pool";
+constexpr char kPoolMeta[] = "skyhost.pool";
 
-struct PoolBox {
-  Scheduler* sched = nullptr;
-  Context* ctx = nullptr;
+/// A pool's scheduler, known to the runtime's context while it lives (so that the runtime can
+/// end every pool's workers however the script ends).
+struct PoolHandle {
+  PoolHandle(Context& c, const Scheduler::Options& o)
+      : ctx(&c), sched(std::make_unique<Scheduler>(c.loop, o)) {
+    ctx->pools.insert(sched.get());
+  }
+  ~PoolHandle() { ctx->pools.erase(sched.get()); }  // then sched goes: kills any worker left
+  PoolHandle(const PoolHandle&) = delete;
+  PoolHandle& operator=(const PoolHandle&) = delete;
+
+  Context* ctx;
+  std::unique_ptr<Scheduler> sched;
 };
 
 Scheduler& check_pool(lua_State* L) {
-  auto* box = static_cast<PoolBox*>(luaL_checkudata(L, 1, kPoolMeta));
-  if (box->sched == nullptr) luaL_error(L, "pool is closed");
-  return *box->sched;
-}
-
-void destroy(PoolBox* box) {
-  if (box->sched == nullptr) return;
-  box->ctx->pools.erase(box->sched);
-  delete box->sched;  // kills any worker still running
-  box->sched = nullptr;
-}
-
-int opt_int_field(lua_State* L, int idx, const char* key, int dflt) {
-  lua_getfield(L, idx, key);
-  int v = lua_isnil(L, -1) ? dflt : static_cast<int>(luaL_checkinteger(L, -1));
-  lua_pop(L, 1);
-  return v;
+  return *bind::check_object<PoolHandle>(L, 1, kPoolMeta, "pool").sched;
 }
 
 /// pool.new{id=, concurrency=, prefetch=, retries=, max_frame=} → pool; concurrency 0: as each
@@ -54,22 +49,14 @@ int opt_int_field(lua_State* L, int idx, const char* key, int dflt) {
 int l_pool_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   Scheduler::Options o;
-  o.pool_id = opt_int_field(L, 1, "id", 0);
-  o.concurrency = opt_int_field(L, 1, "concurrency", o.concurrency);
-  o.prefetch = opt_int_field(L, 1, "prefetch", o.prefetch);
-  o.retries = opt_int_field(L, 1, "retries", o.retries);
-  lua_getfield(L, 1, "max_frame");
-  lua_Integer max = luaL_optinteger(L, -1, wire::kMaxFrame);
-  lua_pop(L, 1);
+  o.pool_id = static_cast<int>(bind::opt_integer(L, 1, "id", 0));
+  o.concurrency = static_cast<int>(bind::opt_integer(L, 1, "concurrency", o.concurrency));
+  o.prefetch = static_cast<int>(bind::opt_integer(L, 1, "prefetch", o.prefetch));
+  o.retries = static_cast<int>(bind::opt_integer(L, 1, "retries", o.retries));
+  lua_Integer max = bind::opt_integer(L, 1, "max_frame", wire::kMaxFrame);
   luaL_argcheck(L, max >= 1024 && max <= wire::kMaxFrame, 1, "max_frame out of range");
   o.max_frame = static_cast<uint32_t>(max);
-  Context& ctx = context(L);
-  auto* box = static_cast<PoolBox*>(lua_newuserdatauv(L, sizeof(PoolBox), 0));  // [opts, pool]
-  *box = PoolBox{};
-  box->ctx = &ctx;
-  luaL_setmetatable(L, kPoolMeta);
-  box->sched = new Scheduler(ctx.loop, o);
-  ctx.pools.insert(box->sched);
+  bind::push_object(L, kPoolMeta, std::make_unique<PoolHandle>(context(L), o));  // [opts, pool]
   return 1;
 }
 
@@ -433,11 +420,9 @@ int l_pool_release(lua_State* L) {
   return 0;
 }
 
-/// pool:destroy() — frees the pool, killing any worker still running. Idempotent.
-int l_pool_destroy(lua_State* L) {
-  destroy(static_cast<PoolBox*>(luaL_checkudata(L, 1, kPoolMeta)));
-  return 0;
-}
+/// pool:destroy() (also __close, __gc) — frees the pool, killing any worker still running.
+/// Idempotent.
+constexpr lua_CFunction l_pool_destroy = bind::close_object<PoolHandle, kPoolMeta>;
 
 const luaL_Reg kPoolMethods[] = {
     {"add_local_node", l_pool_add_local_node},
@@ -473,12 +458,7 @@ const luaL_Reg kPoolModule[] = {
 
 extern "C" int luaopen_skyhost_pool(lua_State* L) {
   using namespace skyhost;
-  luaL_newmetatable(L, kPoolMeta);  // [mt]
-  luaL_newlib(L, kPoolMethods);     // [mt, methods]
-  lua_setfield(L, -2, "__index");   // [mt]
-  lua_pushcfunction(L, l_pool_destroy);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);  // []
+  bind::register_type(L, kPoolMeta, kPoolMethods, l_pool_destroy);
   luaL_newlib(L, kPoolModule);
   return 1;
 }

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "bindings/context.hpp"
+#include "bindings/object.hpp"
 #include "host/ssh/keygen.hpp"
 #include "host/ssh/session.hpp"
 
@@ -15,7 +16,7 @@ namespace skyhost {
 
 namespace {
 
-const char* kSessionMeta = "skyhost.ssh.session";
+constexpr char kSessionMeta[] = "skyhost.ssh.session";
 
 struct OpResult {
   bool ok = false;
@@ -33,6 +34,13 @@ OpResult failure_or_ok(const ssh::Status& st) {
 }
 
 struct SessionBox {
+  // What is still in flight ends (its callbacks may record a result) while the rest of the box
+  // still exists: channels first, then their session.
+  ~SessionBox() {
+    steps.clear();
+    session.reset();
+  }
+
   std::unique_ptr<ssh::Session> session;
   // Bootstrap steps in flight. Held here, not by their own callbacks, and declared after the
   // session so they are destroyed before it.
@@ -44,7 +52,7 @@ struct SessionBox {
 };
 
 SessionBox& check_box(lua_State* L) {
-  return **static_cast<SessionBox**>(luaL_checkudata(L, 1, kSessionMeta));
+  return bind::check_object<SessionBox>(L, 1, kSessionMeta, "ssh session");
 }
 
 ssh::Session& check_session(lua_State* L) {
@@ -53,34 +61,20 @@ ssh::Session& check_session(lua_State* L) {
   return *b.session;
 }
 
-std::string opt_string(lua_State* L, int idx, const char* key, const char* dflt = "") {
-  lua_getfield(L, idx, key);
-  std::string v = lua_isnil(L, -1) ? dflt : luaL_checkstring(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-double opt_number(lua_State* L, int idx, const char* key, double dflt) {
-  lua_getfield(L, idx, key);
-  double v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
 /// ssh.session{host=, port=, user=, label=, private_key= | identity_file=, known_hosts=,
 /// host_keys="strict"|"accept-new", pinned={...}, connect_timeout=, keepalive_interval=,
 /// keepalive_count=, pool=, node=} → session (not yet connected)
 int l_ssh_session(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ssh::SessionOptions o;
-  o.host = opt_string(L, 1, "host");
-  o.port = static_cast<uint16_t>(opt_number(L, 1, "port", 22));
-  o.user = opt_string(L, 1, "user", "root");
-  o.label = opt_string(L, 1, "label");
-  o.private_key = opt_string(L, 1, "private_key");
-  o.identity_file = opt_string(L, 1, "identity_file");
-  o.known_hosts_file = opt_string(L, 1, "known_hosts");
-  std::string mode = opt_string(L, 1, "host_keys", "strict");
+  o.host = bind::opt_string(L, 1, "host");
+  o.port = static_cast<uint16_t>(bind::opt_number(L, 1, "port", 22));
+  o.user = bind::opt_string(L, 1, "user", "root");
+  o.label = bind::opt_string(L, 1, "label");
+  o.private_key = bind::opt_string(L, 1, "private_key");
+  o.identity_file = bind::opt_string(L, 1, "identity_file");
+  o.known_hosts_file = bind::opt_string(L, 1, "known_hosts");
+  std::string mode = bind::opt_string(L, 1, "host_keys", "strict");
   if (mode == "accept-new") {
     o.host_key_check = ssh::HostKeyCheck::accept_new;
   } else if (mode != "strict") {
@@ -96,18 +90,17 @@ int l_ssh_session(lua_State* L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  o.connect_timeout = opt_number(L, 1, "connect_timeout", o.connect_timeout);
-  o.keepalive_interval = opt_number(L, 1, "keepalive_interval", o.keepalive_interval);
-  o.keepalive_count = static_cast<int>(opt_number(L, 1, "keepalive_count", o.keepalive_count));
+  o.connect_timeout = bind::opt_number(L, 1, "connect_timeout", o.connect_timeout);
+  o.keepalive_interval = bind::opt_number(L, 1, "keepalive_interval", o.keepalive_interval);
+  o.keepalive_count =
+      static_cast<int>(bind::opt_number(L, 1, "keepalive_count", o.keepalive_count));
   Context& ctx = context(L);
   auto box = std::make_unique<SessionBox>();
   box->ctx = &ctx;
-  box->pool = static_cast<int>(opt_number(L, 1, "pool", 0));
-  box->node = static_cast<int>(opt_number(L, 1, "node", -1));
+  box->pool = static_cast<int>(bind::opt_integer(L, 1, "pool", 0));
+  box->node = static_cast<int>(bind::opt_integer(L, 1, "node", -1));
   box->session = std::make_unique<ssh::Session>(ctx.loop.uv(), std::move(o));
-  auto** ud = static_cast<SessionBox**>(lua_newuserdatauv(L, sizeof(SessionBox*), 0));
-  *ud = box.release();
-  luaL_setmetatable(L, kSessionMeta);
+  bind::push_object(L, kSessionMeta, std::move(box));
   return 1;
 }
 
@@ -169,8 +162,8 @@ int l_session_step(lua_State* L) {
   return 1;
 }
 
-/// s:upload(local_path, remote_path, mode) → wait id; s:upload_bytes(bytes, remote, mode)
-int upload(lua_State* L, bool bytes) {
+/// s:upload(local_path, remote_path, mode) → wait id
+int l_session_upload(lua_State* L) {
   SessionBox& b = check_box(L);
   ssh::Session& s = check_session(L);
   std::string src = luaL_checkstring(L, 2);
@@ -183,19 +176,9 @@ int upload(lua_State* L, bool bytes) {
     box->results[id] = failure_or_ok(st);
     box->ctx->loop.complete(id);
   };
-  if (bytes) {
-    s.upload_bytes(std::move(src), std::move(dst), uo, done);
-  } else {
-    s.upload_file(std::move(src), std::move(dst), uo, done);
-  }
+  s.upload_file(std::move(src), std::move(dst), uo, done);
   lua_pushinteger(L, static_cast<lua_Integer>(id));
   return 1;
-}
-int l_session_upload(lua_State* L) {
-  return upload(L, false);
-}
-int l_session_upload_bytes(lua_State* L) {
-  return upload(L, true);
 }
 
 /// s:result(id) → {ok, error, code, signal, tail}
@@ -229,24 +212,8 @@ int l_session_describe(lua_State* L) {
   return 1;
 }
 
-int l_session_host_key(lua_State* L) {
-  lua_pushstring(L, check_session(L).host_key().c_str());
-  return 1;
-}
-
-int l_session_close(lua_State* L) {
-  SessionBox& b = check_box(L);
-  b.steps.clear();  // channels first, then their session; no callback runs after this
-  b.session.reset();
-  return 0;
-}
-
-int l_session_gc(lua_State* L) {
-  auto** ud = static_cast<SessionBox**>(luaL_checkudata(L, 1, kSessionMeta));
-  delete *ud;
-  *ud = nullptr;
-  return 0;
-}
+/// s:close() (also __close, __gc): ends what is in flight and the session. Idempotent.
+constexpr lua_CFunction l_session_close = bind::close_object<SessionBox, kSessionMeta>;
 
 /// ssh.keygen(comment) → public_key, private_key, fingerprint
 int l_ssh_keygen(lua_State* L) {
@@ -290,10 +257,8 @@ const luaL_Reg kSessionMethods[] = {
     {"connect", l_session_connect},
     {"step", l_session_step},
     {"upload", l_session_upload},
-    {"upload_bytes", l_session_upload_bytes},
     {"result", l_session_result},
     {"describe", l_session_describe},
-    {"host_key", l_session_host_key},
     {"close", l_session_close},
     {nullptr, nullptr},
 };
@@ -309,21 +274,16 @@ const luaL_Reg kSshModule[] = {
 
 /// Takes the session out of a Lua session userdata (for the pool to own); null if gone.
 std::unique_ptr<ssh::Session> take_ssh_session(lua_State* L, int idx) {
-  auto** ud = static_cast<SessionBox**>(luaL_checkudata(L, idx, kSessionMeta));
-  if (*ud == nullptr) return nullptr;
-  return std::move((*ud)->session);
+  SessionBox* box = bind::test_object<SessionBox>(L, idx, kSessionMeta);
+  if (box == nullptr) return nullptr;
+  return std::move(box->session);
 }
 
 }  // namespace skyhost
 
 extern "C" int luaopen_skyhost_ssh(lua_State* L) {
   using namespace skyhost;
-  luaL_newmetatable(L, kSessionMeta);
-  luaL_newlib(L, kSessionMethods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_session_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  bind::register_type(L, kSessionMeta, kSessionMethods, l_session_close);
   luaL_newlib(L, kSshModule);
   return 1;
 }

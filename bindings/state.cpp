@@ -5,21 +5,16 @@
 #include <lua.hpp>
 
 #include "bindings/context.hpp"
+#include "bindings/object.hpp"
 
 namespace skyhost {
 
 namespace {
 
-const char* kStateMeta = "skyhost.state";
-
-struct StateBox {
-  StateStore* store = nullptr;
-};
+constexpr char kStateMeta[] = "skyhost.state";
 
 StateStore& check_store(lua_State* L) {
-  auto* box = static_cast<StateBox*>(luaL_checkudata(L, 1, kStateMeta));
-  if (box->store == nullptr) luaL_error(L, "state store is closed");
-  return *box->store;
+  return bind::check_object<StateStore>(L, 1, kStateMeta, "state store");
 }
 
 std::string check_string(lua_State* L, int idx) {
@@ -28,7 +23,8 @@ std::string check_string(lua_State* L, int idx) {
   return std::string(s, len);
 }
 
-std::optional<std::string> opt_string(lua_State* L, int idx) {
+/// Argument `idx` if given, as a string.
+std::optional<std::string> opt_arg(lua_State* L, int idx) {
   if (lua_isnoneornil(L, idx)) return std::nullopt;
   return check_string(L, idx);
 }
@@ -99,11 +95,8 @@ void push_list(lua_State* L, const std::vector<T>& items, Push push) {
 /// state.open([path]) → store; without a path, $SKYHOST_STATE_DIR/state.db or ~/.skyhost/.
 int l_state_open(lua_State* L) {
   std::string path = lua_isnoneornil(L, 1) ? StateStore::default_path() : check_string(L, 1);
-  auto* box = static_cast<StateBox*>(lua_newuserdatauv(L, sizeof(StateBox), 0));  // [.., store]
-  *box = StateBox{};
-  luaL_setmetatable(L, kStateMeta);
   return guarded(L, [&] {
-    box->store = new StateStore(path);
+    bind::push_object(L, kStateMeta, std::make_unique<StateStore>(path));  // [.., store]
     return 1;
   });
 }
@@ -145,7 +138,7 @@ int l_state_mark_pool(lua_State* L) {
 int l_state_record_instance_intent(lua_State* L) {
   StateStore& s = check_store(L);
   std::string pool = check_string(L, 2), provider = check_string(L, 3);
-  std::string info = opt_string(L, 4).value_or("");
+  std::string info = opt_arg(L, 4).value_or("");
   return guarded(L, [&] {
     lua_pushinteger(L, s.record_instance_intent(pool, provider, info));
     return 1;
@@ -157,8 +150,8 @@ int l_state_mark_instance(lua_State* L) {
   StateStore& s = check_store(L);
   lua_Integer key = luaL_checkinteger(L, 2);
   std::string state = check_string(L, 3);
-  auto instance_id = opt_string(L, 4);
-  auto info = opt_string(L, 5);
+  auto instance_id = opt_arg(L, 4);
+  auto info = opt_arg(L, 5);
   return guarded(L, [&] { return s.mark_instance(key, state, instance_id, info), 0; });
 }
 
@@ -237,13 +230,8 @@ int l_state_rollback(lua_State* L) {
   return guarded(L, [&] { return s.rollback(), 0; });
 }
 
-/// store:close() — idempotent; an open transaction is rolled back.
-int l_state_close(lua_State* L) {
-  auto* box = static_cast<StateBox*>(luaL_checkudata(L, 1, kStateMeta));
-  delete box->store;
-  box->store = nullptr;
-  return 0;
-}
+/// store:close() (also __close, __gc) — idempotent; an open transaction is rolled back.
+constexpr lua_CFunction l_state_close = bind::close_object<StateStore, kStateMeta>;
 
 const luaL_Reg kStateMethods[] = {
     {"path", l_state_path},
@@ -278,14 +266,7 @@ const luaL_Reg kStateModule[] = {
 
 extern "C" int luaopen_skyhost_state(lua_State* L) {
   using namespace skyhost;
-  luaL_newmetatable(L, kStateMeta);  // [mt]
-  luaL_newlib(L, kStateMethods);     // [mt, methods]
-  lua_setfield(L, -2, "__index");    // [mt]
-  lua_pushcfunction(L, l_state_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_state_close);
-  lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);  // []
+  bind::register_type(L, kStateMeta, kStateMethods, l_state_close);
   luaL_newlib(L, kStateModule);
   return 1;
 }
