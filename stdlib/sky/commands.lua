@@ -6,6 +6,7 @@ local catalog = require "sky.catalog"
 local clouds = require "sky.clouds"
 local errors = require "sky.errors"
 local providers = require "sky.providers"
+local sched = require "sky.sched"
 
 local M = {}
 
@@ -207,7 +208,6 @@ function M.run(name, ...)
     io.stderr:write(("skyhost: unknown command '%s'\n"):format(tostring(name)))
     return 2
   end
-  local sched = require "sky.sched"
   local r = table.pack(sched.main(fn, ...))
   if not r[1] then
     local e = r[2]

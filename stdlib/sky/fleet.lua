@@ -3,6 +3,8 @@
 local core = require "skyhost.core"
 local journal = require "sky.journal"
 local json = require "sky.json"
+local providers = require "sky.providers"
+local sched = require "sky.sched"
 
 local M = {}
 
@@ -124,7 +126,7 @@ local function _end_instances(provider, insts)
   local first = insts[1].info or {}
   if first.ends_with_host then return "ended with their skyhost" end
   if provider == "ssh" then return "workers on SSH hosts end by their lease (ttl)" end
-  local module = require("sky.providers").BUILTIN[provider]
+  local module = providers.BUILTIN[provider]
   local ok, mod = pcall(require, module or ("providers." .. provider))
   if not ok or type(mod) ~= "table" or type(mod.end_orphans) ~= "function" then
     return nil, ("provider '%s' cannot be reached from here (defined by its script?): end "
@@ -202,7 +204,7 @@ local function _stop_owner(st, p)
       return true
     end
     if journal.owner_state(p.info.owner) ~= "alive" then return nil end  -- exited: an orphan now
-    require("sky.sched").await(core.sleep(0.1))
+    sched.await(core.sleep(0.1))
   end
   return false, ("skyhost pid %d did not finish its teardown within 120 s"):format(pid)
 end

@@ -6,6 +6,7 @@
 -- The journal is a safety net, not a dependency: if it cannot be written (a read-only home, a
 -- full disk) skyhost says so once and the pool runs without it.
 local core = require "skyhost.core"
+local errors = require "sky.errors"
 local state = require "sky.state"
 
 local M = {}
@@ -29,7 +30,7 @@ local function _with(fn)
     return fn(_store)
   end)
   if not ok then
-    _warn(require("sky.errors").message(r))
+    _warn(errors.message(r))
     return nil
   end
   return r
@@ -191,7 +192,7 @@ function M.store()
     _store = _store or state.open()
     return _store
   end)
-  if not ok then return nil, require("sky.errors").message(st) end
+  if not ok then return nil, errors.message(st) end
   return st
 end
 

@@ -10,6 +10,7 @@
 -- the projected spend passes the budget, keeping M.TEARDOWN_ALLOWANCE seconds of spend in hand
 -- for the teardown itself.
 local core = require "skyhost.core"
+local sched = require "sky.sched"
 
 local M = {}
 
@@ -147,7 +148,6 @@ end
 --- teardown allowance), calls stop(spent, rate) once. Returns at once when nothing is billed;
 --- ends when live() turns false. Runs as its own task on the driver.
 function M.watch(ledger, budget, live, stop)
-  local sched = require "sky.sched"
   return sched.spawn(function()
     while live() do
       local left, spent, rate = ledger:seconds_left(budget)
