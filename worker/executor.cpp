@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "bindings/codec.hpp"
 #include "bindings/embedded.hpp"
@@ -208,6 +209,12 @@ int l_run(lua_State* L) {
 
 void run_task(Shared& shared, Supervisor& sup, Slot& slot, lua_State* L, TaskMsg& task) {
   auto start = std::chrono::steady_clock::now();
+  bool restart = false;
+  {
+    std::lock_guard lock(slot.mu);
+    restart = std::exchange(slot.killed_children, false);
+  }
+  if (restart) plugins::restart_host();  // the supervisor killed it along with a task's commands
   t_task = task.id;
   if (auto fn = shared.closures.get(task.fn); fn && is_plugin_def(*fn)) {  // native: no Lua
     plugins::run_task(shared, task, *fn);

@@ -287,6 +287,12 @@ bool PluginClient::send(const PluginDef& def, const std::vector<Arg>& args, size
   return send_msg(sock_, &iov, 1, fd);
 }
 
+void PluginClient::restart() {
+  if (sock_ < 0) return;
+  kill(pid_, SIGKILL);
+  reap();
+}
+
 std::string PluginClient::reap() {
   if (sock_ >= 0) close(sock_);
   sock_ = -1;

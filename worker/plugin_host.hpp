@@ -47,6 +47,9 @@ class PluginClient {
   Reply call(const PluginDef& def, std::string_view args, const std::shared_ptr<Region>& region);
   /// The plugin host's process id, 0 when none runs.
   pid_t pid() const { return pid_; }
+  /// Ends the plugin host (killed, reaped) so that the next call starts a new one: after the
+  /// supervisor killed it, a call must not meet its death as if the call had caused it.
+  void restart();
 
  private:
   bool start(std::string& why);

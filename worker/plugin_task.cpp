@@ -199,6 +199,10 @@ class Results {
 
 }  // namespace
 
+void restart_host() {
+  t_client.restart();
+}
+
 void run_task(Shared& shared, const TaskMsg& task, std::string_view closure) {
   t_shared = &shared;
   auto last = std::chrono::steady_clock::now();

@@ -17,4 +17,7 @@ void attach(Shared& shared, lua_State* L);
 /// Runs a task whose closure is a plugin reference (is_plugin_def) and sends its result.
 void run_task(Shared& shared, const TaskMsg& task, std::string_view closure);
 
+/// This executor's plugin host is ended, and the next plugin call starts a new one.
+void restart_host();
+
 }  // namespace skyworker::plugins

@@ -156,6 +156,7 @@ void Supervisor::stop(Slot& slot, Status why, int64_t now) {
   if (slot.L != nullptr)
     lua_sethook(slot.L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   kill_commands(slot.tid);
+  slot.killed_children = true;
   kill_task_commands(slot.task);  // sky.sh commands, in process groups of their own
   // The host learns now, whether or not the task's code comes back soon.
   answer(slot.task, why, "task " + reason(why, slot.timeout_ms), now - slot.started_ms);
@@ -183,7 +184,10 @@ void Supervisor::watch() {
         }
         if (s.replaced) continue;  // given up: it ends when it ends
         busy = true;
-        if (now - s.stop_ms >= kRekillMs) kill_commands(s.tid);
+        if (now - s.stop_ms >= kRekillMs) {
+          kill_commands(s.tid);
+          s.killed_children = true;
+        }
         if (now - s.stop_ms >= kReplaceMs) {
           // Stuck in code no hook reaches (a C call that does not return): give the node its
           // executor back; this thread ends whenever its task does.

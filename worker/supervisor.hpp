@@ -33,6 +33,9 @@ struct Slot {
   int64_t stop_ms = 0;
   bool answered = false;  // its Result is already sent
   bool replaced = false;  // another executor took its place; this one ends after its task
+  // Its child processes were killed (a stopped task's commands, and with them the executor's
+  // plugin host): the next task starts a new plugin host before it uses one.
+  bool killed_children = false;
 };
 
 class Supervisor {

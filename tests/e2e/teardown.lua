@@ -20,9 +20,12 @@ elseif mode == "busy" then
   while true do end
 elseif mode == "busy-pcall" then
   -- Busy Lua code that catches the interrupt and ends normally: the run was still interrupted.
-  print("READY")
-  io.stdout:flush()
-  local _, err = pcall(function() while true do end end)
+  -- READY from inside the pcall: the signal cannot land before the code that catches it.
+  local _, err = pcall(function()
+    print("READY")
+    io.stdout:flush()
+    while true do end
+  end)
   io.stderr:write("caught ", tostring(err.code), "\n")
 elseif mode == "task" then
   -- A task starts a child process on the worker; it must go with the worker.
