@@ -335,6 +335,12 @@ end
 -- kept from the first attempt so that release() finds what an interrupted search created.
 local _searches = setmetatable({}, { __mode = "k" })
 
+--- `prov` says `ids` of `pool` are gone (a preempted node): they are no longer billed.
+function M.instances_ended(pool, prov, ids)
+  local search = _searches[pool]
+  if search then search.ledger:stopped(prov.name, ids) end
+end
+
 --- The attempts that failed for `pool` so far, as AttemptFailed reports them (tests, tools).
 function M.failures(pool)
   local search = _searches[pool]

@@ -12,7 +12,7 @@ local _pools = setmetatable({}, { __mode = "v" })  -- id -> pool
 
 M.TYPES = {
   "ClusterRequested", "OffersSelected", "InstanceLaunched", "InstanceRunning", "BootstrapPhase",
-  "BootstrapConsole", "InstanceReady", "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "Metric", "InstanceLost", "ClusterDraining",
+  "BootstrapConsole", "InstanceReady", "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "Metric", "InstanceLost", "InstancePreempted", "ClusterDraining",
   "ClusterDestroyed", "AttemptFailed", "CostSummary",
 }
 local _known = {}

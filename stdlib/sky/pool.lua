@@ -140,7 +140,10 @@ function M.compute(opts)
   journal.notice_orphans()
   journal.open_pool(self)  -- before anything billable can exist
   if opts.on_event then self:on("*", opts.on_event) end
-  events.subscribe(self, "InstanceLost", function() self:_check_alive(false) end)
+  events.subscribe(self, "InstanceLost", function(ev)
+    self:_check_alive(false)
+    self:_check_preempted(ev.node)
+  end)
   self.display = display.resolve(opts.display)
   events.attach(self)
   _open[self.id] = self
@@ -214,6 +217,25 @@ function Pool:_check_open()
     for k, v in pairs(self.closed_fields or {}) do fields[k] = v end  -- e.g. a timeout's limit
     errors.raise(self.closed_code or "PoolClosed", ("pool '%s' is %s%s"):format(self.name, self.state, why), fields)
   end
+end
+
+--- After node `node` was lost: asks its provider what became of its instance (not for local
+--- workers or sky.ssh hosts, which are not bought). An instance the provider reports terminated
+--- with `preempted = true` (a spot interruption) is an InstancePreempted event, and it no longer
+--- counts as possibly running (the journal). The pool's retries run the node's tasks elsewhere.
+function Pool:_check_preempted(node)
+  local prov, inst = self.provider, self.instances[node + 1]
+  if not prov or not inst or prov.ends_with_host or prov.name == "ssh" then return end
+  sched.spawn(function()
+    local ok, now = pcall(prov.get_instance, prov, self.cluster, inst.id)
+    if not ok or type(now) ~= "table" or now.state ~= "terminated" then return end
+    journal.terminated(self, prov, { inst.id })
+    broker.instances_ended(self, prov, { inst.id })
+    if now.preempted then
+      _emit(self, "InstancePreempted", { node = node, instance = inst.id,
+        reason = now.reason or "spot interruption" })
+    end
+  end)
 end
 
 --- A pool whose nodes are all lost is "failed": nothing it is given could ever run. With

@@ -26,7 +26,8 @@ local _codes = { capacity = "NoCapacity", quota = "QuotaExceeded", auth = "AuthF
 function M.new(def)
   _names = _names + 1
   local name = def.name or ("fake" .. _names)
-  local log = { provisions = {}, created = {}, terminated = {}, prepared = 0, torn = 0, offers_calls = 0 }
+  local log = { provisions = {}, created = {}, terminated = {}, prepared = 0, torn = 0, offers_calls = 0,
+    preempted = {} }  -- ids a test marks: get_instance reports a spot interruption for them
   local counter, states = 0, {}
   local p = sky.provider {
     name = name,
@@ -67,6 +68,9 @@ function M.new(def)
     get_instance = function(_, _, id)
       local st = states[id]
       st.polls = st.polls + 1
+      if log.preempted[id] then
+        return { id = id, state = "terminated", preempted = true, reason = "spot interruption" }
+      end
       if st.behave == "terminated" then return { id = id, state = "terminated" } end
       if st.behave == "pending" and st.polls <= 2 then return { id = id, state = "pending" } end
       if type(st.behave) == "table" and st.behave.ssh_port and st.node == 1 then

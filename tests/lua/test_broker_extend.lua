@@ -211,4 +211,24 @@ print("not reached")
   t.eq(out:gsub("[^\n]*interrupted[^\n]*\n", ""), "created i1\ncreated i2\nterminated i1\nterminated i2\nexit 130\n", out)
 end)
 
+t.test("a node its provider reports preempted: InstancePreempted, and its tasks go on", function()
+  local p, l = fake.new { offers = { offer("s", 2.0, 0.5) } }
+  local seen = {}
+  local pool <close> = sky.compute { provider = p, nodes = 2, display = quiet, allocation = "always-spot",
+    on_event = function(ev) seen[#seen + 1] = ev end }
+  t.eq(pool.spot, true)
+  local victim = pool.instances[2].id
+  l.preempted[victim] = true
+  os.execute("kill -9 " .. fake.pids(pool)[2])  -- the machine is gone, and its worker with it
+  local deadline, ev = core.now() + 20, nil
+  while not ev and core.now() < deadline do
+    for _, e in ipairs(seen) do if e.type == "InstancePreempted" then ev = e end end
+    if not ev then sky.sleep(0.02) end
+  end
+  t.ok(ev, "no InstancePreempted event")
+  t.eq({ ev.node, ev.instance, ev.reason }, { 1, victim, "spot interruption" })
+  local double = sky.fn(function(x) return 2 * x end)
+  t.eq(pool:map(double, { 1, 2, 3, 4 }), { 2, 4, 6, 8 })  -- node 0 runs them
+end)
+
 t.done()
