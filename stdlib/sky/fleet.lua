@@ -126,16 +126,15 @@ local function _end_instances(provider, insts)
   local first = insts[1].info or {}
   if first.ends_with_host then return "ended with their skyhost" end
   if provider == "ssh" then return "workers on SSH hosts end by their lease (ttl)" end
-  local module = providers.BUILTIN[provider]
+  local module = providers.BUILTIN[provider] or (providers.FACTORY or {})[provider]
   local ok, mod = pcall(require, module or ("providers." .. provider))
   if not ok or type(mod) ~= "table" or type(mod.end_orphans) ~= "function" then
-    return nil, ("provider '%s' cannot be reached from here (defined by its script?): end "
-      .. "instances %s in its console, then run skyhost down again with --forget"):format(provider,
-      table.concat((function()
-        local ids = {}
-        for i, r in ipairs(insts) do ids[i] = r.instance_id ~= "" and r.instance_id or "(never got an id)" end
-        return ids
-      end)(), ", "))
+    local ids = {}
+    for i, r in ipairs(insts) do ids[i] = r.instance_id ~= "" and r.instance_id or "(never got an id)" end
+    local why = ok and type(mod) == "table" and "it cannot end instances of a skyhost that is gone"
+      or "it was defined by its script"
+    return nil, ("provider '%s' cannot be reached from here (%s): end instances %s yourself, "
+      .. "then run skyhost down again with --forget"):format(provider, why, table.concat(ids, ", "))
   end
   local okc, confirmed = pcall(mod.end_orphans, insts)
   if not okc then return nil, ("provider '%s': %s"):format(provider, tostring(confirmed)) end
