@@ -1,6 +1,9 @@
 #include "host/local_link.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <csignal>
+#include <cstdint>
 #include <stdexcept>
 
 namespace skyhost {
@@ -102,13 +105,23 @@ std::unique_ptr<LocalLink> LocalLink::spawn(uv_loop_t* loop, const std::vector<s
       reinterpret_cast<uv_stream_t*>(&s->out),
       [](uv_handle_t* h, size_t, uv_buf_t* b) {
         auto* s = static_cast<State*>(h->data);
-        *b = uv_buf_init(s->buf, sizeof s->buf);
+        // Straight into the frame decoder's buffer: a large result is read where it stays.
+        std::string_view room;
+        if (s->owner != nullptr && !s->owner->broken_) room = s->owner->read_space(sizeof s->buf);
+        if (room.empty()) {
+          *b = uv_buf_init(s->buf, sizeof s->buf);
+        } else {
+          size_t n = std::min<size_t>(room.size(), UINT32_MAX);
+          *b = uv_buf_init(const_cast<char*>(room.data()), static_cast<unsigned>(n));
+        }
       },
       [](uv_stream_t* st, ssize_t n, const uv_buf_t* b) {
         auto* s = static_cast<State*>(st->data);
         if (n > 0) {
           if (s->owner == nullptr || s->owner->broken_) return;
-          std::string why = s->owner->receive(b->base, static_cast<size_t>(n));
+          auto got = static_cast<size_t>(n);
+          std::string why =
+              b->base == s->buf ? s->owner->receive(b->base, got) : s->owner->receive_read(got);
           if (!why.empty()) {
             s->owner->broken_ = true;  // nothing more is read from a stream out of step
             s->fail(why);

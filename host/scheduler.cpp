@@ -315,14 +315,14 @@ void Scheduler::on_result(Node& n, wire::Reader& r) {
     } else if (status != wire::Status::kOk && !failure_ok(r)) {
       fail_task(id, it->second, "the worker sent a malformed failure", n.index);
     } else {
-      std::string payload(r.position(), r.remaining());
-      finish(id, it->second, status, std::move(payload), exec_ns, n.index);
+      // A large result keeps the buffer it was read into: no copy before it is decoded.
+      finish(id, it->second, status, n.link->take({r.position(), r.remaining()}), exec_ns, n.index);
     }
   }
   dispatch();
 }
 
-void Scheduler::finish(TaskId id, Task& t, wire::Status status, std::string payload,
+void Scheduler::finish(TaskId id, Task& t, wire::Status status, wire::Payload payload,
                        uint64_t exec_ns, int node) {
   bool ok = status == wire::Status::kOk;
   t.done = true;
@@ -366,7 +366,7 @@ void Scheduler::fail_task(TaskId id, Task& t, const std::string& message, int no
   wire::Writer w;
   w.put_string(message);
   w.put_string("");
-  finish(id, t, wire::Status::kFailed, w.take(), 0, node);
+  finish(id, t, wire::Status::kFailed, wire::Payload(w.take()), 0, node);
 }
 
 void Scheduler::on_lost(Node& n, const std::string& reason) {
