@@ -24,9 +24,9 @@ local make = sky.fn(function(n, seed) return pattern(n, seed) end)
 local echo = sky.fn(function(...) return ... end)
 local check = sky.fn(function(s, seed) return s == pattern(#s, seed), #s end)
 
-local sizes = { 0, 1, 64 * KiB - 1, 64 * KiB, MiB + 7, 64 * MiB, 200 * MiB + 3 }
+local sizes = { 0, 1, 64 * KiB - 1, 64 * KiB, MiB + 7, 64 * MiB + 3 }
 
-t.test("results of 0 B to 200 MiB come back byte for byte", function()
+t.test("results of 0 B to 64 MiB come back byte for byte", function()
   for i, n in ipairs(sizes) do
     local r = make(n, i) >> pool
     t.eq(#r, n)
@@ -34,7 +34,7 @@ t.test("results of 0 B to 200 MiB come back byte for byte", function()
   end
 end)
 
-t.test("arguments of 0 B to 200 MiB arrive byte for byte, and go back", function()
+t.test("arguments of 0 B to 64 MiB arrive byte for byte, and go back", function()
   for i, n in ipairs(sizes) do
     local s = pattern(n, i)
     t.eq(table.pack(check(s, i) >> pool)[1], true, "argument of " .. n .. " bytes on the node")
