@@ -3,8 +3,10 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "host/wire.hpp"
 
@@ -16,6 +18,8 @@ class Link {
 
   /// Frames queued here go out together at the next flush(): one write for many frames.
   wire::Writer& out() { return out_; }
+  /// Keeps `bytes` alive until what out() holds now is written: its refs point into them.
+  void keep(std::shared_ptr<const void> bytes) { out_keep_.push_back(std::move(bytes)); }
   /// Sends what out() holds. Never blocks.
   virtual void flush() = 0;
   /// Asks the worker to stop (closes its input); `kill` ends it at once.
@@ -49,6 +53,7 @@ class Link {
   std::string receive_read(size_t n);
 
   wire::Writer out_;
+  std::vector<std::shared_ptr<const void>> out_keep_;
   wire::FrameDecoder in_;
 
  private:

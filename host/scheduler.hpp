@@ -121,7 +121,9 @@ class Scheduler {
   struct Task {
     BatchId batch = 0;
     ClosureId fn = 0;
-    std::string args;
+    // Shared with the links' output while a frame is written from it (large arguments are not
+    // copied into the output buffer) and kept for a re-run until the task ends.
+    std::shared_ptr<const std::string> args;
     int pin = -1;
     uint32_t timeout_ms = 0;
     int node = -1;
