@@ -256,6 +256,13 @@ try:
         r = on_host(8, "ls -d .skyhost/pools/* 2>/dev/null | wc -l")
         assert r.stdout.strip() == "0", "a scratch directory outlived its pool"
 
+    @case("strings of 0 B to 64 MiB both ways over SSH, byte for byte")
+    def _():
+        r = run("data", [ip(1)], timeout=180)
+        assert r.returncode == 0, r.stderr
+        line = [l for l in r.stdout.splitlines() if l.startswith("DATA ")]
+        assert line == ["DATA 0=true 1=true 65536=true 67108867=true mixed=true"], r.stdout
+
     @case("put and get of a 100 MiB file on two nodes")
     def _():
         with tempfile.TemporaryDirectory() as d:
