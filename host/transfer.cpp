@@ -1,10 +1,14 @@
 #include "host/transfer.hpp"
 
+#include <openssl/evp.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <new>
+#include <string_view>
 
 #include "host/ssh_link.hpp"
 
@@ -61,48 +65,150 @@ void put_file(Link& link, const std::string& local, const std::string& remote, T
   });
 }
 
+namespace {
+
+// SHA-256 of what arrives, as it arrives.
+class Digest {
+ public:
+  Digest() : ctx_(EVP_MD_CTX_new()) {
+    if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1)
+      throw std::bad_alloc();
+  }
+  ~Digest() { EVP_MD_CTX_free(ctx_); }
+  Digest(const Digest&) = delete;
+  Digest& operator=(const Digest&) = delete;
+  void update(std::string_view d) { EVP_DigestUpdate(ctx_, d.data(), d.size()); }
+  /// Lower-case hex, as sha256sum prints it.
+  std::string hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_, md, &n);
+    std::string out;
+    char b[3];
+    for (unsigned int i = 0; i < n; ++i) {
+      std::snprintf(b, sizeof b, "%02x", md[i]);
+      out += b;
+    }
+    return out;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+// The first word of `sha256sum FILE`'s output, if it is a digest.
+std::string digest_of(const std::string& out) {
+  std::string word = out.substr(0, out.find_first_of(" \t\n"));
+  bool hex = word.size() == 64 && word.find_first_not_of("0123456789abcdef") == std::string::npos;
+  return hex ? word : "";
+}
+
+// One pool:get over SSH: `cat` into FILE.skyhost-part, hashed as it arrives; a command that dies
+// part way (killed, its channel failed) while the session lives is resumed with `tail -c +N`
+// from the first byte missing, up to kAttempts times; at the end `sha256sum` on the node must
+// agree with the hash of what arrived, or the transfer fails.
+struct Get : std::enable_shared_from_this<Get> {
+  static constexpr int kAttempts = 4;
+  SshLink* link;
+  std::string remote, local, part;
+  TransferDone done;
+  std::FILE* f = nullptr;
+  Digest digest;
+  uint64_t got = 0;
+  int attempts = 0;
+  bool write_failed = false;
+
+  ~Get() {
+    if (f != nullptr) std::fclose(f);
+  }
+
+  void start() {
+    attempts++;
+    std::string cmd = got == 0 ? "cat " + quote(remote)
+                               : "tail -c +" + std::to_string(got + 1) + " " + quote(remote);
+    uint64_t id = link->hold(link->session().exec(cmd));
+    ssh::Channel& ch = link->held(id);
+    auto err = std::make_shared<std::string>();
+    auto self = shared_from_this();
+    ch.on_data([self](std::string_view d) {
+      if (std::fwrite(d.data(), 1, d.size(), self->f) != d.size()) self->write_failed = true;
+      self->digest.update(d);
+      self->got += d.size();
+    });
+    ch.on_stderr([err](std::string_view d) {
+      if (err->size() < 1024) err->append(d.substr(0, 1024 - err->size()));
+    });
+    ch.on_exit([self, id, err](const ssh::ExitInfo& e) {
+      self->ended(e, *err);
+      self->link->release(id);  // destroys this channel: allowed from its own callback
+    });
+    ch.send_eof();
+  }
+
+  void ended(const ssh::ExitInfo& e, std::string err) {
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    if (write_failed) return fail("cannot write " + local);
+    if (!e.ok()) {
+      // Cut off (a signal, a channel failure) with the session still up: go on from where it
+      // stopped. A command that failed by itself (no such file) is not retried.
+      bool cut = !e.signal.empty() || (!e.error.empty() && e.code == -1);
+      if (cut && link->session().is_ready() && attempts < kAttempts) return start();
+      std::string why = !err.empty()        ? err
+                        : !e.error.empty()  ? e.error
+                        : !e.signal.empty() ? "killed by signal " + e.signal
+                                            : "exit status " + std::to_string(e.code);
+      return fail("cannot read " + remote + " on the node: " + why);
+    }
+    if (std::fflush(f) != 0) return fail("cannot write " + local);
+    ssh::RunOptions ro;
+    ro.timeout = 600;
+    auto self = shared_from_this();
+    link->session().run("sha256sum " + quote(remote), ro, [self](ssh::RunResult r) {
+      std::string theirs = digest_of(r.out), ours = self->digest.hex();
+      if (!r.exit.ok() || theirs.empty())
+        return self->fail("cannot check " + self->remote +
+                          " on the node (sha256sum): " + (r.err.empty() ? r.exit.error : r.err));
+      if (theirs != ours)
+        return self->fail("the copy of " + self->remote + " differs from the node's (sha256 " +
+                          ours + ", the node has " + theirs + ")");
+      bool closed_ok = std::fclose(self->f) == 0;
+      self->f = nullptr;
+      if (!closed_ok) return self->fail("cannot write " + self->local);
+      if (std::rename(self->part.c_str(), self->local.c_str()) != 0)
+        return self->fail("cannot rename " + self->part + " to " + self->local + ": " +
+                          std::strerror(errno));
+      self->done("");
+    });
+  }
+
+  void fail(const std::string& why) {
+    if (f != nullptr) std::fclose(f);
+    f = nullptr;
+    std::remove(part.c_str());
+    done(why);
+  }
+};
+
+}  // namespace
+
 void get_file(Link& link, const std::string& remote, const std::string& local, TransferDone done) {
   auto* ssh_link = dynamic_cast<SshLink*>(&link);
   if (ssh_link == nullptr) {
     done(copy_local(remote, local));
     return;
   }
-  std::string part = local + ".skyhost-part";
-  std::FILE* f = std::fopen(part.c_str(), "wb");
-  if (f == nullptr) {
-    done("cannot write " + part + ": " + std::strerror(errno));
+  auto g = std::make_shared<Get>();
+  g->link = ssh_link;
+  g->remote = remote;
+  g->local = local;
+  g->part = local + ".skyhost-part";
+  g->done = std::move(done);
+  g->f = std::fopen(g->part.c_str(), "wb");
+  if (g->f == nullptr) {
+    g->done("cannot write " + g->part + ": " + std::strerror(errno));
     return;
   }
-  uint64_t id = ssh_link->hold(ssh_link->session().exec("cat " + quote(remote)));
-  ssh::Channel& ch = ssh_link->held(id);
-  auto err = std::make_shared<std::string>();
-  auto write_failed = std::make_shared<bool>(false);
-  ch.on_data([f, write_failed](std::string_view d) {
-    if (std::fwrite(d.data(), 1, d.size(), f) != d.size()) *write_failed = true;
-  });
-  ch.on_stderr([err](std::string_view d) {
-    if (err->size() < 1024) err->append(d.substr(0, 1024 - err->size()));
-  });
-  ch.on_exit(
-      [f, ssh_link, id, err, write_failed, part, local, remote, done](const ssh::ExitInfo& e) {
-        bool closed_ok = std::fclose(f) == 0;
-        std::string why;
-        if (!e.ok()) {
-          why = "cannot read " + remote + " on the node: " +
-                (!err->empty()      ? *err
-                 : !e.error.empty() ? e.error
-                                    : "exit status " + std::to_string(e.code));
-          while (!why.empty() && why.back() == '\n') why.pop_back();
-        } else if (*write_failed || !closed_ok) {
-          why = "cannot write " + local;
-        } else if (std::rename(part.c_str(), local.c_str()) != 0) {
-          why = "cannot rename " + part + " to " + local + ": " + std::strerror(errno);
-        }
-        if (!why.empty()) std::remove(part.c_str());
-        done(why);
-        ssh_link->release(id);  // destroys this channel: allowed from its own callback
-      });
-  ch.send_eof();
+  g->start();
 }
 
 }  // namespace skyhost

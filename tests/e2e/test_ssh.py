@@ -263,6 +263,47 @@ try:
         line = [l for l in r.stdout.splitlines() if l.startswith("DATA ")]
         assert line == ["DATA 0=true 1=true 65536=true 67108867=true mixed=true"], r.stdout
 
+    # On h1 (its own PID namespace: every process there is this test's): wait for the `cat` of
+    # pool:get, kill it part way, then report the command that resumes the transfer.
+    CUT = r"""end=$(( $(date +%s) + 60 ))
+while :; do p=$(pgrep -f '^cat .*cut\.bin' | head -n 1); [ -n "$p" ] && break
+  [ "$(date +%s)" -ge $end ] && { echo NOCAT; exit 1; }; sleep 0.01; done
+sleep 0.15; kill -9 "$p"; echo "KILLED $p"
+while :; do t=$(pgrep -af '^tail -c' | head -n 1); [ -n "$t" ] && { echo "TAIL $t"; exit 0; }
+  [ "$(date +%s)" -ge $end ] && { echo NOTAIL; exit 1; }; sleep 0.01; done"""
+
+    @case("pool:get resumes a transfer cut part way, without resending, and checks its sha256")
+    def _():
+        r = on_host(1, "head -c 300M /dev/urandom > cut.bin && sha256sum cut.bin")
+        want = r.stdout.split()[0]
+        cutter = subprocess.Popen(["ssh", "-F", f"{STATE}/ssh_config", "h1", CUT], env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                dest = os.path.join(d, "cut.bin")
+                r = run("get", [ip(1)], timeout=180, REMOTE="cut.bin", DEST=dest)
+                out, err = cutter.communicate(timeout=60)
+                assert r.returncode == 0 and "GOT " + dest in r.stdout, r.stdout + r.stderr
+                assert "KILLED" in out, out + err
+                m = re.search(r"TAIL \d+ tail -c \+(\d+) ", out)
+                assert m and int(m.group(1)) > 1, out  # went on from a byte past the first
+                assert hashlib.sha256(open(dest, "rb").read()).hexdigest() == want
+                assert not os.path.exists(dest + ".skyhost-part")
+        finally:
+            if cutter.poll() is None:
+                cutter.kill()
+                cutter.wait()
+            on_host(1, "rm -f cut.bin")
+
+    @case("pool:get of a missing file fails naming it, leaving nothing behind")
+    def _():
+        with tempfile.TemporaryDirectory() as d:
+            dest = os.path.join(d, "nothing.bin")
+            r = run("get", [ip(1)], REMOTE="no-such-file.bin", DEST=dest)
+            assert r.returncode == 0, r.stderr
+            assert "ERROR" in r.stdout and "cannot read no-such-file.bin on the node" in r.stdout, r.stdout
+            assert os.listdir(d) == [], os.listdir(d)
+
     @case("put and get of a 100 MiB file on two nodes")
     def _():
         with tempfile.TemporaryDirectory() as d:
