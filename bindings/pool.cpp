@@ -362,7 +362,7 @@ int l_pool_transfer(lua_State* L) {
     ctx->loop.complete(id);
   };
   if (dir == "put" || dir == "put_once") {
-    put_file(s.link(node), local, remote, done, dir == "put_once");
+    put_file(s.link(node), ctx->loop.uv(), local, remote, done, dir == "put_once");
   } else {
     get_file(s.link(node), remote, local, done);
   }

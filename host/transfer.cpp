@@ -9,6 +9,7 @@
 #include <memory>
 #include <new>
 #include <string_view>
+#include <vector>
 
 #include "host/ssh_link.hpp"
 
@@ -31,41 +32,6 @@ std::string copy_local(const std::string& from, const std::string& to) {
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
   return ec ? "cannot copy " + from + " to " + to + ": " + ec.message() : "";
 }
-
-}  // namespace
-
-void put_file(Link& link, const std::string& local, const std::string& remote, TransferDone done,
-              bool only_if_missing) {
-  auto* ssh_link = dynamic_cast<SshLink*>(&link);
-  if (ssh_link == nullptr) {
-    done(copy_local(local, remote));
-    return;
-  }
-  ssh::Session& s = ssh_link->session();
-  std::string dir = std::filesystem::path(remote).parent_path().string();
-  auto upload = [&s, local, remote, done]() {
-    s.upload_file(local, remote, ssh::UploadOptions{},
-                  [done](const ssh::Status& st) { done(st.error); });
-  };
-  if (dir.empty() && !only_if_missing) {
-    upload();
-    return;
-  }
-  ssh::RunOptions ro;
-  ro.timeout = 60;
-  std::string cmd = dir.empty() ? "true" : "mkdir -p " + quote(dir);
-  if (only_if_missing) cmd += " && { test -f " + quote(remote) + " && echo present; true; }";
-  s.run(cmd, ro, [upload, dir, done](ssh::RunResult r) {
-    if (!r.exit.ok()) {
-      done("cannot create " + dir + " on the node: " + (r.err.empty() ? r.exit.error : r.err));
-      return;
-    }
-    if (r.out.starts_with("present")) return done("");
-    upload();
-  });
-}
-
-namespace {
 
 // SHA-256 of what arrives, as it arrives.
 class Digest {
@@ -102,6 +68,123 @@ std::string digest_of(const std::string& out) {
   bool hex = word.size() == 64 && word.find_first_not_of("0123456789abcdef") == std::string::npos;
   return hex ? word : "";
 }
+
+// Hashes a local file on libuv's thread pool: a large file would hold the loop for seconds.
+struct HashJob {
+  uv_work_t req{};
+  std::string path, hex, error;
+  std::function<void(const HashJob&)> done;
+};
+
+void hash_file(uv_loop_t* loop, std::string path, std::function<void(const HashJob&)> done) {
+  auto* j = new HashJob;
+  j->path = std::move(path);
+  j->done = std::move(done);
+  j->req.data = j;
+  auto work = [](uv_work_t* r) {
+    auto* j = static_cast<HashJob*>(r->data);
+    std::FILE* f = std::fopen(j->path.c_str(), "rb");
+    if (f == nullptr) {
+      j->error = std::strerror(errno);
+      return;
+    }
+    try {
+      Digest d;
+      std::vector<char> buf(1 << 20);
+      size_t n;
+      while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) d.update({buf.data(), n});
+      if (std::ferror(f)) j->error = "read error";
+      j->hex = d.hex();
+    } catch (const std::exception& e) {
+      j->error = e.what();
+    }
+    std::fclose(f);
+  };
+  auto after = [](uv_work_t* r, int status) {
+    auto* j = static_cast<HashJob*>(r->data);
+    if (status != 0 && j->error.empty()) j->error = uv_strerror(status);
+    j->done(*j);
+    delete j;
+  };
+  if (int rc = uv_queue_work(loop, &j->req, work, after); rc != 0) {
+    j->error = uv_strerror(rc);
+    j->done(*j);
+    delete j;
+  }
+}
+
+// After an upload: sha256sum on the node must agree with the local file's hash (both computed
+// at once, neither on the loop thread).
+void verify_put(ssh::Session& s, uv_loop_t* loop, const std::string& local,
+                const std::string& remote, TransferDone done) {
+  struct Check {
+    int left = 2;
+    std::string ours, theirs, why;
+  };
+  auto c = std::make_shared<Check>();
+  auto one_done = [c, local, remote, done]() {
+    if (--c->left > 0) return;
+    if (!c->why.empty()) return done(c->why);
+    if (c->ours != c->theirs)
+      return done("the copy of " + local + " at " + remote +
+                  " on the node differs from it (sha256 " + c->theirs + ", the file has " +
+                  c->ours + ")");
+    done("");
+  };
+  hash_file(loop, local, [c, local, one_done](const HashJob& j) {
+    if (!j.error.empty() && c->why.empty()) c->why = "cannot read " + local + ": " + j.error;
+    c->ours = j.hex;
+    one_done();
+  });
+  ssh::RunOptions ro;
+  ro.timeout = 600;
+  s.run("sha256sum " + quote(remote), ro, [c, remote, one_done](ssh::RunResult r) {
+    c->theirs = digest_of(r.out);
+    if ((!r.exit.ok() || c->theirs.empty()) && c->why.empty())
+      c->why = "cannot check " + remote +
+               " on the node (sha256sum): " + (r.err.empty() ? r.exit.error : r.err);
+    one_done();
+  });
+}
+
+}  // namespace
+
+void put_file(Link& link, uv_loop_t* loop, const std::string& local, const std::string& remote,
+              TransferDone done, bool only_if_missing) {
+  auto* ssh_link = dynamic_cast<SshLink*>(&link);
+  if (ssh_link == nullptr) {
+    done(copy_local(local, remote));
+    return;
+  }
+  ssh::Session& s = ssh_link->session();
+  std::string dir = std::filesystem::path(remote).parent_path().string();
+  auto upload = [&s, loop, local, remote, done, only_if_missing]() {
+    s.upload_file(local, remote, ssh::UploadOptions{},
+                  [&s, loop, local, remote, done, only_if_missing](const ssh::Status& st) {
+                    // A file put under its content's name (plugins) is not checked again.
+                    if (!st.error.empty() || only_if_missing) return done(st.error);
+                    verify_put(s, loop, local, remote, done);
+                  });
+  };
+  if (dir.empty() && !only_if_missing) {
+    upload();
+    return;
+  }
+  ssh::RunOptions ro;
+  ro.timeout = 60;
+  std::string cmd = dir.empty() ? "true" : "mkdir -p " + quote(dir);
+  if (only_if_missing) cmd += " && { test -f " + quote(remote) + " && echo present; true; }";
+  s.run(cmd, ro, [upload, dir, done](ssh::RunResult r) {
+    if (!r.exit.ok()) {
+      done("cannot create " + dir + " on the node: " + (r.err.empty() ? r.exit.error : r.err));
+      return;
+    }
+    if (r.out.starts_with("present")) return done("");
+    upload();
+  });
+}
+
+namespace {
 
 // One pool:get over SSH: `cat` into FILE.skyhost-part, hashed as it arrives; a command that dies
 // part way (killed, its channel failed) while the session lives is resumed with `tail -c +N`
