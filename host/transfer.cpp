@@ -1,27 +1,22 @@
 #include "host/transfer.hpp"
 
-#include <openssl/evp.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <new>
 #include <string_view>
-#include <vector>
 
 #include "host/ssh_link.hpp"
+#include "host/transfer_util.hpp"
 
 namespace skyhost {
 
-namespace {
+using transfer_detail::Digest;
+using transfer_detail::digest_of;
+using transfer_detail::quote;
 
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
+namespace {
 
 std::string copy_local(const std::string& from, const std::string& to) {
   namespace fs = std::filesystem;
@@ -31,120 +26,6 @@ std::string copy_local(const std::string& from, const std::string& to) {
   if (!parent.empty()) fs::create_directories(parent, ec);
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
   return ec ? "cannot copy " + from + " to " + to + ": " + ec.message() : "";
-}
-
-// SHA-256 of what arrives, as it arrives.
-class Digest {
- public:
-  Digest() : ctx_(EVP_MD_CTX_new()) {
-    if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1)
-      throw std::bad_alloc();
-  }
-  ~Digest() { EVP_MD_CTX_free(ctx_); }
-  Digest(const Digest&) = delete;
-  Digest& operator=(const Digest&) = delete;
-  void update(std::string_view d) { EVP_DigestUpdate(ctx_, d.data(), d.size()); }
-  /// Lower-case hex, as sha256sum prints it.
-  std::string hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_, md, &n);
-    std::string out;
-    char b[3];
-    for (unsigned int i = 0; i < n; ++i) {
-      std::snprintf(b, sizeof b, "%02x", md[i]);
-      out += b;
-    }
-    return out;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
-
-// The first word of `sha256sum FILE`'s output, if it is a digest.
-std::string digest_of(const std::string& out) {
-  std::string word = out.substr(0, out.find_first_of(" \t\n"));
-  bool hex = word.size() == 64 && word.find_first_not_of("0123456789abcdef") == std::string::npos;
-  return hex ? word : "";
-}
-
-// Hashes a local file on libuv's thread pool: a large file would hold the loop for seconds.
-struct HashJob {
-  uv_work_t req{};
-  std::string path, hex, error;
-  std::function<void(const HashJob&)> done;
-};
-
-void hash_file(uv_loop_t* loop, std::string path, std::function<void(const HashJob&)> done) {
-  auto* j = new HashJob;
-  j->path = std::move(path);
-  j->done = std::move(done);
-  j->req.data = j;
-  auto work = [](uv_work_t* r) {
-    auto* j = static_cast<HashJob*>(r->data);
-    std::FILE* f = std::fopen(j->path.c_str(), "rb");
-    if (f == nullptr) {
-      j->error = std::strerror(errno);
-      return;
-    }
-    try {
-      Digest d;
-      std::vector<char> buf(1 << 20);
-      size_t n;
-      while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) d.update({buf.data(), n});
-      if (std::ferror(f)) j->error = "read error";
-      j->hex = d.hex();
-    } catch (const std::exception& e) {
-      j->error = e.what();
-    }
-    std::fclose(f);
-  };
-  auto after = [](uv_work_t* r, int status) {
-    auto* j = static_cast<HashJob*>(r->data);
-    if (status != 0 && j->error.empty()) j->error = uv_strerror(status);
-    j->done(*j);
-    delete j;
-  };
-  if (int rc = uv_queue_work(loop, &j->req, work, after); rc != 0) {
-    j->error = uv_strerror(rc);
-    j->done(*j);
-    delete j;
-  }
-}
-
-// After an upload: sha256sum on the node must agree with the local file's hash (both computed
-// at once, neither on the loop thread).
-void verify_put(ssh::Session& s, uv_loop_t* loop, const std::string& local,
-                const std::string& remote, TransferDone done) {
-  struct Check {
-    int left = 2;
-    std::string ours, theirs, why;
-  };
-  auto c = std::make_shared<Check>();
-  auto one_done = [c, local, remote, done]() {
-    if (--c->left > 0) return;
-    if (!c->why.empty()) return done(c->why);
-    if (c->ours != c->theirs)
-      return done("the copy of " + local + " at " + remote +
-                  " on the node differs from it (sha256 " + c->theirs + ", the file has " +
-                  c->ours + ")");
-    done("");
-  };
-  hash_file(loop, local, [c, local, one_done](const HashJob& j) {
-    if (!j.error.empty() && c->why.empty()) c->why = "cannot read " + local + ": " + j.error;
-    c->ours = j.hex;
-    one_done();
-  });
-  ssh::RunOptions ro;
-  ro.timeout = 600;
-  s.run("sha256sum " + quote(remote), ro, [c, remote, one_done](ssh::RunResult r) {
-    c->theirs = digest_of(r.out);
-    if ((!r.exit.ok() || c->theirs.empty()) && c->why.empty())
-      c->why = "cannot check " + remote +
-               " on the node (sha256sum): " + (r.err.empty() ? r.exit.error : r.err);
-    one_done();
-  });
 }
 
 }  // namespace
@@ -158,13 +39,11 @@ void put_file(Link& link, uv_loop_t* loop, const std::string& local, const std::
   }
   ssh::Session& s = ssh_link->session();
   std::string dir = std::filesystem::path(remote).parent_path().string();
-  auto upload = [&s, loop, local, remote, done, only_if_missing]() {
+  auto upload = [ssh_link, &s, loop, local, remote, done, only_if_missing]() {
+    if (!only_if_missing) return transfer_detail::put_ssh(*ssh_link, loop, local, remote, done);
+    // A file named by its content (a plugin): one plain upload, nothing to check or resume.
     s.upload_file(local, remote, ssh::UploadOptions{},
-                  [&s, loop, local, remote, done, only_if_missing](const ssh::Status& st) {
-                    // A file put under its content's name (plugins) is not checked again.
-                    if (!st.error.empty() || only_if_missing) return done(st.error);
-                    verify_put(s, loop, local, remote, done);
-                  });
+                  [done](const ssh::Status& st) { done(st.error); });
   };
   if (dir.empty() && !only_if_missing) {
     upload();
@@ -207,8 +86,9 @@ struct Get : std::enable_shared_from_this<Get> {
 
   void start() {
     attempts++;
-    std::string cmd = got == 0 ? "cat " + quote(remote)
-                               : "tail -c +" + std::to_string(got + 1) + " " + quote(remote);
+    // exec: a killed cat must reach the channel as the signal, not as the shell's status.
+    std::string cmd = got == 0 ? "exec cat " + quote(remote)
+                               : "exec tail -c +" + std::to_string(got + 1) + " " + quote(remote);
     uint64_t id = link->hold(link->session().exec(cmd));
     ssh::Channel& ch = link->held(id);
     auto err = std::make_shared<std::string>();

@@ -180,6 +180,9 @@ elseif mode == "data" then
   out[#out + 1] = "mixed=" .. tostring(mixed[1] == pattern(3 << 20, 1) and mixed[2] == "small"
     and mixed[3] == 7 and mixed[4][1] == pattern(100 << 10, 2))
   print("DATA " .. table.concat(out, " "))
+elseif mode == "put" then
+  local ok, err = pcall(function() return pool:put(os.getenv("SRC"), os.getenv("REMOTE"), { node = 0 }) end)
+  print(ok and "PUT ok" or ("ERROR " .. tostring(err)))
 elseif mode == "get" then
   local ok, err = pcall(function() return pool:get(os.getenv("REMOTE"), os.getenv("DEST"), { node = 0 }) end)
   print(ok and ("GOT " .. err[1]) or ("ERROR " .. tostring(err)))

@@ -295,6 +295,44 @@ while :; do t=$(pgrep -af '^tail -c' | head -n 1); [ -n "$t" ] && { echo "TAIL $
                 cutter.wait()
             on_host(1, "rm -f cut.bin")
 
+    # On h1: wait for the `cat` writing the upload's part file, kill it part way, then report
+    # the flags of the next one's output (O_APPEND: it goes on) and the part's size then.
+    PUT_CUT = r"""end=$(( $(date +%s) + 60 ))
+writer() { for p in $(pgrep -x cat); do case $(readlink /proc/$p/fd/1) in
+  *up.bin.skyhost-part) echo $p; return;; esac; done; }
+while :; do p=$(writer); [ -n "$p" ] && break
+  [ "$(date +%s)" -ge $end ] && { echo NOCAT; exit 1; }; sleep 0.01; done
+sleep 0.15; kill -9 "$p"; echo "KILLED $p"
+while :; do q=$(writer); if [ -n "$q" ] && [ "$q" != "$p" ]; then
+    fl=$(awk '/^flags/ { print $2 }' /proc/$q/fdinfo/1)
+    echo "APPEND $(( 0$fl & 02000 )) $(stat -c %s up.bin.skyhost-part)"; exit 0; fi
+  [ "$(date +%s)" -ge $end ] && { echo NOAPPEND; exit 1; }; sleep 0.01; done"""
+
+    @case("pool:put resumes an upload cut part way, without resending, and checks its sha256")
+    def _():
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "up.bin")
+            with open(src, "wb") as f:
+                f.write(os.urandom(300 << 20))
+            want = hashlib.sha256(open(src, "rb").read()).hexdigest()
+            cutter = subprocess.Popen(["ssh", "-F", f"{STATE}/ssh_config", "h1", PUT_CUT], env=ENV,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                r = run("put", [ip(1)], timeout=180, SRC=src, REMOTE="up.bin")
+                out, err = cutter.communicate(timeout=60)
+                assert r.returncode == 0 and "PUT ok" in r.stdout, r.stdout + r.stderr
+                assert "KILLED" in out, out + err
+                m = re.search(r"APPEND (\d+) (\d+)", out)
+                assert m and int(m.group(1)) != 0 and int(m.group(2)) > 0, out
+                r = on_host(1, "sha256sum up.bin; ls up.bin.skyhost-part 2>&1")
+                assert r.stdout.split()[0] == want, r.stdout
+                assert "No such file" in r.stdout, r.stdout  # the part was moved into place
+            finally:
+                if cutter.poll() is None:
+                    cutter.kill()
+                    cutter.wait()
+                on_host(1, "rm -f up.bin up.bin.skyhost-part")
+
     @case("pool:get of a missing file fails naming it, leaving nothing behind")
     def _():
         with tempfile.TemporaryDirectory() as d:
