@@ -12,7 +12,6 @@
 
 namespace skyhost {
 
-using transfer_detail::Digest;
 using transfer_detail::digest_of;
 using transfer_detail::quote;
 
@@ -65,23 +64,42 @@ void put_file(Link& link, uv_loop_t* loop, const std::string& local, const std::
 
 namespace {
 
-// One pool:get over SSH: `cat` into FILE.skyhost-part, hashed as it arrives; a command that dies
-// part way (killed, its channel failed) while the session lives is resumed with `tail -c +N`
-// from the first byte missing, up to kAttempts times; at the end `sha256sum` on the node must
-// agree with the hash of what arrived, or the transfer fails.
+// One pool:get over SSH: `cat` into FILE.skyhost-part; a command that dies part way (killed, its
+// channel failed) while the session lives is resumed with `tail -c +N` from the first byte
+// missing, up to kAttempts times. The node's `sha256sum` runs beside the transfer from the
+// start; once the part is whole it is hashed on the thread pool (not on the loop, which is busy
+// decrypting), and the two must agree before the part is renamed into place.
 struct Get : std::enable_shared_from_this<Get> {
   static constexpr int kAttempts = 4;
-  SshLink* link;
+  SshLink* link = nullptr;
+  uv_loop_t* loop = nullptr;
   std::string remote, local, part;
   TransferDone done;
   std::FILE* f = nullptr;
-  Digest digest;
   uint64_t got = 0;
   int attempts = 0;
   bool write_failed = false;
+  bool finished = false;
+  bool streamed = false, remote_done = false, local_done = false;
+  std::string theirs, remote_error, ours, local_error;
 
   ~Get() {
     if (f != nullptr) std::fclose(f);
+  }
+
+  void begin() {
+    ssh::RunOptions ro;
+    ro.timeout = 3600;  // hashing runs at disk speed; an hour covers any file worth a pool:get
+    auto self = shared_from_this();
+    link->session().run("sha256sum " + quote(remote), ro, [self](ssh::RunResult r) {
+      self->theirs = digest_of(r.out);
+      if (!r.exit.ok() || self->theirs.empty())
+        self->remote_error = "cannot check " + self->remote +
+                             " on the node (sha256sum): " + (r.err.empty() ? r.exit.error : r.err);
+      self->remote_done = true;
+      self->settle();
+    });
+    start();
   }
 
   void start() {
@@ -94,8 +112,8 @@ struct Get : std::enable_shared_from_this<Get> {
     auto err = std::make_shared<std::string>();
     auto self = shared_from_this();
     ch.on_data([self](std::string_view d) {
+      if (self->f == nullptr) return;
       if (std::fwrite(d.data(), 1, d.size(), self->f) != d.size()) self->write_failed = true;
-      self->digest.update(d);
       self->got += d.size();
     });
     ch.on_stderr([err](std::string_view d) {
@@ -109,6 +127,7 @@ struct Get : std::enable_shared_from_this<Get> {
   }
 
   void ended(const ssh::ExitInfo& e, std::string err) {
+    if (finished) return;
     while (!err.empty() && err.back() == '\n') err.pop_back();
     if (write_failed) return fail("cannot write " + local);
     if (!e.ok()) {
@@ -122,29 +141,38 @@ struct Get : std::enable_shared_from_this<Get> {
                                             : "exit status " + std::to_string(e.code);
       return fail("cannot read " + remote + " on the node: " + why);
     }
-    if (std::fflush(f) != 0) return fail("cannot write " + local);
-    ssh::RunOptions ro;
-    ro.timeout = 600;
+    bool closed_ok = std::fclose(f) == 0;
+    f = nullptr;
+    if (!closed_ok) return fail("cannot write " + local);
+    streamed = true;
     auto self = shared_from_this();
-    link->session().run("sha256sum " + quote(remote), ro, [self](ssh::RunResult r) {
-      std::string theirs = digest_of(r.out), ours = self->digest.hex();
-      if (!r.exit.ok() || theirs.empty())
-        return self->fail("cannot check " + self->remote +
-                          " on the node (sha256sum): " + (r.err.empty() ? r.exit.error : r.err));
-      if (theirs != ours)
-        return self->fail("the copy of " + self->remote + " differs from the node's (sha256 " +
-                          ours + ", the node has " + theirs + ")");
-      bool closed_ok = std::fclose(self->f) == 0;
-      self->f = nullptr;
-      if (!closed_ok) return self->fail("cannot write " + self->local);
-      if (std::rename(self->part.c_str(), self->local.c_str()) != 0)
-        return self->fail("cannot rename " + self->part + " to " + self->local + ": " +
-                          std::strerror(errno));
-      self->done("");
-    });
+    transfer_detail::hash_file(loop, part,
+                               [self](const std::string& hex, const std::string& error) {
+                                 self->ours = hex;
+                                 if (!error.empty())
+                                   self->local_error = "cannot read " + self->part + ": " + error;
+                                 self->local_done = true;
+                                 self->settle();
+                               });
+  }
+
+  // Once the part is whole and both hashes are known.
+  void settle() {
+    if (finished || !streamed || !remote_done || !local_done) return;
+    if (!local_error.empty()) return fail(local_error);
+    if (!remote_error.empty()) return fail(remote_error);
+    if (theirs != ours)
+      return fail("the copy of " + remote + " differs from the node's (sha256 " + ours +
+                  ", the node has " + theirs + ")");
+    if (std::rename(part.c_str(), local.c_str()) != 0)
+      return fail("cannot rename " + part + " to " + local + ": " + std::strerror(errno));
+    finished = true;
+    done("");
   }
 
   void fail(const std::string& why) {
+    if (finished) return;
+    finished = true;
     if (f != nullptr) std::fclose(f);
     f = nullptr;
     std::remove(part.c_str());
@@ -154,7 +182,8 @@ struct Get : std::enable_shared_from_this<Get> {
 
 }  // namespace
 
-void get_file(Link& link, const std::string& remote, const std::string& local, TransferDone done) {
+void get_file(Link& link, uv_loop_t* loop, const std::string& remote, const std::string& local,
+              TransferDone done) {
   auto* ssh_link = dynamic_cast<SshLink*>(&link);
   if (ssh_link == nullptr) {
     done(copy_local(remote, local));
@@ -162,6 +191,7 @@ void get_file(Link& link, const std::string& remote, const std::string& local, T
   }
   auto g = std::make_shared<Get>();
   g->link = ssh_link;
+  g->loop = loop;
   g->remote = remote;
   g->local = local;
   g->part = local + ".skyhost-part";
@@ -171,7 +201,7 @@ void get_file(Link& link, const std::string& remote, const std::string& local, T
     g->done("cannot write " + g->part + ": " + std::strerror(errno));
     return;
   }
-  g->start();
+  g->begin();
 }
 
 }  // namespace skyhost

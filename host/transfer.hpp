@@ -22,8 +22,10 @@ void put_file(Link& link, uv_loop_t* loop, const std::string& local, const std::
               TransferDone done, bool only_if_missing = false);
 
 /// Copies `remote` from the node to the local file `local` (written to local.skyhost-part, then
-/// renamed). Over SSH what arrives is hashed and checked against sha256sum on the node, and a
-/// read cut part way while the session lives goes on from the first byte missing.
-void get_file(Link& link, const std::string& remote, const std::string& local, TransferDone done);
+/// renamed). Over SSH the part is hashed (on `loop`'s thread pool) and checked against sha256sum
+/// on the node, run beside the transfer; a read cut part way while the session lives goes on
+/// from the first byte missing.
+void get_file(Link& link, uv_loop_t* loop, const std::string& remote, const std::string& local,
+              TransferDone done);
 
 }  // namespace skyhost
