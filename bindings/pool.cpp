@@ -349,9 +349,9 @@ int l_pool_transfer(lua_State* L) {
     ctx->loop.complete(id);
   };
   if (dir == "put" || dir == "put_once") {
-    put_file(s.link(node), local, remote, done, dir == "put_once");
+    put_file(s.link(node), ctx->loop.uv(), local, remote, done, dir == "put_once");
   } else {
-    get_file(s.link(node), remote, local, done);
+    get_file(s.link(node), ctx->loop.uv(), remote, local, done);
   }
   lua_pushinteger(L, static_cast<lua_Integer>(id));
   return 1;

@@ -4,9 +4,26 @@
 
 namespace skyhost {
 
-std::string Link::receive(const char* p, size_t n) {
+std::string_view Link::read_space(size_t want) {
   try {
-    in_.feed(p, n);
+    return in_.space(want);
+  } catch (const std::bad_alloc&) {
+    return {};
+  }
+}
+
+std::string Link::receive(const char* p, size_t n) {
+  return deliver([&] { in_.feed(p, n); });
+}
+
+std::string Link::receive_read(size_t n) {
+  return deliver([&] { in_.commit(n); });
+}
+
+template <typename Add>
+std::string Link::deliver(Add&& add) {
+  try {
+    add();
     wire::Frame f;
     while (in_.next(f)) {
       if (on_frame) on_frame(f);

@@ -1,7 +1,11 @@
 #include "host/local_link.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <csignal>
+#include <cstdint>
 #include <stdexcept>
+#include <vector>
 
 namespace skyhost {
 
@@ -39,9 +43,11 @@ struct LocalLink::State {
 
 namespace {
 
+// A write in flight owns what it writes: the buffer and what the buffer's refs point into.
 struct WriteReq {
   uv_write_t req;
-  std::string data;
+  wire::Writer data;
+  std::vector<std::shared_ptr<const void>> keep;
 };
 
 }  // namespace
@@ -102,13 +108,23 @@ std::unique_ptr<LocalLink> LocalLink::spawn(uv_loop_t* loop, const std::vector<s
       reinterpret_cast<uv_stream_t*>(&s->out),
       [](uv_handle_t* h, size_t, uv_buf_t* b) {
         auto* s = static_cast<State*>(h->data);
-        *b = uv_buf_init(s->buf, sizeof s->buf);
+        // Straight into the frame decoder's buffer: a large result is read where it stays.
+        std::string_view room;
+        if (s->owner != nullptr && !s->owner->broken_) room = s->owner->read_space(sizeof s->buf);
+        if (room.empty()) {
+          *b = uv_buf_init(s->buf, sizeof s->buf);
+        } else {
+          size_t n = std::min<size_t>(room.size(), UINT32_MAX);
+          *b = uv_buf_init(const_cast<char*>(room.data()), static_cast<unsigned>(n));
+        }
       },
       [](uv_stream_t* st, ssize_t n, const uv_buf_t* b) {
         auto* s = static_cast<State*>(st->data);
         if (n > 0) {
           if (s->owner == nullptr || s->owner->broken_) return;
-          std::string why = s->owner->receive(b->base, static_cast<size_t>(n));
+          auto got = static_cast<size_t>(n);
+          std::string why =
+              b->base == s->buf ? s->owner->receive(b->base, got) : s->owner->receive_read(got);
           if (!why.empty()) {
             s->owner->broken_ = true;  // nothing more is read from a stream out of step
             s->fail(why);
@@ -146,12 +162,23 @@ void LocalLink::flush() {
   State* s = state_;
   if (s->in_closed || s->exited) {
     out_.clear();
+    out_keep_.clear();
     return;
   }
-  auto* w = new WriteReq{{}, out_.take()};
-  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  auto* w = new WriteReq{{}, {}, std::move(out_keep_)};
+  w->data.append(std::move(out_));
+  out_keep_.clear();
+  // Large arguments go from where they are (libuv copies this array, not the bytes).
+  std::vector<uv_buf_t> bufs;
+  w->data.segments([&](const char* p, size_t n) {
+    for (size_t at = 0; at < n; at += UINT32_MAX) {  // uv_buf_t lengths are unsigned
+      size_t len = std::min<size_t>(n - at, UINT32_MAX);
+      bufs.push_back(uv_buf_init(const_cast<char*>(p + at), static_cast<unsigned>(len)));
+    }
+  });
   w->req.data = s;
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&s->in), &b, 1,
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&s->in), bufs.data(),
+                    static_cast<unsigned>(bufs.size()),
                     [](uv_write_t* r, int) { delete reinterpret_cast<WriteReq*>(r); });
   if (rc != 0) delete w;
 }

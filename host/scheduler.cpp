@@ -109,7 +109,7 @@ TaskId Scheduler::submit(BatchId batch, ClosureId fn, std::string args, int pin_
   Task& t = tasks_[id];
   t.batch = batch;
   t.fn = fn;
-  t.args = std::move(args);
+  t.args = std::make_shared<const std::string>(std::move(args));
   t.pin = pin_node;
   t.timeout_ms = timeout_ms;
   Batch& b = batches_.at(batch);
@@ -226,7 +226,12 @@ bool Scheduler::send_one(Node& n) {
     w.put_u64(id);
     w.put_u64(t.fn);
     w.put_varint(t.timeout_ms);
-    w.put_raw(t.args.data(), t.args.size());
+    if (t.args->size() >= wire::Writer::kRefMin) {
+      w.put_ref(t.args->data(), t.args->size());  // written from where it is
+      n.link->keep(t.args);
+    } else {
+      w.put_raw(t.args->data(), t.args->size());
+    }
     w.end_frame(mark);
     t.node = n.index;
     t.attempts++;
@@ -315,20 +320,19 @@ void Scheduler::on_result(Node& n, wire::Reader& r) {
     } else if (status != wire::Status::kOk && !failure_ok(r)) {
       fail_task(id, it->second, "the worker sent a malformed failure", n.index);
     } else {
-      std::string payload(r.position(), r.remaining());
-      finish(id, it->second, status, std::move(payload), exec_ns, n.index);
+      // A large result keeps the buffer it was read into: no copy before it is decoded.
+      finish(id, it->second, status, n.link->take({r.position(), r.remaining()}), exec_ns, n.index);
     }
   }
   dispatch();
 }
 
-void Scheduler::finish(TaskId id, Task& t, wire::Status status, std::string payload,
+void Scheduler::finish(TaskId id, Task& t, wire::Status status, wire::Payload payload,
                        uint64_t exec_ns, int node) {
   bool ok = status == wire::Status::kOk;
   t.done = true;
   t.outcome = Outcome{ok, status, std::move(payload), exec_ns, node};
-  t.args.clear();
-  t.args.shrink_to_fit();
+  t.args.reset();
   if (task_events_) {
     Event e("TaskCompleted", opts_.pool_id, node, id);
     e.duration = seconds(exec_ns);
@@ -366,7 +370,7 @@ void Scheduler::fail_task(TaskId id, Task& t, const std::string& message, int no
   wire::Writer w;
   w.put_string(message);
   w.put_string("");
-  finish(id, t, wire::Status::kFailed, w.take(), 0, node);
+  finish(id, t, wire::Status::kFailed, wire::Payload(w.take()), 0, node);
 }
 
 void Scheduler::on_lost(Node& n, const std::string& reason) {

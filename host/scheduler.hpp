@@ -24,7 +24,7 @@ struct Outcome {
   bool ok = false;
   wire::Status status = wire::Status::kFailed;
   // codec values; on failure two wire strings (message, traceback), then maybe the error value
-  std::string payload;
+  wire::Payload payload;
   uint64_t exec_ns = 0;
   int node = -1;
 };
@@ -121,7 +121,9 @@ class Scheduler {
   struct Task {
     BatchId batch = 0;
     ClosureId fn = 0;
-    std::string args;
+    // Shared with the links' output while a frame is written from it (large arguments are not
+    // copied into the output buffer) and kept for a re-run until the task ends.
+    std::shared_ptr<const std::string> args;
     int pin = -1;
     uint32_t timeout_ms = 0;
     int node = -1;
@@ -135,7 +137,7 @@ class Scheduler {
   void on_lost(Node& n, const std::string& reason);
   void on_result(Node& n, wire::Reader& r);
   void check_fits(size_t body, const char* what) const;
-  void finish(TaskId id, Task& t, wire::Status status, std::string payload, uint64_t exec_ns,
+  void finish(TaskId id, Task& t, wire::Status status, wire::Payload payload, uint64_t exec_ns,
               int node);
   void fail_task(TaskId id, Task& t, const std::string& message, int node);
   void dispatch();

@@ -66,9 +66,19 @@ void SshLink::flush() {
   if (out_.size() == 0) return;
   if (gone_) {
     out_.clear();
+    out_keep_.clear();
     return;
   }
-  channel_.write(out_.take());
+  if (out_.refs().empty()) {
+    channel_.write(out_.take());
+  } else {  // the SSH layer queues a string of its own: gather the referenced bytes into it
+    std::string all;
+    all.reserve(out_.size());
+    out_.segments([&](const char* p, size_t n) { all.append(p, n); });
+    out_.clear();
+    channel_.write(std::move(all));
+  }
+  out_keep_.clear();
 }
 
 void SshLink::close() {

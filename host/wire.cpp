@@ -84,7 +84,40 @@ void Writer::put_zigzag(int64_t v) {
 
 void Writer::put_string(std::string_view s) {
   put_varint(s.size());
+  if (refs_on_ && s.size() >= kRefMin) return put_ref(s.data(), s.size());
   buf_.append(s.data(), s.size());
+}
+
+void Writer::put_ref(const char* p, size_t n) {
+  if (n == 0) return;
+  refs_.push_back({buf_.size(), p, n});
+  ref_bytes_ += n;
+}
+
+void Writer::append(Writer&& other) {
+  size_t base = buf_.size();
+  if (buf_.empty() && refs_.empty()) {
+    buf_ = std::move(other.buf_);
+  } else {
+    buf_.append(other.buf_);
+  }
+  for (const Ref& r : other.refs_) refs_.push_back({base + r.at, r.p, r.n});
+  ref_bytes_ += other.ref_bytes_;
+  other.clear();
+}
+
+void Writer::truncate(size_t mark) {
+  if (mark >= buf_.size()) return;
+  buf_.resize(mark);
+  while (!refs_.empty() && refs_.back().at > mark) {
+    ref_bytes_ -= refs_.back().n;
+    refs_.pop_back();
+  }
+}
+
+std::string Writer::take() {
+  if (!refs_.empty()) throw Error("wire: take() of a writer that holds refs");
+  return std::move(buf_);
 }
 
 void Writer::put_raw(const void* p, size_t n) {
@@ -102,6 +135,7 @@ void Writer::end_frame(size_t mark) {
   if (mark > buf_.size() || buf_.size() - mark < kHeader + 1)
     throw Error("wire: end_frame without a matching begin_frame");
   size_t len = buf_.size() - mark - kHeader;
+  for (auto r = refs_.rbegin(); r != refs_.rend() && r->at > mark; ++r) len += r->n;
   if (len > kMaxFrame)
     throw Error("wire: frame of " + size_text(len) + " exceeds the limit of " +
                 size_text(kMaxFrame));
@@ -207,7 +241,17 @@ void FrameDecoder::grow(size_t want) {
   cap_ = cap;
 }
 
+void Payload::Free::operator()(char* p) const {
+  std::free(p);
+}
+
 void FrameDecoder::feed(const char* p, size_t n) {
+  std::string_view room = space(n);
+  if (n > 0) std::memcpy(const_cast<char*>(room.data()), p, n);
+  commit(n);
+}
+
+std::string_view FrameDecoder::space(size_t want) {
   // Compacting only here keeps the views handed out by next() valid until the next feed.
   if (pos_ == size_ && cap_ > kKeep) {
     // After a large frame, give its memory back rather than keep it for the node's lifetime.
@@ -219,9 +263,26 @@ void FrameDecoder::feed(const char* p, size_t n) {
   }
   size_ -= pos_;
   pos_ = 0;
-  if (n > cap_ - size_) grow(size_ + n);
-  if (n > 0) std::memcpy(buf_ + size_, p, n);
-  size_ += n;
+  if (want > cap_ - size_ || cap_ == size_) grow(size_ + std::max<size_t>(want, 1));
+  return {buf_ + size_, cap_ - size_};
+}
+
+Payload FrameDecoder::take(std::string_view part) {
+  const char* end = buf_ + pos_;
+  if (part.size() < kKeep || part.data() + part.size() != end || part.data() < buf_)
+    return Payload(std::string(part));
+  // Hand the buffer over; what follows the frame (the start of the next ones) moves.
+  size_t rest = size_ - pos_;
+  size_t cap = std::max(rest, size_t{256});
+  auto* fresh = static_cast<char*>(std::malloc(cap));
+  if (fresh == nullptr) throw std::bad_alloc();
+  if (rest > 0) std::memcpy(fresh, end, rest);
+  Payload out(buf_, static_cast<size_t>(part.data() - buf_), part.size());
+  buf_ = fresh;
+  cap_ = cap;
+  size_ = rest;
+  pos_ = 0;
+  return out;
 }
 
 bool FrameDecoder::next(Frame& out) {

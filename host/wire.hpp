@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -53,10 +54,40 @@ enum class Status : uint8_t {
   kCancelled = 3,  // the host cancelled it
 };
 
+/// Bytes a Writer sends from where they are instead of copying them: they follow the first
+/// `at` bytes of its buffer (see Writer::set_refs).
+struct Ref {
+  size_t at;
+  const char* p;
+  size_t n;
+};
+
 /// Growable output buffer. put_* append; begin_frame/end_frame wrap what is written between
 /// them in a frame header.
 class Writer {
  public:
+  /// With refs on, put_string records a string of kRefMin bytes or more as a Ref instead of
+  /// copying it: the caller keeps those bytes alive until the Writer's content is written (with
+  /// writev: see segments()), and must not read data() as if it held everything.
+  static constexpr size_t kRefMin = 64 * 1024;
+  void set_refs(bool on) { refs_on_ = on; }
+  const std::vector<Ref>& refs() const { return refs_; }
+  /// Records the `n` bytes at `p` as a Ref (whatever set_refs says): written from there.
+  void put_ref(const char* p, size_t n);
+  /// Moves `other`'s bytes and refs to the end of this one; `other` is left empty.
+  void append(Writer&& other);
+  /// Calls `f(p, n)` for each piece of the content in order: buffer bytes and referenced bytes.
+  template <typename F>
+  void segments(F&& f) const {
+    size_t at = 0;
+    for (const Ref& r : refs_) {
+      if (r.at > at) f(buf_.data() + at, r.at - at);
+      f(r.p, r.n);
+      at = r.at;
+    }
+    if (buf_.size() > at) f(buf_.data() + at, buf_.size() - at);
+  }
+
   void put_u8(uint8_t v) { buf_.push_back(static_cast<char>(v)); }
   void put_u32(uint32_t v);
   void put_u64(uint64_t v);
@@ -72,14 +103,26 @@ class Writer {
   /// Patches the length of the frame started at `mark`. Throws Error past kMaxFrame.
   void end_frame(size_t mark);
 
+  /// The buffer: everything written but the refs' bytes.
   const std::string& data() const { return buf_; }
   std::string& data() { return buf_; }
-  size_t size() const { return buf_.size(); }
-  void clear() { buf_.clear(); }
-  std::string take() { return std::move(buf_); }
+  /// Bytes of content, referenced ones included.
+  size_t size() const { return buf_.size() + ref_bytes_; }
+  void clear() {
+    buf_.clear();
+    refs_.clear();
+    ref_bytes_ = 0;
+  }
+  /// Drops what was written after the first `mark` bytes of the buffer (refs included).
+  void truncate(size_t mark);
+  /// The content as one string; throws Error if it has refs (they are not copied here).
+  std::string take();
 
  private:
   std::string buf_;
+  std::vector<Ref> refs_;
+  size_t ref_bytes_ = 0;
+  bool refs_on_ = false;
 };
 
 /// Bounds-checked reader over bytes it does not own. Every get_* throws Error on truncation.
@@ -108,6 +151,30 @@ class Reader {
   const char* end_;
 };
 
+/// Bytes that own their memory: a copy, or a large frame's buffer taken from a FrameDecoder
+/// (FrameDecoder::take) so that a result of a gigabyte is not copied once more.
+class Payload {
+ public:
+  Payload() = default;
+  explicit Payload(std::string s) : str_(std::move(s)), len_(str_.size()) {}
+  /// Owns `block` (from malloc); its bytes are the `len` from `off` on.
+  Payload(char* block, size_t off, size_t len) : block_(block), off_(off), len_(len) {}
+  const char* data() const { return (block_ ? block_.get() : str_.data()) + off_; }
+  size_t size() const { return len_; }
+  bool empty() const { return len_ == 0; }
+  operator std::string_view() const { return {data(), len_}; }
+  friend bool operator==(const Payload& a, std::string_view b) { return std::string_view(a) == b; }
+
+ private:
+  struct Free {
+    void operator()(char* p) const;
+  };
+  std::unique_ptr<char, Free> block_;
+  std::string str_;
+  size_t off_ = 0;
+  size_t len_ = 0;
+};
+
 /// One decoded frame: its type and body (a view into the decoder's buffer).
 struct Frame {
   Msg type;
@@ -127,6 +194,15 @@ class FrameDecoder {
   /// feed: a header over the limit is reported as soon as it is whole, so at most one read of
   /// such a frame is ever held.
   void feed(const char* p, size_t n);
+  /// Room for at least `want` more bytes, to read into directly (then commit() what was read):
+  /// a large frame's bytes land where they stay, with no copy. May throw std::bad_alloc. Like
+  /// feed(), invalidates the bodies next() returned.
+  std::string_view space(size_t want);
+  void commit(size_t n) { size_ += n; }
+  /// The bytes of `part` (which ends where the frame next() returned last ends) as a Payload:
+  /// a large frame's whole buffer is handed over rather than copied (the bytes after it move
+  /// to a new buffer), a small one copied.
+  Payload take(std::string_view part);
   /// Next complete frame, or false when more bytes are needed. Throws Error on a bad header
   /// (length 0 or above the limit). Bodies returned stay valid until the next feed(), which
   /// is the only call that compacts the buffer.

@@ -165,9 +165,15 @@ int l_run(lua_State* L) {
     if (rc == LUA_OK) {
       int nres = lua_gettop(L) - 1;
       try {
+        // Large strings are sent from the Lua strings themselves (refs): l_run returns the
+        // results so that they stay on the stack until the frame is written.
+        body.set_refs(true);
         skyhost::codec::encode_values(L, 2, nres, body, skyhost::codec::Mode::kData);
+        body.set_refs(false);
         job->ok = true;
+        return nres;
       } catch (const skyhost::codec::EncodeError& e) {
+        body.set_refs(false);
         body.clear();
         put_error(body, e.what(), "");
       }
@@ -225,16 +231,20 @@ void run_task(Shared& shared, Supervisor& sup, Slot& slot, lua_State* L, TaskMsg
   Job job{&shared, &task, {}, false};
   lua_pushcfunction(L, l_run);
   lua_pushlightuserdata(L, &job);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
     const char* m = lua_tostring(L, -1);
     job.ok = false;
     job.body.clear();
     put_error(job.body, m ? m : "error", "");
+    lua_settop(L, 0);
   }
-  lua_settop(L, 0);
+  // The results stay on the stack (the body's refs point into their strings) until sent.
   std::fflush(stdout);  // what io.write left without a newline
   t_task = 0;
-  if (!sup.end(slot)) return;  // stopped: the supervisor has answered for it
+  if (!sup.end(slot)) {  // stopped: the supervisor has answered for it
+    lua_settop(L, 0);
+    return;
+  }
   // A result too large for a frame fails the task: the host gets a message, not a broken
   // stream, and the node stays.
   if (job.body.size() + skyhost::wire::kFrameOverhead > shared.max_frame) {
@@ -250,12 +260,15 @@ void run_task(Shared& shared, Supervisor& sup, Slot& slot, lua_State* L, TaskMsg
   uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
-  shared.out.frame(Msg::kResult, [&](Writer& w) {
+  bool refs = !job.body.refs().empty();
+  uint64_t batch = shared.out.frame(Msg::kResult, [&](Writer& w) {
     w.put_u64(task.id);
     w.put_u8(static_cast<uint8_t>(status));
     w.put_u64(ns);
-    w.put_raw(job.body.data().data(), job.body.size());
+    w.append(std::move(job.body));
   });
+  if (refs) shared.out.wait_written(batch);
+  lua_settop(L, 0);
 }
 
 }  // namespace

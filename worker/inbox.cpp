@@ -49,8 +49,26 @@ std::string check_init(std::string_view body) {
 }
 
 void Inbox::feed(const char* p, size_t n) {
+  deliver([&] { decoder_.feed(p, n); });
+}
+
+std::string_view Inbox::space(size_t want) {
   try {
-    decoder_.feed(p, n);
+    return decoder_.space(want);
+  } catch (const std::bad_alloc&) {
+    throw Fatal("out of memory for a frame from the host (" +
+                skyhost::wire::size_text(decoder_.pending()) + " received)");
+  }
+}
+
+void Inbox::received(size_t n) {
+  deliver([&] { decoder_.commit(n); });
+}
+
+template <typename Add>
+void Inbox::deliver(Add&& add) {
+  try {
+    add();
     skyhost::wire::Frame f;
     while (decoder_.next(f)) on_frame(f);
   } catch (const skyhost::wire::Error& e) {
@@ -81,7 +99,12 @@ void Inbox::on_frame(const skyhost::wire::Frame& f) {
       t.id = r.get_u64();
       t.fn = r.get_u64();
       t.timeout_ms = static_cast<uint32_t>(std::min<uint64_t>(r.get_varint(), UINT32_MAX));
-      t.args.assign(r.position(), r.remaining());
+      std::string_view args(r.position(), r.remaining());
+      if (args.size() >= Bytes::kShared && !h_.shared_args(t.fn)) {
+        t.args.adopt(decoder_.take(args));  // the buffer it was read into: no copy
+      } else {
+        t.args.assign(args.data(), args.size());
+      }
       h_.task(std::move(t));
       break;
     }

@@ -32,15 +32,28 @@ class Inbox {
     virtual void cancel(uint64_t task) = 0;
     /// The host asks the worker to stop.
     virtual void shutdown() = 0;
+    /// Whether large arguments of tasks of `fn` go to shared memory (a plugin host maps them);
+    /// otherwise they stay in the buffer they were read into, not copied.
+    virtual bool shared_args(uint64_t fn) {
+      (void)fn;
+      return true;
+    }
   };
   Inbox(uint32_t max_frame, Handler& h) : decoder_(max_frame), h_(h) {}
   /// Takes bytes read from the host and acts on every whole frame. Throws Fatal.
   void feed(const char* p, size_t n);
+  /// Room to read at least `want` bytes into, where the frame decoder keeps them (no copy);
+  /// then call received() with what was read. Throws Fatal when there is no memory for it.
+  std::string_view space(size_t want);
+  /// Acts on the `n` bytes read into space(). Throws Fatal.
+  void received(size_t n);
   /// Bytes of a frame not yet whole (at the end of the stream: a frame cut short).
   size_t pending() const { return decoder_.pending(); }
 
  private:
   void on_frame(const skyhost::wire::Frame& f);
+  template <typename Add>
+  void deliver(Add&& add);
   skyhost::wire::FrameDecoder decoder_;
   Handler& h_;
   bool started_ = false;

@@ -25,6 +25,7 @@
 #include "worker/inbox.hpp"
 #include "worker/node.hpp"
 #include "worker/plugin_host.hpp"
+#include "worker/plugin_loader.hpp"
 #include "worker/shared.hpp"
 #include "worker/shell.hpp"
 #include "worker/supervisor.hpp"
@@ -169,6 +170,9 @@ int main(int argc, char** argv) {
   int in_fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
   int out_fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
   if (in_fd < 0 || out_fd < 0) die("cannot set up the protocol stream");
+  // Larger pipes (where the stream is a pipe; 1 MiB is the unprivileged limit): a large result
+  // or argument moves in fewer, larger reads and writes. Not fatal where it cannot be had.
+  for (int fd : {in_fd, out_fd}) (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
   int devnull = open("/dev/null", O_RDONLY);
   dup2(devnull, 0);
   dup2(2, 1);
@@ -217,6 +221,10 @@ int main(int argc, char** argv) {
       shared.closures.define(id, std::move(bytes));
     }
     void task(skyworker::TaskMsg t) override { shared.tasks.push(std::move(t)); }
+    bool shared_args(uint64_t fn) override {
+      auto def = shared.closures.get(fn);
+      return def && skyworker::is_plugin_def(*def);
+    }
     void cancel(uint64_t task) override {
       supervisor.cancel(task);
       skyworker::kill_task_commands(task);
@@ -228,14 +236,19 @@ int main(int argc, char** argv) {
   } requests(shared, supervisor, concurrency);
 
   skyworker::Inbox inbox(g_settings.max_frame, requests);
-  std::vector<char> buf(256 * 1024);
   for (;;) {
-    ssize_t n = read(in_fd, buf.data(), buf.size());
+    std::string_view room;
+    try {
+      room = inbox.space(256 * 1024);  // read where the frame stays: a large one is not copied
+    } catch (const skyworker::Fatal& e) {
+      skyworker::fatal(shared, e.what());
+    }
+    ssize_t n = read(in_fd, const_cast<char*>(room.data()), room.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the host is gone or closed the stream: stop
     g_last_word = now_ms();
     try {
-      inbox.feed(buf.data(), static_cast<size_t>(n));
+      inbox.received(static_cast<size_t>(n));
     } catch (const skyworker::Fatal& e) {
       skyworker::fatal(shared, e.what());
     } catch (const std::bad_alloc&) {  // a request that arrived whole, with no memory to keep

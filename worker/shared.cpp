@@ -1,9 +1,12 @@
 #include "worker/shared.hpp"
 
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 
@@ -58,27 +61,22 @@ std::shared_ptr<const std::string> Closures::get(uint64_t id) {
   return it == map_.end() ? nullptr : it->second;
 }
 
-void Output::end_frame(size_t mark, std::shared_ptr<const Region> tail) {
-  size_t len = buf_.size() - mark - skyhost::wire::kHeader + tail->size();
-  if (len > skyhost::wire::kMaxFrame) {
-    buf_.data().resize(mark);
-    throw skyhost::wire::Error("a result of " + std::to_string(len) +
-                               " bytes exceeds the frame limit");
-  }
-  for (size_t i = 0; i < skyhost::wire::kHeader; ++i)
-    buf_.data()[mark + i] = static_cast<char>((len >> (8 * i)) & 0xff);
-  tails_.push_back({buf_.size(), std::move(tail)});
-}
-
 namespace {
 
-bool write_all(int fd, const char* p, size_t left) {
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
+// Writes `iov` whole, resuming after partial writes. False when the host is gone.
+bool write_all(int fd, std::vector<iovec>& iov) {
+  size_t i = 0;
+  while (i < iov.size()) {
+    int count = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
+    ssize_t n = ::writev(fd, iov.data() + i, count);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;  // the host is gone; the reader sees EOF and ends the worker
-    p += n;
-    left -= static_cast<size_t>(n);
+    auto left = static_cast<size_t>(n);
+    while (i < iov.size() && left >= iov[i].iov_len) left -= iov[i++].iov_len;
+    if (left > 0) {
+      iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + left;
+      iov[i].iov_len -= left;
+    }
   }
   return true;
 }
@@ -86,42 +84,46 @@ bool write_all(int fd, const char* p, size_t left) {
 }  // namespace
 
 void Output::run() {
-  std::string chunk;
-  auto stop = [&] {
-    std::lock_guard lock(mu_);
-    writing_ = false;
-    stopped_ = true;
-    idle_cv_.notify_all();
-    cv_.notify_all();
-  };
-  std::vector<Tail> tails;
+  skyhost::wire::Writer chunk;
+  std::vector<std::shared_ptr<const void>> keep;
+  std::vector<iovec> iov;
+  uint64_t batch = 0;
   for (;;) {
     {
       std::unique_lock lock(mu_);
+      written_ = batch;
       writing_ = false;
+      keep.clear();  // under the lock: whoever waits for these frames may free their memory
       idle_cv_.notify_all();
       cv_.wait(lock, [&] { return closed_ || buf_.size() > 0; });
       if (buf_.size() == 0) {
-        // Closed with nothing left to write; stop() would take mu_ a second time.
         stopped_ = true;
         idle_cv_.notify_all();
         cv_.notify_all();
         return;
       }
       chunk.clear();
-      std::swap(chunk, buf_.data());
-      tails.swap(tails_);
+      std::swap(chunk, buf_);
+      keep.swap(keep_);
+      batch = batch_++;
       writing_ = true;
     }
-    size_t at = 0;
-    for (const Tail& t : tails) {
-      if (!write_all(fd_, chunk.data() + at, t.at - at)) return stop();
-      if (!write_all(fd_, t.bytes->data(), t.bytes->size())) return stop();
-      at = t.at;
+    iov.clear();
+    chunk.segments([&](const char* p, size_t n) { iov.push_back({const_cast<char*>(p), n}); });
+    if (!write_all(fd_, iov)) {
+      std::lock_guard lock(mu_);
+      writing_ = false;
+      stopped_ = true;
+      idle_cv_.notify_all();
+      cv_.notify_all();
+      return;
     }
-    tails.clear();
-    if (!write_all(fd_, chunk.data() + at, chunk.size() - at)) return stop();
   }
+}
+
+void Output::wait_written(uint64_t batch) {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [&] { return stopped_ || written_ >= batch; });
 }
 
 bool Output::wait_idle(std::chrono::milliseconds timeout) {

@@ -64,34 +64,38 @@ class Closures {
   std::unordered_map<uint64_t, std::shared_ptr<const std::string>> map_;
 };
 
-/// Frames to send. Executors append under the lock; the writer thread swaps the buffer out.
+/// Frames to send. Executors append under the lock; the writer thread swaps the buffer out and
+/// sends it with writev, referenced bytes (large strings, shared memory) from where they are.
 class Output {
  public:
   explicit Output(int fd) : fd_(fd) {}
   /// Appends one frame: `fill` writes the body into the writer. If that throws (no memory, a
-  /// frame past kMaxFrame), nothing of the frame stays.
+  /// frame past kMaxFrame), nothing of the frame stays. Returns the frame's batch number, for
+  /// wait_written: a body whose refs point at the caller's memory must wait for it.
   template <typename Fill>
-  void frame(skyhost::wire::Msg type, Fill&& fill) {
+  uint64_t frame(skyhost::wire::Msg type, Fill&& fill) {
     std::lock_guard lock(mu_);
     size_t mark = buf_.begin_frame(type);
     try {
       fill(buf_);
       buf_.end_frame(mark);
     } catch (...) {
-      buf_.data().resize(mark);
+      buf_.truncate(mark);
       throw;
     }
     cv_.notify_one();
+    return batch_;
   }
   /// Appends one frame whose body ends with the bytes of `tail`, which are written from where
-  /// they are, not copied (a plugin's large result). Throws wire::Error past the frame limit.
+  /// they are, not copied (a plugin's large result); the frame keeps `tail` alive until it is
+  /// written. Throws wire::Error past the frame limit.
   template <typename Fill>
   void frame(skyhost::wire::Msg type, Fill&& fill, std::shared_ptr<const Region> tail) {
-    std::lock_guard lock(mu_);
-    size_t mark = buf_.begin_frame(type);
-    fill(buf_);
-    end_frame(mark, std::move(tail));
-    cv_.notify_one();
+    frame(type, [&](skyhost::wire::Writer& w) {
+      fill(w);
+      w.put_ref(tail->data(), tail->size());
+      keep_.push_back(tail);
+    });
   }
   /// Appends whole frames built elsewhere, back to back.
   void frames(std::string_view bytes) {
@@ -104,23 +108,22 @@ class Output {
   void close();
   /// Waits until everything queued so far is written (or the writer stopped); false on timeout.
   bool wait_idle(std::chrono::milliseconds timeout);
+  /// Waits until the frames of batch `batch` (what frame() returned) are written, or the writer
+  /// has stopped (the host is gone): after that the memory their refs point at may go.
+  void wait_written(uint64_t batch);
   /// Closes, then waits up to `ms` for the writer to send what is queued (a Fatal frame
   /// before the worker exits). Any thread.
   void drain(int ms);
 
  private:
-  struct Tail {
-    size_t at;  // written after buf_'s first `at` bytes
-    std::shared_ptr<const Region> bytes;
-  };
-  void end_frame(size_t mark, std::shared_ptr<const Region> tail);
-
   int fd_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
   skyhost::wire::Writer buf_;
-  std::vector<Tail> tails_;
+  std::vector<std::shared_ptr<const void>> keep_;  // what buf_'s refs point into, if owned
+  uint64_t batch_ = 1;                             // the batch buf_ holds
+  uint64_t written_ = 0;                           // the last batch written
   bool closed_ = false;
   bool writing_ = false;
   bool stopped_ = false;

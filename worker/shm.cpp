@@ -69,17 +69,17 @@ void Region::resize(size_t size) {
 void Bytes::assign(const char* p, size_t n) {
   if (n < kShared) {
     big_.reset();
-    small_.assign(p, n);
+    small_ = skyhost::wire::Payload(std::string(p, n));
     return;
   }
   try {
     big_ = Region::create(n);
   } catch (const std::exception&) {  // no memfd here (a sandbox): the heap will do
     big_.reset();
-    small_.assign(p, n);
+    small_ = skyhost::wire::Payload(std::string(p, n));
     return;
   }
-  small_.clear();
+  small_ = skyhost::wire::Payload();
   std::memcpy(big_->data(), p, n);
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "host/wire.hpp"
+
 namespace skyworker {
 
 class Region {
@@ -45,6 +47,11 @@ class Bytes {
   static constexpr size_t kShared = 1 << 20;  // from this size on, in shared memory
 
   void assign(const char* p, size_t n);
+  /// Keeps `bytes` where they are, on the heap (a frame's buffer handed over).
+  void adopt(skyhost::wire::Payload bytes) {
+    big_.reset();
+    small_ = std::move(bytes);
+  }
   size_t size() const { return big_ ? big_->size() : small_.size(); }
   bool empty() const { return size() == 0; }
   const char* data() const { return big_ ? big_->data() : small_.data(); }
@@ -53,7 +60,7 @@ class Bytes {
   const std::shared_ptr<Region>& region() const { return big_; }
 
  private:
-  std::string small_;
+  skyhost::wire::Payload small_;
   std::shared_ptr<Region> big_;
 };
 

@@ -161,6 +161,36 @@ elseif mode == "plugin" then
   print("AFTER " .. table.concat(pool:broadcast(inc(1)), ","))
   local _, err2 = pcall(function() return sky.plugin(lib, "no_such")() >> pool end)
   print("LOAD " .. err2.remote_message)
+elseif mode == "data" then
+  -- Large strings both ways over SSH (issue 15), every byte checked: 4 KiB chunks numbered,
+  -- all byte values present.
+  local function pattern(n, seed)
+    local bytes = {}
+    for i = 0, 255 do bytes[#bytes + 1] = string.char((i * 7 + seed) % 256) end
+    local filler = table.concat(bytes):rep(16):sub(1, 4096 - 12)
+    local parts = {}
+    for i = 0, n // 4096 do parts[#parts + 1] = ("%012d"):format(i) .. filler end
+    return table.concat(parts):sub(1, n)
+  end
+  local make = sky.fn(function(n, seed) return pattern(n, seed) end)
+  local echo = sky.fn(function(x) return x end)
+  local check = sky.fn(function(s, seed) return s == pattern(#s, seed) end)
+  local out = {}
+  for i, n in ipairs({ 0, 1, 64 * 1024, 64 * 1024 * 1024 + 3 }) do
+    local want = pattern(n, i)
+    local ok = (make(n, i) >> pool) == want and (check(want, i) >> pool) and (echo(want) >> pool) == want
+    out[#out + 1] = n .. "=" .. tostring(ok)
+  end
+  local mixed = echo({ pattern(3 << 20, 1), "small", 7, { pattern(100 << 10, 2) } }) >> pool
+  out[#out + 1] = "mixed=" .. tostring(mixed[1] == pattern(3 << 20, 1) and mixed[2] == "small"
+    and mixed[3] == 7 and mixed[4][1] == pattern(100 << 10, 2))
+  print("DATA " .. table.concat(out, " "))
+elseif mode == "put" then
+  local ok, err = pcall(function() return pool:put(os.getenv("SRC"), os.getenv("REMOTE"), { node = 0 }) end)
+  print(ok and "PUT ok" or ("ERROR " .. tostring(err)))
+elseif mode == "get" then
+  local ok, err = pcall(function() return pool:get(os.getenv("REMOTE"), os.getenv("DEST"), { node = 0 }) end)
+  print(ok and ("GOT " .. err[1]) or ("ERROR " .. tostring(err)))
 elseif mode == "transfer" then
   local src = os.getenv("SRC")
   pool:put(src, "data/in.bin")

@@ -256,6 +256,92 @@ try:
         r = on_host(8, "ls -d .skyhost/pools/* 2>/dev/null | wc -l")
         assert r.stdout.strip() == "0", "a scratch directory outlived its pool"
 
+    @case("strings of 0 B to 64 MiB both ways over SSH, byte for byte")
+    def _():
+        r = run("data", [ip(1)], timeout=180)
+        assert r.returncode == 0, r.stderr
+        line = [l for l in r.stdout.splitlines() if l.startswith("DATA ")]
+        assert line == ["DATA 0=true 1=true 65536=true 67108867=true mixed=true"], r.stdout
+
+    # On h1 (its own PID namespace: every process there is this test's): wait for the `cat` of
+    # pool:get, kill it part way, then report the command that resumes the transfer.
+    CUT = r"""end=$(( $(date +%s) + 60 ))
+while :; do p=$(pgrep -f '^cat .*cut\.bin' | head -n 1); [ -n "$p" ] && break
+  [ "$(date +%s)" -ge $end ] && { echo NOCAT; exit 1; }; sleep 0.01; done
+sleep 0.15; kill -9 "$p"; echo "KILLED $p"
+while :; do t=$(pgrep -af '^tail -c' | head -n 1); [ -n "$t" ] && { echo "TAIL $t"; exit 0; }
+  [ "$(date +%s)" -ge $end ] && { echo NOTAIL; exit 1; }; sleep 0.01; done"""
+
+    @case("pool:get resumes a transfer cut part way, without resending, and checks its sha256")
+    def _():
+        r = on_host(1, "head -c 300M /dev/urandom > cut.bin && sha256sum cut.bin")
+        want = r.stdout.split()[0]
+        cutter = subprocess.Popen(["ssh", "-F", f"{STATE}/ssh_config", "h1", CUT], env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                dest = os.path.join(d, "cut.bin")
+                r = run("get", [ip(1)], timeout=180, REMOTE="cut.bin", DEST=dest)
+                out, err = cutter.communicate(timeout=60)
+                assert r.returncode == 0 and "GOT " + dest in r.stdout, r.stdout + r.stderr
+                assert "KILLED" in out, out + err
+                m = re.search(r"TAIL \d+ tail -c \+(\d+) ", out)
+                assert m and int(m.group(1)) > 1, out  # went on from a byte past the first
+                assert hashlib.sha256(open(dest, "rb").read()).hexdigest() == want
+                assert not os.path.exists(dest + ".skyhost-part")
+        finally:
+            if cutter.poll() is None:
+                cutter.kill()
+                cutter.wait()
+            on_host(1, "rm -f cut.bin")
+
+    # On h1: wait for the `cat` writing the upload's part file, kill it part way, then report
+    # the flags of the next one's output (O_APPEND: it goes on) and the part's size then.
+    PUT_CUT = r"""end=$(( $(date +%s) + 60 ))
+writer() { for p in $(pgrep -x cat); do case $(readlink /proc/$p/fd/1) in
+  *up.bin.skyhost-part) echo $p; return;; esac; done; }
+while :; do p=$(writer); [ -n "$p" ] && break
+  [ "$(date +%s)" -ge $end ] && { echo NOCAT; exit 1; }; sleep 0.01; done
+sleep 0.15; kill -9 "$p"; echo "KILLED $p"
+while :; do q=$(writer); if [ -n "$q" ] && [ "$q" != "$p" ]; then
+    fl=$(awk '/^flags/ { print $2 }' /proc/$q/fdinfo/1)
+    echo "APPEND $(( 0$fl & 02000 )) $(stat -c %s up.bin.skyhost-part)"; exit 0; fi
+  [ "$(date +%s)" -ge $end ] && { echo NOAPPEND; exit 1; }; sleep 0.01; done"""
+
+    @case("pool:put resumes an upload cut part way, without resending, and checks its sha256")
+    def _():
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "up.bin")
+            with open(src, "wb") as f:
+                f.write(os.urandom(300 << 20))
+            want = hashlib.sha256(open(src, "rb").read()).hexdigest()
+            cutter = subprocess.Popen(["ssh", "-F", f"{STATE}/ssh_config", "h1", PUT_CUT], env=ENV,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                r = run("put", [ip(1)], timeout=180, SRC=src, REMOTE="up.bin")
+                out, err = cutter.communicate(timeout=60)
+                assert r.returncode == 0 and "PUT ok" in r.stdout, r.stdout + r.stderr
+                assert "KILLED" in out, out + err
+                m = re.search(r"APPEND (\d+) (\d+)", out)
+                assert m and int(m.group(1)) != 0 and int(m.group(2)) > 0, out
+                r = on_host(1, "sha256sum up.bin; ls up.bin.skyhost-part 2>&1")
+                assert r.stdout.split()[0] == want, r.stdout
+                assert "No such file" in r.stdout, r.stdout  # the part was moved into place
+            finally:
+                if cutter.poll() is None:
+                    cutter.kill()
+                    cutter.wait()
+                on_host(1, "rm -f up.bin up.bin.skyhost-part")
+
+    @case("pool:get of a missing file fails naming it, leaving nothing behind")
+    def _():
+        with tempfile.TemporaryDirectory() as d:
+            dest = os.path.join(d, "nothing.bin")
+            r = run("get", [ip(1)], REMOTE="no-such-file.bin", DEST=dest)
+            assert r.returncode == 0, r.stderr
+            assert "ERROR" in r.stdout and "cannot read no-such-file.bin on the node" in r.stdout, r.stdout
+            assert os.listdir(d) == [], os.listdir(d)
+
     @case("put and get of a 100 MiB file on two nodes")
     def _():
         with tempfile.TemporaryDirectory() as d:

@@ -1,13 +1,15 @@
 // libFuzzer target: the frame splitter (host/wire.cpp FrameDecoder), both sides' first parser of
 // a peer's bytes. Differential: the incremental decoder, fed the input in chunks, must give the
 // frames (and the error) that a plain one-pass parse of the whole input gives, and hold no more
-// memory than twice what it was fed.
+// memory than twice what it was fed, whether bytes are fed or read into its space, and whether
+// bodies are viewed or taken.
 //
 // Input: one control byte (limit and chunk size), then the stream.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "host/wire.hpp"
@@ -58,13 +60,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FrameDecoder d(max);
   size_t fed = 0;
   try {
-    while (fed < n) {
+    for (size_t turn = 0; fed < n; ++turn) {
       size_t k = std::min(chunk, n - fed);
-      d.feed(reinterpret_cast<const char*>(p) + fed, k);
+      if (turn % 2 == 0) {
+        d.feed(reinterpret_cast<const char*>(p) + fed, k);
+      } else {  // read in place, as the links do
+        std::string_view room = d.space(k);
+        if (room.size() < k) std::abort();
+        std::copy(p + fed, p + fed + k, const_cast<char*>(room.data()));
+        d.commit(k);
+      }
       fed += k;
       if (d.capacity() > 2 * fed + 256) std::abort();  // held more than it was given
       Frame f;
-      while (d.next(f)) got.frames.emplace_back(static_cast<uint8_t>(f.type), std::string(f.body));
+      while (d.next(f)) {
+        // Every other frame's body is taken, as a result's is: the same bytes, and the frames
+        // behind it unharmed.
+        if (got.frames.size() % 2 == 1) {
+          Payload taken = d.take(f.body);
+          got.frames.emplace_back(static_cast<uint8_t>(f.type), std::string(taken));
+        } else {
+          got.frames.emplace_back(static_cast<uint8_t>(f.type), std::string(f.body));
+        }
+      }
     }
   } catch (const Error&) {
     got.error = true;

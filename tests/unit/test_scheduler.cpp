@@ -18,22 +18,30 @@ struct FakeLink : Link {
     uint64_t task = 0;        // for kTask and kCancel
     uint64_t fn = 0;          // for kTask and kDef
     uint64_t timeout_ms = 0;  // for kTask
+    std::string args;         // for kTask
   };
   std::vector<Sent> sent;
   bool closed = false;
   bool is_gone = false;
+  size_t refs_flushed = 0;  // large pieces written from elsewhere, not copied into out_
 
   void flush() override {
+    // As a real link writes it: the buffer with the bytes its refs point at in their places.
+    refs_flushed += out_.refs().size();
+    std::string all;
+    out_.segments([&](const char* p, size_t n) { all.append(p, n); });
     wire::FrameDecoder d;
-    d.feed(out_.data().data(), out_.size());
+    d.feed(all.data(), all.size());
     wire::Frame f;
     while (d.next(f)) {
       wire::Reader r(f.body);
-      Sent s{f.type};
+      Sent s;
+      s.type = f.type;
       if (f.type == Msg::kTask) {
         s.task = r.get_u64();
         s.fn = r.get_u64();
         s.timeout_ms = r.get_varint();
+        s.args.assign(r.position(), r.remaining());
       } else if (f.type == Msg::kCancel) {
         s.task = r.get_u64();
       } else if (f.type == Msg::kDef) {
@@ -42,6 +50,7 @@ struct FakeLink : Link {
       sent.push_back(s);
     }
     out_.clear();
+    out_keep_.clear();
   }
   void close() override { closed = true; }
   void kill() override { drop("killed"); }
@@ -532,4 +541,26 @@ TEST_CASE("a worker's last words say why it was lost", "[scheduler]") {
   CHECK(f.sched->start_error() ==
         "node 0 failed to start: malformed Init frame from host: it is empty (worker exited "
         "with status 3)");
+}
+
+TEST_CASE("large arguments are sent from the task's copy, whole, again on a retry", "[scheduler]") {
+  Fixture f(2, Scheduler::Options{0, 1, 0, 1});
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  std::string big(wire::Writer::kRefMin * 3 + 5, 'a');
+  for (size_t i = 0; i < big.size(); i += 4093) big[i] = static_cast<char>('A' + i % 26);
+  TaskId t = f.sched->submit(b, fn, big);
+  f.sched->flush();
+  FakeLink* first = f.links[0]->sent.empty() ? f.links[1] : f.links[0];
+  FakeLink* other = first == f.links[0] ? f.links[1] : f.links[0];
+  REQUIRE(first->sent.back().args == big);
+  REQUIRE(first->refs_flushed == 1);  // the link's buffer referred to the bytes, no copy
+  first->drop("connection reset");
+  f.sched->flush();
+  REQUIRE(other->tasks() == std::vector<uint64_t>{t});
+  REQUIRE(other->sent.back().args == big);
+  REQUIRE(other->refs_flushed == 1);
+  other->result(t, true, "ok");
+  REQUIRE(f.completed(f.sched->batch(b).wait));
 }

@@ -320,3 +320,109 @@ TEST_CASE("wire: sizes for messages", "[wire]") {
   CHECK(size_text(3u << 20) == "3 MiB");
   CHECK(size_text(1181116006) == "1.1 GiB (1181116006 bytes)");
 }
+
+TEST_CASE("a writer with refs sends large strings from where they are, in order") {
+  std::string big(Writer::kRefMin, 'b'), small = "tiny";
+  Writer w;
+  w.set_refs(true);
+  size_t mark = w.begin_frame(Msg::kResult);
+  w.put_string(small);
+  w.put_string(big);
+  w.put_u8(7);
+  w.end_frame(mark);
+  REQUIRE(w.refs().size() == 1);
+  REQUIRE(w.refs()[0].p == big.data());  // not copied
+  REQUIRE(w.size() == w.data().size() + big.size());
+  REQUIRE_THROWS_AS(w.take(), Error);  // the buffer alone is not the content
+
+  std::string flat;
+  w.segments([&](const char* p, size_t n) { flat.append(p, n); });
+  Writer copy;  // the same frame, everything copied
+  size_t m2 = copy.begin_frame(Msg::kResult);
+  copy.put_string(small);
+  copy.put_string(big);
+  copy.put_u8(7);
+  copy.end_frame(m2);
+  REQUIRE(flat == copy.data());  // the header counts the referenced bytes
+
+  FrameDecoder d;
+  d.feed(flat.data(), flat.size());
+  Frame f;
+  REQUIRE(d.next(f));
+  Reader r(f.body);
+  REQUIRE(r.get_string() == small);
+  REQUIRE(r.get_string() == big);
+  REQUIRE(r.get_u8() == 7);
+}
+
+TEST_CASE("appending and truncating a writer keep its refs in place") {
+  std::string big(Writer::kRefMin + 3, 'x');
+  Writer body;
+  body.set_refs(true);
+  body.put_string(big);
+  body.put_u8(1);
+  Writer out;
+  out.put_u8(9);
+  size_t mark = out.begin_frame(Msg::kResult);
+  out.append(std::move(body));
+  REQUIRE(body.size() == 0);
+  REQUIRE(out.refs().size() == 1);
+  REQUIRE(out.refs()[0].at > mark);
+  out.end_frame(mark);
+  std::string flat;
+  out.segments([&](const char* p, size_t n) { flat.append(p, n); });
+  REQUIRE(flat.size() == out.size());
+  REQUIRE(flat.substr(flat.size() - 1 - big.size(), big.size()) == big);
+  out.truncate(mark);  // a frame that failed to fill: nothing of it stays
+  REQUIRE(out.refs().empty());
+  REQUIRE(out.size() == 1);
+  REQUIRE(out.take() == std::string(1, '\x09'));
+}
+
+TEST_CASE("bytes read into the decoder's space form frames as fed ones do") {
+  std::string a = frame(Msg::kLog, "first"), b = frame(Msg::kResult, std::string(300000, 'q'));
+  std::string stream = a + b + a;
+  FrameDecoder d;
+  size_t at = 0;
+  std::vector<std::string> got;
+  while (at < stream.size()) {
+    std::string_view room = d.space(1000);
+    REQUIRE(room.size() >= 1000);
+    size_t n = std::min({room.size(), stream.size() - at, size_t{70000}});
+    std::memcpy(const_cast<char*>(room.data()), stream.data() + at, n);
+    d.commit(n);
+    at += n;
+    Frame f;
+    while (d.next(f)) got.emplace_back(f.body);
+  }
+  REQUIRE(got == std::vector<std::string>{"first", std::string(300000, 'q'), "first"});
+  REQUIRE(d.capacity() <= 2 * stream.size());  // still bounded by what arrived
+}
+
+TEST_CASE("take hands a large frame's buffer over, and the frames behind it stay") {
+  std::string big_body(6u << 20, 'z');
+  big_body[0] = 'A';
+  big_body.back() = 'Z';
+  std::string small = frame(Msg::kLog, "after");
+  std::string stream = frame(Msg::kResult, big_body) + small + small.substr(0, 3);
+  FrameDecoder d;
+  d.feed(stream.data(), stream.size());
+  Frame f;
+  REQUIRE(d.next(f));
+  std::string_view part = f.body.substr(1);
+  const char* where = part.data();
+  Payload p = d.take(part);
+  REQUIRE(p.data() == where);  // the same memory: no copy
+  REQUIRE(std::string_view(p) == std::string_view(big_body).substr(1));
+  REQUIRE(d.next(f));  // the next frame moved to a buffer of its own
+  REQUIRE(f.body == "after");
+  REQUIRE_FALSE(d.next(f));
+  REQUIRE(d.pending() == 3);
+  d.feed(small.data() + 3, small.size() - 3);
+  REQUIRE(d.next(f));
+  REQUIRE(f.body == "after");
+
+  Payload copied = d.take(f.body);  // a small frame is copied
+  REQUIRE(copied == "after");
+  REQUIRE(copied.data() != f.body.data());
+}

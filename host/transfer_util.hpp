@@ -1,0 +1,49 @@
+// Pieces the SSH file transfers share (host/transfer.cpp, host/transfer_put.cpp): quoting for
+// the remote shell, SHA-256 as bytes arrive or of a local file off the loop thread, and the
+// resumable, checked upload.
+#pragma once
+
+#include <openssl/evp.h>
+#include <uv.h>
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "host/ssh_link.hpp"
+#include "host/transfer.hpp"
+
+namespace skyhost::transfer_detail {
+
+/// `s` in single quotes for a POSIX shell.
+std::string quote(const std::string& s);
+
+/// SHA-256 of what arrives, as it arrives.
+class Digest {
+ public:
+  Digest();
+  ~Digest();
+  Digest(const Digest&) = delete;
+  Digest& operator=(const Digest&) = delete;
+  void update(std::string_view d) { EVP_DigestUpdate(ctx_, d.data(), d.size()); }
+  /// Lower-case hex, as sha256sum prints it.
+  std::string hex();
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+/// The first word of `sha256sum FILE`'s output if it is a digest, else "".
+std::string digest_of(const std::string& out);
+
+/// Hashes the local file `path` on `loop`'s thread pool (a large file would hold the loop for
+/// seconds), then calls `done(hex, error)` on the loop thread.
+void hash_file(uv_loop_t* loop, std::string path,
+               std::function<void(const std::string& hex, const std::string& error)> done);
+
+/// pool:put over SSH: streams `local` into REMOTE.skyhost-part, resumes a cut upload from the
+/// size the part has on the node, checks sha256 on both sides, then moves it into place.
+void put_ssh(SshLink& link, uv_loop_t* loop, const std::string& local, const std::string& remote,
+             TransferDone done);
+
+}  // namespace skyhost::transfer_detail
