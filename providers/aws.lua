@@ -38,6 +38,10 @@ end
 local Provider = {}
 Provider.__index = Provider
 
+-- The pool's name in AWS: unique per run (pool names such as "pool-1" repeat), in every resource
+-- name and in the skyhost-pool tag.
+local function _pool(cluster) return cluster.uid or cluster.id end
+
 --- sky.aws{...} → a provider for sky.compute{provider = ...}. Credentials are looked up when the
 --- pool is prepared, so a script can name sky.aws{} in a provider list on a machine without them.
 function M.new(opts)
@@ -107,8 +111,8 @@ function Provider:_region(cluster, region)
     if ec2.text(z, "zoneId") then r.zones[ec2.text(z, "zoneId")] = name end
   end
   cluster.aws.regions[region] = r
-  local tags = { { ResourceType = "key-pair", Tag = { { Key = "skyhost-pool", Value = cluster.id } } } }
-  r.key_name = "skyhost-" .. cluster.id
+  local tags = { { ResourceType = "key-pair", Tag = { { Key = "skyhost-pool", Value = _pool(cluster) } } } }
+  r.key_name = "skyhost-" .. _pool(cluster)
   if not cluster.ssh_public_key then errors.raise("BadProvider", "sky.aws: the pool has no SSH key") end
   c:call("ImportKeyPair", { KeyName = r.key_name, PublicKeyMaterial = require("skyhost.encoding").base64_encode(cluster.ssh_public_key),
     TagSpecification = tags })
@@ -116,8 +120,8 @@ function Provider:_region(cluster, region)
   if self.opts.security_group then
     r.group = self.opts.security_group
   else
-    local params = { GroupName = "skyhost-" .. cluster.id, GroupDescription = "skyhost pool " .. cluster.id .. ": SSH in",
-      TagSpecification = { { ResourceType = "security-group", Tag = { { Key = "skyhost-pool", Value = cluster.id } } } } }
+    local params = { GroupName = "skyhost-" .. _pool(cluster), GroupDescription = "skyhost pool " .. _pool(cluster) .. ": SSH in",
+      TagSpecification = { { ResourceType = "security-group", Tag = { { Key = "skyhost-pool", Value = _pool(cluster) } } } } }
     if self.opts.subnet then
       local sn = ec2.items(c:call("DescribeSubnets", { SubnetId = { self.opts.subnet } }), "subnetSet")[1]
       params.VpcId = sn and ec2.text(sn, "vpcId")
@@ -158,7 +162,10 @@ function Provider:_default_image(c)
 end
 
 function Provider:prepare(cluster)
-  cluster.aws = { regions = {}, instances = {} }
+  -- Host keys are trusted on first contact and pinned for the rest of the pool: a file of the
+  -- pool's own, so that an address a later pool gets again is not checked against an old key.
+  self._creds = self._creds or credentials.resolve(self.opts.profile)  -- none: the provider is blocked
+  cluster.aws = { regions = {}, instances = {}, known_hosts = os.tmpname() }
 end
 
 --- The RunInstances parameters for `n` instances of `offer` in region state `r` (tests compare
@@ -168,8 +175,8 @@ function Provider:run_params(cluster, n, offer, r)
   local params = {
     ImageId = r.image, InstanceType = offer.instance_type, MinCount = n, MaxCount = n, KeyName = r.key_name,
     InstanceInitiatedShutdownBehavior = "terminate",
-    TagSpecification = { { ResourceType = "instance", Tag = { { Key = "skyhost-pool", Value = cluster.id },
-      { Key = "Name", Value = "skyhost-" .. cluster.id } } } },
+    TagSpecification = { { ResourceType = "instance", Tag = { { Key = "skyhost-pool", Value = _pool(cluster) },
+      { Key = "Name", Value = "skyhost-" .. _pool(cluster) } } } },
   }
   if zone then params.Placement = { AvailabilityZone = zone } end
   if offer.spot then params.InstanceMarketOptions = { MarketType = "spot" } end
@@ -220,7 +227,7 @@ function Provider:get_instance(cluster, id)
   local ip = self.public_ip and ec2.text(item, "ipAddress") or ec2.text(item, "privateIpAddress")
   if state == "running" and not ip then state = "pending" end
   return { id = id, state = state, ip = ip, port = 22, user = self.user,
-    ssh = { host_keys = "accept-new" } }
+    ssh = { host_keys = "accept-new", known_hosts = cluster.aws.known_hosts } }
 end
 
 function Provider:terminate(cluster, ids)
@@ -240,7 +247,7 @@ function Provider:_wait_terminated(cluster, region, timeout)
   local deadline = os.time() + timeout
   while true do
     local alive = {}
-    local doc = c:call("DescribeInstances", { Filter = { { Name = "tag:skyhost-pool", Value = { cluster.id } } } })
+    local doc = c:call("DescribeInstances", { Filter = { { Name = "tag:skyhost-pool", Value = { _pool(cluster) } } } })
     for _, res in ipairs(ec2.items(doc, "reservationSet")) do
       for _, item in ipairs(ec2.items(res, "instancesSet")) do
         local st = ec2.text(item, "instanceState", "name")
@@ -250,7 +257,7 @@ function Provider:_wait_terminated(cluster, region, timeout)
     if #alive == 0 then return end
     if os.time() > deadline then
       errors.raise("CleanupFailed", ("sky.aws: instances %s of pool %s in %s are not terminated after %d s")
-        :format(table.concat(alive, ", "), cluster.id, region, timeout))
+        :format(table.concat(alive, ", "), _pool(cluster), region, timeout))
     end
     c:call("TerminateInstances", { InstanceId = alive })
     require("sky").sleep(self.opts.poll_interval or 2)
@@ -263,8 +270,11 @@ function Provider:teardown(cluster)
     local c = self:_client(region)
     self:_wait_terminated(cluster, region, 600)
     if r.made_group then c:call("DeleteSecurityGroup", { GroupId = r.group }) end
+    r.made_group = nil
     if r.made_key then c:call("DeleteKeyPair", { KeyName = r.key_name }) end
+    r.made_key = nil
   end
+  if cluster.aws.known_hosts then os.remove(cluster.aws.known_hosts) end
 end
 
 return M

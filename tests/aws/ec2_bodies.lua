@@ -4,7 +4,7 @@
 local aws = require "providers.aws"
 local ec2 = require "providers.aws.ec2"
 
-local cluster = { id = "pool-7" }
+local cluster = { id = "pool", uid = "pool-7" }
 local r = { zones = { ["use1-az6"] = "us-east-1a" }, key_name = "skyhost-pool-7", group = "sg-0123", image = "ami-0abc" }
 local function emit(action, params) print(action .. "\t" .. ec2.body(action, params)) end
 
