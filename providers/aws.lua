@@ -15,7 +15,7 @@ local M = {}
 
 local SCHEMA = {
   region = "string|table", zone = "string|table", profile = "string", image = "string",
-  subnet = "string", security_group = "string", disk_gb = "integer", instance_profile = "string",
+  subnet = "string|table", security_group = "string", disk_gb = "integer", instance_profile = "string",
   endpoint = "string", public_ip = "boolean", ssh_cidr = "string", user = "string",
   retries = "integer", poll_interval = "number",
 }
@@ -60,6 +60,11 @@ function M.new(opts)
   if opts.ssh_cidr and not opts.ssh_cidr:find("^%d+%.%d+%.%d+%.%d+/%d+$") then
     _bad("ssh_cidr must be an IPv4 CIDR such as '203.0.113.7/32', got '%s'", opts.ssh_cidr)
   end
+  self.subnets = _list(opts.subnet)
+  if self.subnets and #self.subnets == 0 then _bad("subnet lists no subnet") end
+  if self.subnets and self.regions and #self.regions > 1 then
+    _bad("subnets belong to one region: give one region with subnet = ...")
+  end
   if opts.public_ip == false and not opts.subnet then
     _bad("public_ip = false needs subnet = 'subnet-...' (a subnet this machine can reach)")
   end
@@ -83,17 +88,40 @@ function Provider:_client(region)
   return c
 end
 
+-- The subnets' zones: {[zone name or zone id] = subnet id}, asked once. With subnets, the
+-- subnet decides the zone of an instance, so offers are those of the subnets' zones.
+function Provider:_subnet_zones()
+  if self._subnet_by_zone then return self._subnet_by_zone, self._subnet_region end
+  local region = self.regions and self.regions[1] or self:_client_region()
+  local by_zone = {}
+  local doc = self:_client(region):call("DescribeSubnets", { SubnetId = self.subnets })
+  for _, sn in ipairs(ec2.items(doc, "subnetSet")) do
+    local id = ec2.text(sn, "subnetId")
+    for _, k in ipairs({ "availabilityZone", "availabilityZoneId" }) do
+      local z = ec2.text(sn, k)
+      if z and not by_zone[z] then by_zone[z] = id end
+    end
+    self._vpc = self._vpc or ec2.text(sn, "vpcId")
+  end
+  self._subnet_by_zone, self._subnet_region = by_zone, region
+  return by_zone, region
+end
+
 function Provider:offers(spec)
   local q = {}
   for k, v in pairs(spec or {}) do q[k] = v end
   q.provider = "aws"
   q.region = q.region or self.regions
   q.zone = q.zone or self.zones
+  local zones, region
+  if self.subnets then zones, region = self:_subnet_zones() end
   local out = {}
-  for i, o in ipairs(catalog.query(catalog.snapshot(), q)) do
-    local c = {}
-    for k, v in pairs(o) do c[k] = v end
-    out[i] = c
+  for _, o in ipairs(catalog.query(catalog.snapshot(), q)) do
+    if not zones or (o.region == region and (o.zone == nil or zones[o.zone])) then
+      local c = {}
+      for k, v in pairs(o) do c[k] = v end
+      out[#out + 1] = c
+    end
   end
   return out
 end
@@ -122,9 +150,9 @@ function Provider:_region(cluster, region)
   else
     local params = { GroupName = "skyhost-" .. _pool(cluster), GroupDescription = "skyhost pool " .. _pool(cluster) .. ": SSH in",
       TagSpecification = { { ResourceType = "security-group", Tag = { { Key = "skyhost-pool", Value = _pool(cluster) } } } } }
-    if self.opts.subnet then
-      local sn = ec2.items(c:call("DescribeSubnets", { SubnetId = { self.opts.subnet } }), "subnetSet")[1]
-      params.VpcId = sn and ec2.text(sn, "vpcId")
+    if self.subnets then
+      self:_subnet_zones()
+      params.VpcId = self._vpc
     end
     r.group = ec2.text(c:call("CreateSecurityGroup", params), "groupId")
     r.made_group = true
@@ -178,10 +206,12 @@ function Provider:run_params(cluster, n, offer, r)
     TagSpecification = { { ResourceType = "instance", Tag = { { Key = "skyhost-pool", Value = _pool(cluster) },
       { Key = "Name", Value = "skyhost-" .. _pool(cluster) } } } },
   }
-  if zone then params.Placement = { AvailabilityZone = zone } end
+  local subnet = self.subnets and ((self._subnet_by_zone or {})[offer.zone] or self.subnets[1])
+  -- With a subnet, the subnet places the instance (AWS refuses a Placement that disagrees).
+  if zone and not subnet then params.Placement = { AvailabilityZone = zone } end
   if offer.spot then params.InstanceMarketOptions = { MarketType = "spot" } end
-  if self.opts.subnet then
-    params.NetworkInterface = { { DeviceIndex = 0, SubnetId = self.opts.subnet, SecurityGroupId = { r.group },
+  if subnet then
+    params.NetworkInterface = { { DeviceIndex = 0, SubnetId = subnet, SecurityGroupId = { r.group },
       AssociatePublicIpAddress = self.public_ip } }
   else
     params.SecurityGroupId = { r.group }
@@ -198,6 +228,8 @@ function Provider:provision(cluster, n, offer)
   local region = offer.region or (self.regions and self.regions[1]) or self:_client_region()
   local r = self:_region(cluster, region)
   local params = self:run_params(cluster, n, offer, r)
+  -- Idempotent: a RunInstances retried after a lost answer does not launch twice.
+  params.ClientToken = ("%s-%d-%d"):format(_pool(cluster), os.time(), math.random(1, 1 << 30))
   local doc = self:_client(region):call("RunInstances", params)
   local ids = {}
   for i, item in ipairs(ec2.items(doc, "instancesSet")) do

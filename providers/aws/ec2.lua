@@ -108,7 +108,7 @@ local function _error(resp, action, region)
     hint = (" (the quota '%s' of region %s: ask AWS to raise it in the Service Quotas console)"):format(code, region)
   end
   return errors.new(mapped or "AwsError", ("EC2 %s in %s: %s: %s%s"):format(action, region, code, message, hint),
-    { aws_code = code, status = resp.status, retry = RETRY[code] or resp.status >= 500 })
+    { aws_code = code, status = resp.status, retry = RETRY[code] or (resp.status >= 500 and not mapped) })
 end
 
 --- A client: {endpoint, region, credentials = {access_key_id, secret_access_key,

@@ -30,7 +30,7 @@ EXPECTED = [
                                                 "Ebs": {"VolumeSize": 120, "DeleteOnTermination": True}}],
                           IamInstanceProfile={"Name": "skyhost-node"})),
     ("RunInstances", dict(RUN, InstanceType="g5.xlarge", MinCount=1, MaxCount=1,
-                          Placement={"AvailabilityZone": "us-east-1a"}, InstanceMarketOptions={"MarketType": "spot"},
+                          InstanceMarketOptions={"MarketType": "spot"},
                           NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": "subnet-9", "Groups": ["sg-0123"],
                                               "AssociatePublicIpAddress": True}])),
     ("DescribeInstances", dict(Filters=[{"Name": "tag:skyhost-pool", "Values": ["pool-7"]}])),

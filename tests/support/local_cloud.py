@@ -8,14 +8,14 @@ instance's key pair installed as cloud-init would (root's authorized keys of the
 instance terminated through the API loses its host; a host that goes away by itself (the node
 powered itself off: the dead-man lease) is terminated in the API.
 
-The instances live in a VPC subnet in the test bed's range (10.203.0.0/24), and the provider is
-told not to ask for public addresses, so nothing but 127.0.0.1 and these hosts is ever dialled.
-moto hands out 10.203.0.4, .5, ... in order: host i of the bed is 10.203.0.(3 + i)
-(SKYT_HOST_BASE=3).
+The instances live in two VPC subnets, one per zone, halves of the test bed's 10.203.0.0/24
+(zone a: .0/25, zone b: .128/25), and the provider is told not to ask for public addresses, so
+nothing but 127.0.0.1 and these hosts is ever dialled. moto hands out addresses in order from the
+fourth of a subnet: host i of the bed is 10.203.0.(3 + i) (SKYT_HOST_BASE=3).
 
 Usage (root, the default python3 — the one with moto and boto3):
   local_cloud.py [--lifetime S] [--region R]
-prints one JSON line, {"endpoint", "region", "vpc", "subnet", "pid"}, once the API answers and the
+prints one JSON line, {"endpoint", "region", "vpc", "subnet" (zone a's), "subnets", "pid"}, once the API answers and the
 subnet exists; then runs until SIGTERM, its parent's death or the lifetime, and on the way out
 removes every host it made and stops moto (by PID). Events go to stderr, one line each.
 """
@@ -141,11 +141,12 @@ def main():
         ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=args.region,
                            aws_access_key_id="AKIDLOCALCLOUD", aws_secret_access_key="local-cloud-secret")
         vpc = ec2.create_vpc(CidrBlock="10.203.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=str(SUBNET),
-                                   AvailabilityZone=args.region + "a")["Subnet"]["SubnetId"]
+        # two zones, one subnet each, both halves of the bed's /24
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=str(half), AvailabilityZone=args.region + zone)
+                   ["Subnet"]["SubnetId"] for half, zone in zip(SUBNET.subnets(1), "ab")]
         ctl = Controller(ec2)
-        print(json.dumps({"endpoint": endpoint, "region": args.region, "vpc": vpc, "subnet": subnet,
-                          "pid": os.getpid()}), flush=True)
+        print(json.dumps({"endpoint": endpoint, "region": args.region, "vpc": vpc, "subnet": subnets[0],
+                          "subnets": subnets, "pid": os.getpid()}), flush=True)
         parent = os.getppid()
         until = time.time() + args.lifetime
         while not stop and time.time() < until and os.getppid() == parent:
