@@ -5,12 +5,16 @@
 - a zone out of capacity: the next zone;
 - throttling (RequestLimitExceeded), 5xx and a dropped connection: retried, the pool comes up;
 - bad credentials (AuthFailure): the provider is blocked, the message says how to fix it;
+- Ctrl-C while the instances are pending: they are terminated before skyhost exits;
 and after each, nothing of the pool is left in the API. Needs what test_aws.py needs.
 Usage: test_aws_faults.py SKYHOST
 """
+import signal
 import sys
+import tempfile
+import time
 
-from awslib import Checks, Cloud, Proxy, run_pool
+from awslib import Checks, Cloud, Proxy, run_pool, start_pool
 
 SKYHOST = sys.argv[1]
 
@@ -78,6 +82,22 @@ def main():
             check("and says which error, how to fix it, and that aws was blocked",
                   "AuthFailure" in text and "check the credentials" in text and "blocked provider aws" in text, text)
             check("after only one failed attempt", len(failed) == 1, failed)
+
+            # 5. Ctrl-C while the instances are pending (each DescribeInstances answered slowly)
+            proxy.set_rules([{"action": "DescribeInstances", "delay": 1.5}])
+            with tempfile.TemporaryDirectory() as home:
+                p = start_pool(SKYHOST, cloud, home, proxy.endpoint, nodes=2)
+                deadline = time.time() + 60
+                while time.time() < deadline and not any(e["action"] == "RunInstances" for e in proxy.log()):
+                    time.sleep(0.05)
+                launched = any(e["action"] == "RunInstances" for e in proxy.log())
+                p.send_signal(signal.SIGINT)
+                text = p.communicate(timeout=120)[0]
+            check("Ctrl-C while pending: skyhost ends with 130 after the instances were launched",
+                  launched and p.returncode == 130, (launched, p.returncode, text))
+            live = [i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]
+                    if i["State"]["Name"] != "terminated"]
+            check("and terminated them before exiting", not live, live)
         finally:
             proxy.close()
         live = [i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]
