@@ -57,7 +57,8 @@ void read_headers(lua_State* L, HttpHeaders& out) {
   lua_pop(L, 1);  // [req]
 }
 
-/// http.start{method=, url=, headers={{name, value}...}, body=, timeout_ms=, follow=} → wait id
+/// http.start{method=, url=, headers={{name, value}...}, body=, timeout_ms=, follow=,
+///             aws_sigv4=, username=, password=} → wait id
 int l_http_start(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   HttpRequest r;
@@ -65,6 +66,9 @@ int l_http_start(lua_State* L) {
   opt_string(L, "url", r.url);
   opt_string(L, "body", r.body);
   read_headers(L, r.headers);
+  opt_string(L, "aws_sigv4", r.aws_sigv4);
+  opt_string(L, "username", r.username);
+  opt_string(L, "password", r.password);
   lua_getfield(L, 1, "timeout_ms");  // [req, timeout]
   if (!lua_isnil(L, -1)) {
     lua_Integer ms = luaL_checkinteger(L, -1);

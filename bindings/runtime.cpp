@@ -19,6 +19,7 @@ extern "C" int luaopen_skyhost_ssh(lua_State* L);
 extern "C" int luaopen_skyhost_http(lua_State* L);
 extern "C" int luaopen_skyhost_json(lua_State* L);
 extern "C" int luaopen_skyhost_state(lua_State* L);
+extern "C" int luaopen_skyhost_encoding(lua_State* L);
 
 namespace skyhost {
 
@@ -118,6 +119,8 @@ void install_stdlib(lua_State* L) {
   lua_setfield(L, -2, "skyhost.json");
   lua_pushcfunction(L, luaopen_skyhost_state);
   lua_setfield(L, -2, "skyhost.state");
+  lua_pushcfunction(L, luaopen_skyhost_encoding);
+  lua_setfield(L, -2, "skyhost.encoding");
   lua_pop(L, 1);  // [package]
   if (const char* dir = std::getenv("SKYHOST_STDLIB")) {
     lua_getfield(L, -1, "searchers");  // [package, searchers]

@@ -26,6 +26,13 @@ struct HttpRequest {
   std::string body;              // sent when non-empty, or always for POST/PUT/PATCH
   uint64_t timeout_ms = 30000;   // whole transfer, connect included; must be > 0
   bool follow_redirects = true;  // at most 10
+  /// Non-empty: libcurl signs the request with AWS Signature Version 4 (CURLOPT_AWS_SIGV4),
+  /// "provider1[:provider2[:region[:service]]]", e.g. "aws:amz:us-east-1:ec2", with
+  /// `username` as the access key id and `password` as the secret key. A session token goes in
+  /// an X-Amz-Security-Token header, which is signed with the others.
+  std::string aws_sigv4;
+  std::string username;
+  std::string password;
 };
 
 struct HttpResponse {

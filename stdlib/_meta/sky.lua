@@ -187,6 +187,9 @@ function sky.shard(...) end
 ---@param opts {hosts: string[], user?: string, port?: integer, identity?: string, known_hosts?: string, host_keys?: "strict"|"accept-new", connect_timeout?: number}
 ---@return table provider
 function sky.ssh(opts) end
+---@param opts? {region?: string|string[], zone?: string|string[], profile?: string, image?: string, subnet?: string|string[], public_ip?: boolean, security_group?: string, ssh_cidr?: string, disk_gb?: integer, instance_profile?: string, user?: string, endpoint?: string, retries?: integer, poll_interval?: number}
+---@return table provider  EC2 instances (docs/aws.md)
+function sky.aws(opts) end
 ---@param def sky.provider_def
 ---@return table provider  usable as sky.compute{provider = ...}, also by its name
 function sky.provider(def) end

@@ -162,7 +162,7 @@ local function _cluster(search, s)
   local c = search.clusters[prov]
   if c and not c.failed then return c end
   local pool = search.pool
-  c = { id = pool.name, name = pool.name, pool = pool.id, nodes = search.req.nodes, provider = prov.name,
+  c = { id = pool.name, name = pool.name, pool = pool.id, uid = pool.uid, nodes = search.req.nodes, provider = prov.name,
     spec = s.query, ssh_public_key = pool.ssh_key and pool.ssh_key.public, tags = { ["skyhost-pool"] = pool.name } }
   local ok, err = attempt.within(search.req.timeout, nil, prov.prepare, prov, c)
   -- Even a failed prepare may have made something: teardown runs for it at the end.

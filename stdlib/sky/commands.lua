@@ -185,6 +185,11 @@ function M.check(...)
   local found_any = false
   for _, c in ipairs(clouds.list) do
     local found, where, looked = clouds.credentials(c)
+    if providers.FACTORY[c.name] == "providers.aws" then
+      -- What sky.aws itself would use (a file with no keys in it is not credentials).
+      found, where = require("providers.aws.credentials").describe()
+      where = found and where or nil
+    end
     local status = providers.implemented(c.name) and "ready" or "not implemented"
     local text = found and ("found: %s"):format(where) or ("not found (looked at %s)"):format(table.concat(looked, ", "))
     found_any = found_any or found

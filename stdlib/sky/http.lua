@@ -25,6 +25,8 @@ local M = {}
 ---@field json? any                 sent as JSON with Content-Type application/json
 ---@field timeout? number           seconds for the whole exchange (default 30)
 ---@field follow? boolean           follow redirects (default true)
+---@field aws? table                sign with AWS SigV4: {access_key_id, secret_access_key,
+---                                 session_token?, region, service}
 
 ---@class sky.http.response
 ---@field status integer
@@ -44,6 +46,7 @@ local REQUEST = {
   json = "table|string|number|boolean|userdata",
   timeout = "number",
   follow = "boolean",
+  aws = "table",
 }
 
 -- Same as REQUEST without what the helper's arguments give.
@@ -102,6 +105,28 @@ local function _headers(what, h)
   return out
 end
 
+local AWS = {
+  access_key_id = "string",
+  secret_access_key = "string",
+  session_token = "string",
+  region = "string",
+  service = "string",
+}
+
+-- libcurl's CURLOPT_AWS_SIGV4 takes "provider1:provider2:region:service"; colons would split.
+local function _sigv4(what, aws, headers)
+  options.check(what .. " aws", aws, AWS)
+  for _, k in ipairs({ "access_key_id", "secret_access_key", "region", "service" }) do
+    if aws[k] == nil or aws[k] == "" then _bad(what, "aws.%s is required to sign a request", k) end
+  end
+  for _, k in ipairs({ "region", "service" }) do
+    if not aws[k]:find("^[%w%-_.]+$") then _bad(what, "aws.%s '%s' is not a region or service name", k, aws[k]) end
+  end
+  if aws.access_key_id:find(":") then _bad(what, "aws.access_key_id must not contain ':'") end
+  if aws.session_token then headers[#headers + 1] = { "X-Amz-Security-Token", aws.session_token } end
+  return "aws:amz:" .. aws.region .. ":" .. aws.service
+end
+
 local function _has_header(list, name)
   name = name:lower()
   for _, pair in ipairs(list) do
@@ -127,6 +152,7 @@ local function _prepare(what, req)
   if timeout <= 0 or timeout ~= timeout then _bad(what, "option 'timeout' must be > 0 seconds") end
   if req.body ~= nil and req.json ~= nil then _bad(what, "give 'body' or 'json', not both") end
   local headers = _headers(what, req.headers or {})
+  local sigv4 = req.aws and _sigv4(what, req.aws, headers)
   local body = req.body
   if req.json ~= nil then
     body = json.encode(req.json)
@@ -141,6 +167,9 @@ local function _prepare(what, req)
     body = body,
     timeout_ms = math.max(1, math.floor(timeout * 1000 + 0.5)),
     follow = req.follow,
+    aws_sigv4 = sigv4 or nil,
+    username = sigv4 and req.aws.access_key_id or nil,
+    password = sigv4 and req.aws.secret_access_key or nil,
   }
 end
 
@@ -185,7 +214,9 @@ end
 --- Sends a request and waits for the response: {status, ok, headers, body, url}. Options:
 --- method ("GET"), url, headers (name = value map and/or list of {name, value}), body (string)
 --- or json (a value sent as JSON, with Content-Type application/json), timeout (seconds for
---- the whole exchange, default 30), follow (redirects, default true).
+--- the whole exchange, default 30), follow (redirects, default true), aws (sign the request with
+--- AWS Signature Version 4, by libcurl: {access_key_id, secret_access_key, session_token?,
+--- region, service}; an X-Amz-Date header, when given, fixes the signing time).
 --- Raises BadOption for a bad request and HttpError (fields url, method, kind: "timeout",
 --- "connect", "resolve", "tls", "send", "receive", "redirect" or "other") when no response came.
 ---@param req sky.http.request

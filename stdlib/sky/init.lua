@@ -40,6 +40,9 @@ M.dispatch = scope.dispatch  -- `task >> sky`: the current pool dispatches (fn.l
 --- sky.ssh{hosts = {...}, user =, identity =, known_hosts =, host_keys =}: a provider for
 --- machines you already have (see providers/ssh.lua).
 M.ssh = function(opts) return require("providers.ssh").new(opts) end
+--- sky.aws{region =, zone =, profile =, image =, subnet =, endpoint =, ...}: EC2 instances
+--- (providers/aws.lua, docs/aws.md).
+M.aws = function(opts) return require("providers.aws").new(opts) end
 M.http = http
 M.json = json
 
@@ -51,7 +54,7 @@ M.policy = policy
 M.provider = providers.define
 M.override = override.override
 M.multipool = multipool.multipool
--- sky.aws{...}, sky.runpod{}, ...: the cloud providers the catalog knows. Not implemented in
+-- sky.runpod{}, ...: the other cloud providers the catalog knows. Not implemented in
 -- this build: the broker reports them as such (sky.provider{name = "aws", ...} implements one).
 for _, c in ipairs(clouds.list) do
   if M[c.name] == nil then

@@ -30,6 +30,8 @@ local M = {}
 
 M.METHODS = { "offers", "prepare", "provision", "get_instance", "terminate", "teardown" }
 M.BUILTIN = { ["local"] = "providers.local" }
+-- Built-in providers made from options (sky.aws{...}); by name alone, with default options.
+M.FACTORY = { aws = "providers.aws" }
 
 local _optional = { prepare = true, teardown = true }
 
@@ -120,8 +122,10 @@ end
 
 --- True when `name` can provision in this build (built-in or defined in the script).
 function M.implemented(name)
-  return M.BUILTIN[name] ~= nil or _defined[name] ~= nil
+  return M.BUILTIN[name] ~= nil or M.FACTORY[name] ~= nil or _defined[name] ~= nil
 end
+
+local _by_name = {}  -- name -> provider made by M.FACTORY[name].new{}
 
 --- A provider object for `p`: a name, a sky.provider object, a sky.<cloud>{} reference, or a
 --- plain table with the protocol's methods. Known clouds that are not implemented come back as
@@ -131,6 +135,10 @@ function M.resolve(p, what)
   if type(p) == "string" then
     if _defined[p] then return _defined[p] end
     if M.BUILTIN[p] then return _load_builtin(p) end
+    if M.FACTORY[p] then
+      _by_name[p] = _by_name[p] or M.resolve(require(M.FACTORY[p]).new {}, what)
+      return _by_name[p]
+    end
     if clouds.by_name[p] then return M.ref(p) end
     local cands = {}
     for _, n in ipairs(M.names()) do cands[#cands + 1] = { key = n, name = n } end

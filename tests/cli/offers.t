@@ -16,7 +16,7 @@ mithril         h100-80gb.sxm.8x                          H100      8       80  
 nebius          gpu-h100-sxm_8gpu-128vcpu-1600gb          H100      8       80   128     1600  eu-north1      -              23.6000   10.0000
 aws             p5.48xlarge                               H100      8       80   192     2048  us-east-1      use1-atl2-az1  55.0400   10.2397
 4 of 33 offers; USD per hour per instance; catalog snapshot (late-2025) from skypilot-catalog, see providers/catalog/README.md
-not implemented in this build yet, listed for their prices: aws, mithril, nebius, primeintellect
+not implemented in this build yet, listed for their prices: mithril, nebius, primeintellect
 
 $ skyhost offers --accelerator A100-80GB --provider lambda,gcp --limit 2
 PROVIDER  INSTANCE TYPE   GPU        COUNT  GPU GiB  vCPU  RAM GiB  REGION       ZONE              $/H  SPOT $/H
@@ -67,7 +67,7 @@ $ rm -rf /tmp/skyhost-check-home && mkdir -p /tmp/skyhost-check-home/.aws && tou
 PROVIDER        STATUS           CREDENTIALS
 local           ready            none needed: workers run on this machine
 ssh             ready            machines you list with sky.ssh{hosts = ...}; keys from ~/.ssh or identity =
-aws             not implemented  found: ~/.aws/credentials
+aws             ready            not found (looked at $AWS_ACCESS_KEY_ID, $AWS_PROFILE, $AWS_WEB_IDENTITY_TOKEN_FILE, ~/.aws/credentials)
 gcp             not implemented  not found (looked at $GOOGLE_APPLICATION_CREDENTIALS, ~/.config/gcloud/application_default_credentials.json, ~/.config/gcloud/credentials.db)
 lambda          not implemented  not found (looked at $LAMBDA_API_KEY, ~/.lambda_cloud/lambda_keys)
 runpod          not implemented  found: $RUNPOD_API_KEY
@@ -98,10 +98,16 @@ cost of pool demo:
   1      steady       box                    on-demand     3.6000 +\d+\.\d +\$\d\.\d+ (re)
   total \$\d\.\d+; on demand it would have cost \$\d\.\d+ (re)
 
-$ skyhost -e 'local p <close> = sky.compute{ provider = "aws", accelerator = "H100" }'
-skyhost: pool pool-1: provider 'aws' has 22 matching offers in the catalog (from $6.88/h) but is not implemented in this build yet; define it with sky.provider{name = "aws", ...} or remove it
-(command line):1: sky.compute: no offer matches H100 x1 on aws:
-  1. aws: provider 'aws' has 22 matching offers in the catalog (from $6.88/h) but is not implemented in this build yet; define it with sky.provider{name = "aws", ...} or remove it [blocked provider aws]
+$ skyhost -e 'local p <close> = sky.compute{ provider = "gcp", accelerator = "H100" }'
+skyhost: pool pool-1: provider 'gcp' has 24 matching offers in the catalog (from $1.54/h) but is not implemented in this build yet; define it with sky.provider{name = "gcp", ...} or remove it
+(command line):1: sky.compute: no offer matches H100 x1 on gcp:
+  1. gcp: provider 'gcp' has 24 matching offers in the catalog (from $1.54/h) but is not implemented in this build yet; define it with sky.provider{name = "gcp", ...} or remove it [blocked provider gcp]
+[exit 1]
+
+$ env -i PATH="$PATH" HOME=/tmp/skyhost-no-aws skyhost -e 'local p <close> = sky.compute{ provider = "aws", accelerator = "H100", display = "quiet" }'
+(command line):1: sky.compute: could not provision 1 node (H100 x1 on aws); all 1 attempts failed:
+  1. p5.4xlarge on aws (use1-az1, on-demand, $6.8800/h): prepare failed: sky.aws: no AWS credentials: no AWS_ACCESS_KEY_ID in the environment, and profile 'default' is in neither /tmp/skyhost-no-aws/.aws/credentials nor /tmp/skyhost-no-aws/.aws/config; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws configure`, or name a profile of ~/.aws/credentials with sky.aws{profile = "name"} [blocked provider aws]
+  not tried: 26 attempts in blocked zones, regions or providers
 [exit 1]
 
 $ skyhost -e 'local p <close> = sky.compute{ accelerator = sky.accelerators.H100{count = 8}, budget = 1 }'

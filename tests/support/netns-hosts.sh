@@ -10,8 +10,11 @@
 #   netns-hosts.sh link I up|down   take host I's cable out (frames dropped) or plug it back in
 #   netns-hosts.sh freeze I | thaw I  SIGSTOP / SIGCONT every process on host I
 #   netns-hosts.sh env          shell exports naming the client files
+#   netns-hosts.sh add I        create or repair host I alone, leaving the others as they are
+#   netns-hosts.sh remove I     remove host I alone (the local cloud's instances, tests/support/
+#                               local_cloud.py, come and go one by one)
 #
-# Host i: network namespace skyt-i, eth0 = 10.203.0.(10+i)/16 and fd5c:203::(10+i)/64 on a veth
+# Host i: network namespace skyt-i, eth0 = 10.203.0.(10+i)/16 (10 is $SKYT_HOST_BASE) and fd5c:203::(10+i)/64 on a veth
 # whose root end is a port of bridge skyt-br0 (10.203.0.1/16, fd5c:203::1/64). No default route,
 # no forwarding: a host reaches this machine and the other hosts, nothing else. Inside: its own
 # hostname (h<i>), mount namespace with private /tmp /var/tmp /root, and PID namespace in which
@@ -33,6 +36,7 @@ SKYT_NET4=${SKYT_NET4:-10.203}
 SKYT_NET6=${SKYT_NET6:-fd5c:203:}
 SKYT_STATE=${SKYT_STATE:-/run/skyhost-test}
 SKYT_SSHD=${SKYT_SSHD:-/usr/sbin/sshd}
+SKYT_HOST_BASE=${SKYT_HOST_BASE:-10}
 BR="$SKYT_PREFIX-br0"
 MAX_HOSTS=200
 
@@ -41,8 +45,8 @@ log() { echo "netns-hosts.sh: $*" >&2; }
 
 ns_of() { echo "$SKYT_PREFIX-$1"; }
 veth_of() { echo "$SKYT_PREFIX-v$1"; }
-ip4_of() { echo "$SKYT_NET4.0.$((10 + $1))"; }
-ip6_of() { echo "$SKYT_NET6:$((10 + $1))"; }
+ip4_of() { echo "$SKYT_NET4.0.$((SKYT_HOST_BASE + $1))"; }
+ip6_of() { echo "$SKYT_NET6:$((SKYT_HOST_BASE + $1))"; }
 name_of() { echo "h$1"; }
 dir_of() { echo "$SKYT_STATE/hosts/h$1"; }
 gw4() { echo "$SKYT_NET4.0.1"; }
@@ -303,6 +307,31 @@ cmd_up() {
   log "up: $n hosts (${#started[@]} started) on $BR $(gw4)/16; ssh -F $SKYT_STATE/ssh_config h1"
 }
 
+cmd_add() { # $1 = i
+  need_index "${1:-}"
+  local i=$1 hf pid
+  [ "$i" -ge 1 ] && [ "$i" -le $MAX_HOSTS ] || die "usage: add I (1..$MAX_HOSTS)"
+  check_tools
+  client_key
+  ensure_bridge
+  hf=$(mktemp)
+  etc_hosts 0 >"$hf"
+  echo "$(ip4_of "$i") $(name_of "$i")" >>"$hf"
+  pid=$(host_pid "$i" 2>/dev/null || true)
+  if ! { ns_exists "$i" && alive "$pid"; }; then
+    if ns_exists "$i" || [ -d "$(dir_of "$i")" ] || ip link show "$(veth_of "$i")" >/dev/null 2>&1; then
+      remove_host "$i"
+    fi
+    write_etc "$i" "$hf"
+    make_net "$i" || { rm -f "$hf"; die "cannot create network namespace $(ns_of "$i")"; }
+    start_host "$i"
+    finish_host "$i"
+  fi
+  rm -f "$hf"
+  assert_local "$(ip4_of "$i")"
+  log "add: h$i at $(ip4_of "$i")"
+}
+
 cmd_down() {
   local i pid
   # SIGTERM every host's PID 1 at once so that the per-host stop below finds them gone
@@ -368,5 +397,7 @@ case "${1:-}" in
   thaw) cmd_signal CONT "${2:-}" ;;
   assert-local) assert_local "${2:?address}" ;;
   env) cmd_env ;;
+  add) cmd_add "${2:-}" ;;
+  remove) need_index "${2:-}"; check_root; remove_host "$2" ;;
   *) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac

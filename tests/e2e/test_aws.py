@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""sky.aws end to end on the local cloud (tests/support/local_cloud.py: moto's EC2 server whose
+running instances are netns OpenSSH hosts).
+
+A pool of 2 T4 nodes runs a task and a broadcast on two real hosts; after the script ends, the API
+holds no running instance, security group or key pair of the pool, the instances never had a
+public address, and no host is left. Needs root and the default python3 with moto and boto3;
+run it under `flock /tmp/skyhost-netns.lock` like the other netns tests.
+Usage: test_aws.py SKYHOST
+"""
+import ipaddress
+import subprocess
+import sys
+import time
+
+from awslib import Checks, Cloud, run_pool
+
+SKYHOST = sys.argv[1]
+
+
+def main():
+    check = Checks()
+    with Cloud() as cloud:
+        t0 = time.time()
+        rc, out, _, text = run_pool(SKYHOST, cloud, nodes=2)
+        check("the script ran to its end (%.1f s)" % (time.time() - t0), rc == 0 and "closed" in out, text)
+        check("a task ran on a node", out.get("one") == ["42"], text)
+        b = out.get("broadcast", [])
+        check("broadcast reached both nodes, each a host of its own",
+              len(b) == 3 and b[0] == "2" and b[1] != b[2] and all(h.startswith("h") for h in b[1:]), text)
+        uid = out.get("uid", ["?"])[0]
+        insts = cloud.instances(uid)
+        check("the pool's instances were tagged skyhost-pool=%s" % uid, len(insts) >= 2, insts)
+        check("nothing of the pool is left in the API", insts and not cloud.leftovers(uid), cloud.leftovers(uid))
+        net = ipaddress.ip_network("10.203.0.0/24")
+        check("no public address, private ones in the test bed's subnet",
+              all(not i.get("PublicIpAddress") and ipaddress.ip_address(i["PrivateIpAddress"]) in net for i in insts),
+              [(i.get("PublicIpAddress"), i.get("PrivateIpAddress")) for i in insts])
+        log = cloud.hosts_settled()
+        check("every host the cloud made for the pool was removed when its instance terminated",
+              log.count(" up ") >= 2 and log.count(" down ") == log.count(" up "), log)
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    check("no test host left behind", "skyt-" not in left, left)
+    check.finish()
+
+
+if __name__ == "__main__":
+    main()

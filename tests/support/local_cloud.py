@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""The local cloud: moto's EC2 server on 127.0.0.1 whose instances are real machines.
+
+moto keeps the EC2 state (instances, key pairs, security groups, tags); a controller watches it and
+turns every instance that reaches `running` into an OpenSSH host in a network namespace
+(tests/support/netns-hosts.sh) at the private address moto gave it, with the public key of the
+instance's key pair installed as cloud-init would (root's authorized keys of the test bed). An
+instance terminated through the API loses its host; a host that goes away by itself (the node
+powered itself off: the dead-man lease) is terminated in the API.
+
+The instances live in two VPC subnets, one per zone, halves of the test bed's 10.203.0.0/24
+(zone a: .0/25, zone b: .128/25), and the provider is told not to ask for public addresses, so
+nothing but 127.0.0.1 and these hosts is ever dialled. moto hands out addresses in order from the
+fourth of a subnet: host i of the bed is 10.203.0.(3 + i) (SKYT_HOST_BASE=3).
+
+Usage (root, the default python3 — the one with moto and boto3):
+  local_cloud.py [--lifetime S] [--region R]
+prints one JSON line, {"endpoint", "region", "vpc", "subnet" (zone a's), "subnets", "pid"}, once the API answers and the
+subnet exists; then runs until SIGTERM, its parent's death or the lifetime, and on the way out
+removes every host it made and stops moto (by PID). Events go to stderr, one line each.
+"""
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import boto3
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NETNS = os.path.join(HERE, "netns-hosts.sh")
+SUBNET = ipaddress.ip_network("10.203.0.0/24")
+HOST_BASE = 3
+STATE = os.environ.get("SKYT_STATE", "/run/skyhost-test")
+
+
+def log(msg):
+    print("local_cloud: " + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def netns(*args):
+    env = dict(os.environ, SKYT_HOST_BASE=str(HOST_BASE), SKYT_STATE=STATE)
+    return subprocess.run([NETNS, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+class Controller:
+    def __init__(self, ec2):
+        self.ec2 = ec2
+        self.hosts = {}  # instance id -> host index
+
+    def _authorize(self, key_name):
+        pairs = self.ec2.describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)["KeyPairs"]
+        key = pairs[0]["PublicKey"].strip()
+        path = os.path.join(STATE, "authorized_keys")
+        os.makedirs(STATE, exist_ok=True)
+        have = open(path).read() if os.path.exists(path) else ""
+        if key.split()[1] not in have:
+            with open(path, "a") as f:
+                f.write(key + "\n")
+
+    def _add(self, inst):
+        ip = ipaddress.ip_address(inst["PrivateIpAddress"])
+        if ip not in SUBNET:
+            log("%s at %s is outside %s: no host backs it" % (inst["InstanceId"], ip, SUBNET))
+            return
+        index = int(ip) - int(SUBNET.network_address) - HOST_BASE
+        if inst.get("KeyName"):
+            self._authorize(inst["KeyName"])
+        r = netns("add", str(index))
+        if r.returncode != 0:
+            log("cannot make host %d for %s: %s" % (index, inst["InstanceId"], r.stderr.strip()))
+            return
+        self.hosts[inst["InstanceId"]] = index
+        log("up %s %s h%d" % (inst["InstanceId"], ip, index))
+
+    def _remove(self, iid, why):
+        index = self.hosts.pop(iid)
+        netns("remove", str(index))
+        log("down %s h%d (%s)" % (iid, index, why))
+
+    def step(self):
+        seen = {}
+        for res in self.ec2.describe_instances()["Reservations"]:
+            for inst in res["Instances"]:
+                seen[inst["InstanceId"]] = inst
+        for iid, inst in seen.items():
+            state = inst["State"]["Name"]
+            if state == "running" and iid not in self.hosts and inst.get("PrivateIpAddress"):
+                self._add(inst)
+            elif state != "running" and iid in self.hosts:
+                self._remove(iid, state)
+            elif iid in self.hosts and netns("pid", str(self.hosts[iid])).returncode != 0:
+                # the machine went away by itself: it powered off, and shutdown terminates it
+                self._remove(iid, "powered off")
+                self.ec2.terminate_instances(InstanceIds=[iid])
+        for iid in [i for i in self.hosts if i not in seen]:
+            self._remove(iid, "gone from the API")
+
+    def close(self):
+        for iid in list(self.hosts):
+            self._remove(iid, "local cloud stopping")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lifetime", type=float, default=600)
+    ap.add_argument("--region", default="us-east-1")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("local_cloud.py: must run as root (network namespaces)")
+    port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = "http://127.0.0.1:%d/" % port
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    ctl = None
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint + "moto-api/", timeout=1).read()
+                break
+            except OSError:
+                if moto.poll() is not None or time.time() > deadline:
+                    sys.exit("local_cloud.py: moto did not start (is it installed for %s? pip install 'moto[server]')"
+                             % sys.executable)
+                time.sleep(0.1)
+        ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=args.region,
+                           aws_access_key_id="AKIDLOCALCLOUD", aws_secret_access_key="local-cloud-secret")
+        vpc = ec2.create_vpc(CidrBlock="10.203.0.0/16")["Vpc"]["VpcId"]
+        # two zones, one subnet each, both halves of the bed's /24
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=str(half), AvailabilityZone=args.region + zone)
+                   ["Subnet"]["SubnetId"] for half, zone in zip(SUBNET.subnets(1), "ab")]
+        ctl = Controller(ec2)
+        print(json.dumps({"endpoint": endpoint, "region": args.region, "vpc": vpc, "subnet": subnets[0],
+                          "subnets": subnets, "pid": os.getpid()}), flush=True)
+        parent = os.getppid()
+        until = time.time() + args.lifetime
+        while not stop and time.time() < until and os.getppid() == parent:
+            ctl.step()
+            time.sleep(0.2)
+    finally:
+        if ctl:
+            ctl.close()
+        moto.terminate()
+        try:
+            moto.wait(5)
+        except subprocess.TimeoutExpired:
+            moto.kill()
+            moto.wait()
+
+
+if __name__ == "__main__":
+    main()
