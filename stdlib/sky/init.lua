@@ -39,6 +39,9 @@ M._dispatch = scope.dispatch
 --- sky.ssh{hosts = {...}, user =, identity =, known_hosts =, host_keys =}: a provider for
 --- machines you already have (see providers/ssh.lua).
 M.ssh = function(opts) return require("providers.ssh").new(opts) end
+--- sky.slurm{partition =, account =, qos =, time =, gpus_per_node =, ...}: nodes of a Slurm
+--- cluster, workers as job steps (see providers/slurm.lua, docs/slurm.md).
+M.slurm = function(opts) return require("providers.slurm").new(opts) end
 M.http = http
 M.json = json
 

@@ -1,0 +1,38 @@
+-- Driven by tests/e2e/test_slurm.py against tests/support/slurm-cluster.sh. arg[1] = mode.
+local mode = arg[1]
+local N = tonumber(os.getenv("NODES") or "2")
+local opts = { partition = os.getenv("PARTITION"), constraint = os.getenv("CONSTRAINT") }
+
+local hostname = sky.fn(function() return io.open("/proc/sys/kernel/hostname"):read("l") end)
+local square = sky.fn(function(x) return x * x end)
+
+if mode == "tasks" then
+  local events = {}
+  local pool <close> = sky.compute { provider = sky.slurm(opts), nodes = N, ttl = 30, accelerator = os.getenv("ACCEL"),
+    on_event = function(ev) events[#events + 1] = ev.type end }
+  local hosts = pool:broadcast(hostname())
+  print(table.concat(hosts, " "))
+  print(table.concat(pool:map(square, { 1, 2, 3, 4, 5, 6, 7, 8, 9 }), " "))
+  print(square(7) >> pool)
+  local info = sky.fn(function() local i = sky.instance_info(); return i.head_addr, i.total_nodes end)
+  local head, total = info() >> pool
+  print(head, total)
+elseif mode == "pending" then
+  local ok, err = pcall(sky.compute, { provider = sky.slurm(opts), nodes = N, provision_timeout = tonumber(os.getenv("PT") or "4"),
+    on_event = function(ev) if ev.type == "JobPending" then print("pending " .. ev.reason) io.stdout:flush() end end })
+  print(ok, err and err.code)
+  print(tostring(err))
+elseif mode == "bad" then
+  local ok, err = pcall(sky.compute, { provider = sky.slurm(opts), nodes = N, accelerator = os.getenv("ACCEL") })
+  print(ok, err and err.code)
+  print(tostring(err))
+elseif mode == "hold" then
+  -- ready, say so, then wait in a task: the test scancels, drains or kills from outside
+  local pool <close> = sky.compute { provider = sky.slurm(opts), nodes = N, ttl = tonumber(os.getenv("TTL") or "30"),
+    retries = tonumber(os.getenv("RETRIES") or "1") }
+  print("ready") io.stdout:flush()
+  local slow = sky.fn(function(s) local t = os.time() + s; while os.time() < t do end; return sky.instance_info().node end)
+  local ok, err = pcall(function() return sky.gather(slow(tonumber(os.getenv("SLOW") or "6")), slow(tonumber(os.getenv("SLOW") or "6"))) >> pool end)
+  print("result", ok, ok and "" or (err.code or tostring(err)))
+  io.stdout:flush()
+end
