@@ -21,6 +21,7 @@ local SCHEMA = {
 
 M.POLL = 2          -- seconds between the holding job's looks at its own steps
 M.GONE_WAIT = 30    -- seconds terminate waits for a cancelled job to leave the queue
+M.PENDING_WAIT = 2  -- seconds get_instance keeps looking at a pending job before it answers
 local ACTIVE = { PENDING = true, RUNNING = true, CONFIGURING = true, COMPLETING = true,
   SUSPENDED = true, REQUEUED = true, RESIZING = true, SIGNALING = true, STAGE_OUT = true }
 
@@ -220,6 +221,14 @@ function Provider:get_instance(_cluster, id)
   local job, k = tostring(id):match("^(%d+)%.(%d+)$")
   if not job then errors.raise("BadInstance", ("sky.slurm: instance id %s is not JOB.INDEX"):format(tostring(id))) end
   local j = self:_job(job)
+  -- The broker polls with growing gaps (up to seconds); a job usually starts within a
+  -- scheduling pass, so look again often for a short while before answering "pending".
+  local until_ = core.now() + M.PENDING_WAIT
+  while (j.state == "PENDING" or j.state == "CONFIGURING") and core.now() < until_ do
+    if j.emit and j.reason ~= j.told then break end  -- report a new reason at once
+    sched.await(core.sleep(0.1))
+    j = self:_job(job)
+  end
   if j.state == "PENDING" or j.state == "CONFIGURING" then
     if j.emit and j.reason ~= j.told then
       j.told = j.reason

@@ -36,3 +36,22 @@ elseif mode == "hold" then
   print("result", ok, ok and "" or (err.code or tostring(err)))
   io.stdout:flush()
 end
+
+if mode == "bench" then
+  -- time to ready of an N-node pool, then the round trip of a trivial task (median of 200)
+  local t0 = sky.now and sky.now() or os.clock()
+  local now = require("skyhost.core").now
+  t0 = now()
+  local pool <close> = sky.compute { provider = sky.slurm(opts), nodes = N, display = "quiet" }
+  local ready = now() - t0
+  local nop = sky.fn(function() return 1 end)
+  local _ = nop() >> pool
+  local rt = {}
+  for i = 1, 200 do
+    local s = now()
+    _ = nop() >> pool
+    rt[i] = now() - s
+  end
+  table.sort(rt)
+  print(("ready_s=%.3f roundtrip_ms=%.3f"):format(ready, rt[100] * 1000))
+end
