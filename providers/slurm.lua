@@ -244,9 +244,12 @@ function Provider:get_instance(_cluster, id)
     worker = self.opts.worker, master_port = 29500 + tonumber(job) % 1000,
     -- -u: frames pass at once (srun forwards stdout line by line otherwise); --overlap: steps
     -- share the allocation with the holding script; the worker must not follow the host's
-    -- PID as a local one does, so SKYWORKER_PARENT stays behind.
+    -- PID as a local one does, so SKYWORKER_PARENT stays behind. The shell leads the task's
+    -- process group, so the worker, which ends its group with SIGKILL when it leads one, exits
+    -- cleanly instead of srun reporting "task 0: Killed" (Slurm kills the step's processes).
     command = { "env", "-u", "SKYWORKER_PARENT", "srun", "--jobid=" .. job, "--nodes=1", "--ntasks=1",
-      "-w", host, "--overlap", "-u", "--quiet", "--kill-on-bad-exit=1" },
+      "-w", host, "--overlap", "-u", "--quiet", "--kill-on-bad-exit=1",
+      "/bin/sh", "-c", '"$0" "$@"; s=$?; exit $s' },
   }
 end
 

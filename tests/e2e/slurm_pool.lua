@@ -37,6 +37,16 @@ elseif mode == "hold" then
   io.stdout:flush()
 end
 
+if mode == "timelimit" then
+  -- a one-minute allocation running a task that wants three: Slurm ends it, the task fails
+  local now = require("skyhost.core").now
+  local pool <close> = sky.compute { provider = sky.slurm { time = 1 }, nodes = 1, retries = 0 }
+  local t0 = now()
+  local slow = sky.fn(function() local t = os.time() + 180; while os.time() < t do end; return "finished" end)
+  local ok, err = pcall(function() return slow() >> pool end)
+  print("result", ok, ok and "" or (err.code or tostring(err)), ("%.0f"):format(now() - t0))
+end
+
 if mode == "bench" then
   -- time to ready of an N-node pool, then the round trip of a trivial task (median of 200)
   local t0 = sky.now and sky.now() or os.clock()

@@ -69,6 +69,7 @@ try:
     def _():
         r = run("tasks", NODES=2)
         assert r.returncode == 0, r.stderr
+        assert "srun" not in r.stderr, r.stderr  # a clean close: no step reported killed
         lines = r.stdout.splitlines()
         assert lines[0] == "n1 n2", lines
         assert lines[1] == "1 4 9 16 25 36 49 64 81", lines
@@ -174,6 +175,22 @@ try:
                 p.kill()
         no_jobs_left()
 
+    @case("Ctrl-C mid-task: the script is interrupted, the job cancelled")
+    def _():
+        p = start("hold", NODES=2, SLOW=60)
+        try:
+            wait_ready(p)
+            assert len(jobs()) == 1, jobs()
+            time.sleep(1)
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 130, (p.returncode, err)
+            assert "Killed" not in err, err
+        finally:
+            if p.poll() is None:
+                p.kill()
+        no_jobs_left(within=5)
+
     @case("kill -9 of skyhost: no job left after ttl")
     def _():
         ttl = 6
@@ -190,6 +207,15 @@ try:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+    @case("the job's time limit (time = 1 minute): the node is lost, the task fails, nothing left")
+    def _():
+        r = run("timelimit", timeout=200)
+        assert r.returncode == 0, r.stderr
+        fields = r.stdout.split()
+        assert fields[:2] == ["result", "false"], r.stdout + r.stderr
+        assert 55 <= int(fields[-1]) <= 150, r.stdout
+        assert "lost node 0" in r.stderr, r.stderr
+        no_jobs_left()
 finally:
     for j in jobs():
         sh("scancel", j.split()[0], check=False)
