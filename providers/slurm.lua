@@ -283,4 +283,15 @@ function Provider:terminate(_cluster, ids)
   end
 end
 
+-- `provider = "slurm"`: the module itself is a provider, sky.slurm{} with no options, made on
+-- first use (so sky.override("providers.slurm.<method>", ...) wraps it too).
+M.name = "slurm"
+local _default
+for _, m in ipairs({ "offers", "provision", "get_instance", "terminate" }) do
+  M[m] = function(_, ...)
+    _default = _default or M.new({})
+    return _default[m](_default, ...)
+  end
+end
+
 return M

@@ -8,7 +8,8 @@ local square = sky.fn(function(x) return x * x end)
 
 if mode == "tasks" then
   local events = {}
-  local pool <close> = sky.compute { provider = sky.slurm(opts), nodes = N, ttl = 30, accelerator = os.getenv("ACCEL"),
+  local pool <close> = sky.compute { provider = os.getenv("BYNAME") and "slurm" or sky.slurm(opts), nodes = N, ttl = 30,
+    accelerator = os.getenv("ACCEL"),
     on_event = function(ev) events[#events + 1] = ev.type end }
   local hosts = pool:broadcast(hostname())
   print(table.concat(hosts, " "))
@@ -40,7 +41,7 @@ end
 if mode == "timelimit" then
   -- a one-minute allocation running a task that wants three: Slurm ends it, the task fails
   local now = require("skyhost.core").now
-  local pool <close> = sky.compute { provider = sky.slurm { time = 1 }, nodes = 1, retries = 0 }
+  local pool <close> = sky.compute { provider = sky.slurm { time = 1 }, nodes = 1, retries = 0, name = "timelimit" }
   local t0 = now()
   local slow = sky.fn(function() local t = os.time() + 180; while os.time() < t do end; return "finished" end)
   local ok, err = pcall(function() return slow() >> pool end)

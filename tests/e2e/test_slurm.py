@@ -26,10 +26,13 @@ def sh(*argv, check=True):
     return subprocess.run(list(argv), env=ENV, check=check, capture_output=True, text=True, timeout=60)
 
 
-def jobs():
-    """Our jobs still in the queue (any state but finished), as 'id state'."""
-    out = sh("squeue", "-h", "-o", "%i %T").stdout.split("\n")
-    return [j for j in out if j.strip()]
+def jobs(name=None):
+    """Jobs still in the queue (any state but finished), as 'id state': those of the pool
+    `name`, or all but the time-limit case's, which runs beside the others."""
+    out = sh("squeue", "-h", "-o", "%i %T %j").stdout.split("\n")
+    if name:
+        return [j.rsplit(" ", 1)[0] for j in out if j.endswith(" skyhost-" + name)]
+    return [j.rsplit(" ", 1)[0] for j in out if j.strip() and not j.endswith(" skyhost-timelimit")]
 
 
 def no_jobs_left(within=15.0):
@@ -64,6 +67,8 @@ def running_job():
 
 
 sh(CLUSTER, "up", str(N))
+# The time-limit case takes a minute of Slurm's time: it runs beside the others, on one node.
+timelimit = start("timelimit")
 try:
     @case("2 nodes: broadcast on each node, map, one task, head address")
     def _():
@@ -77,9 +82,9 @@ try:
         assert lines[3].split()[0] == "10.207.0.11", lines
         no_jobs_left()
 
-    @case("4 nodes: one worker per node, as job steps")
+    @case("4 nodes, provider = \"slurm\" by name: one worker per node, as job steps")
     def _():
-        r = run("tasks", NODES=4)
+        r = run("tasks", NODES=4, BYNAME=1)
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines()[0] == "n1 n2 n3 n4", r.stdout
         no_jobs_left()
@@ -209,15 +214,21 @@ try:
                 p.wait()
     @case("the job's time limit (time = 1 minute): the node is lost, the task fails, nothing left")
     def _():
-        r = run("timelimit", timeout=200)
-        assert r.returncode == 0, r.stderr
-        fields = r.stdout.split()
-        assert fields[:2] == ["result", "false"], r.stdout + r.stderr
-        assert 55 <= int(fields[-1]) <= 150, r.stdout
-        assert "lost node 0" in r.stderr, r.stderr
-        no_jobs_left()
+        out, err = timelimit.communicate(timeout=200)
+        assert timelimit.returncode == 0, err
+        fields = out.split()
+        assert fields[:2] == ["result", "false"], out + err
+        assert 55 <= int(fields[-1]) <= 150, out
+        assert "lost node 0" in err, err
+        deadline = time.time() + 15
+        while jobs("timelimit") and time.time() < deadline:
+            time.sleep(0.2)
+        assert not jobs("timelimit"), jobs("timelimit")
 finally:
-    for j in jobs():
+    if timelimit.poll() is None:
+        timelimit.kill()
+        timelimit.wait()
+    for j in jobs() + jobs("timelimit"):
         sh("scancel", j.split()[0], check=False)
     sh(CLUSTER, "down", check=False)
 finish()
