@@ -48,6 +48,15 @@ if mode == "timelimit" then
   print("result", ok, ok and "" or (err.code or tostring(err)), ("%.0f"):format(now() - t0))
 end
 
+if mode == "torch" then
+  -- pool:torchrun on Slurm nodes: Debian's python3-torch, gloo between the nodes' addresses
+  local pool <close> = sky.compute { provider = sky.slurm(opts), nodes = 2, display = "quiet", metrics_interval = 0 }
+  pool:on("log", function(ev) print(ev.node, ev.text) end)
+  local rs = pool:torchrun("scripts/torch_ddp.py", { args = { "--steps", 5 }, timeout = 200,
+    launcher = "/usr/bin/python3 tests/support/torchrun.py" })
+  for _, r in ipairs(rs) do print("rank result", r.node, r.code) end
+end
+
 if mode == "bench" then
   -- time to ready of an N-node pool, then the round trip of a trivial task (median of 200)
   local t0 = sky.now and sky.now() or os.clock()

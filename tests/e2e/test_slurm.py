@@ -103,6 +103,16 @@ try:
         assert "has 2 nodes with gpu:a100:1, the pool asks for 3" in r.stdout, r.stdout
         assert not jobs(), jobs()
 
+    @case("pool:torchrun on 2 Slurm nodes: all-reduce and a DDP step (python3-torch, gloo)")
+    def _():
+        r = run("torch", timeout=240)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert "0\tallreduce rank 0 node 0: 3 (expected 3)" in lines, r.stdout
+        assert "1\tallreduce rank 1 node 1: 3 (expected 3)" in lines, r.stdout
+        assert "rank result\t0\t0" in lines and "rank result\t1\t0" in lines, r.stdout
+        no_jobs_left()
+
     @case("bad partition: a clear error, nothing queued")
     def _():
         r = run("bad", PARTITION="nosuch")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # slurm-cluster.sh — a real single-machine Slurm cluster for skyhost's tests (Debian slurm-wlm 22.05
-# + munge), adapted from the shared test bed's slurm-up.sh. Nothing is written to /etc and no
-# system service is touched: every daemon and client reads SLURM_CONF=$SKYS_STATE/slurm.conf.
+# + munge), adapted from the shared test bed's slurm-up.sh. No system service is touched and /etc
+# gets only /etc/netns/skys-I/hosts (the nodes' names, removed by down): every daemon and client
+# reads SLURM_CONF=$SKYS_STATE/slurm.conf.
 #
 #   slurm-cluster.sh up N      N compute nodes n1..nN (idempotent: an existing cluster is taken
 #                              down first); returns when all N are idle
@@ -154,6 +155,10 @@ net_up() { # n
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$NET.0.$((10 + i))/16" dev eth0
     ip -n "$ns" link set eth0 up
+    # each node resolves the others' names (ip netns exec binds /etc/netns/NS/hosts over
+    # /etc/hosts): torch's gloo, for one, connects to the address its hostname resolves to
+    mkdir -p "/etc/netns/$ns"
+    { echo "127.0.0.1 localhost"; for j in $(seq 1 "$n"); do echo "$NET.0.$((10 + j)) n$j"; done; } >"/etc/netns/$ns/hosts"
     # the address must route through our bridge, never out of this machine
     ip route get "$NET.0.$((10 + i))" | grep -q "dev $BR" || die "$NET.0.$((10 + i)) does not route via $BR"
   done
@@ -210,6 +215,7 @@ cmd_down() {
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$PREFIX-[0-9]*$" || true); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"
     ip link del "$PREFIX-v${ns##*-}" 2>/dev/null || true
   done
   ip link del "$BR" 2>/dev/null || true
