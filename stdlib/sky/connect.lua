@@ -236,6 +236,24 @@ end
 function M.command_argv(pool, info)
   local argv = {}
   for j, a in ipairs(info.command) do argv[j] = tostring(a) end
+  -- The image's env and workdir travel with the command; its install steps need a shell on
+  -- the node before the worker exists, which only SSH bootstrap has.
+  local image = pool.opts.image or {}
+  for _, k in ipairs({ "apt", "pip", "setup" }) do
+    local v = image[k]
+    if v ~= nil and not (type(v) == "table" and #v == 0) then
+      errors.raise("BadOption", ("sky.compute: image.%s runs over SSH, and these nodes are reached through a command (%s): install it on the cluster's nodes, or run it from a task with sky.sh")
+        :format(k, tostring(info.command[1] == "env" and info.command[4] or info.command[1])))
+    end
+  end
+  local keys = {}
+  for k in pairs(image.env or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  if image.workdir or #keys > 0 then
+    argv[#argv + 1] = "env"
+    if image.workdir then argv[#argv + 1] = "--chdir=" .. image.workdir end
+    for _, k in ipairs(keys) do argv[#argv + 1] = k .. "=" .. tostring(image.env[k]) end
+  end
   for _, a in ipairs({ info.worker or core.worker_path(), "--concurrency", tostring(pool.opts.concurrency or 0),
     "--ttl", ("%g"):format(pool.ttl) }) do
     argv[#argv + 1] = a

@@ -52,4 +52,23 @@ t.test("a command that does not exist: the node fails to start, the instance is 
   t.eq(seen.terminated, 1)
 end)
 
+t.test("the image's env and workdir reach workers behind a command", function()
+  local seen = {}
+  local where = sky.fn(function() return os.getenv("SKYT_IMAGE_VAR"), io.popen("pwd"):read("l") end)
+  local pool <close> = sky.compute { provider = provider("cmdimage", { "env" }, seen), nodes = 1, display = "quiet",
+    image = { env = { SKYT_IMAGE_VAR = "from image" }, workdir = "/tmp" } }
+  local v, dir = pool:run(where())
+  t.eq(v, "from image")
+  t.eq(dir, "/tmp")
+end)
+
+t.test("image install steps on command nodes: a clear error, nothing left", function()
+  local seen = {}
+  local ok, err = pcall(sky.compute, { provider = provider("cmdapt", { "env" }, seen), nodes = 1, display = "quiet",
+    image = { apt = { "ffmpeg" } } })
+  t.eq(ok, false)
+  t.ok(tostring(err):find("image.apt runs over SSH", 1, true), tostring(err))
+  t.eq(seen.terminated, 1)
+end)
+
 t.done()
