@@ -16,7 +16,7 @@ if mode == "tasks" then
   print(table.concat(pool:map(square, { 1, 2, 3, 4, 5, 6, 7, 8, 9 }), " "))
   print(square(7) >> pool)
   local info = sky.fn(function() local i = sky.instance_info(); return i.head_addr, i.total_nodes end)
-  local head, total = info() >> pool
+  local head, total = pool:run(info())
   print(head, total)
 elseif mode == "pending" then
   local ok, err = pcall(sky.compute, { provider = sky.slurm(opts), nodes = N, provision_timeout = tonumber(os.getenv("PT") or "4"),

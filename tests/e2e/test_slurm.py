@@ -79,7 +79,7 @@ try:
         assert lines[0] == "n1 n2", lines
         assert lines[1] == "1 4 9 16 25 36 49 64 81", lines
         assert lines[2] == "49", lines
-        assert lines[3].split()[0] == "10.207.0.11", lines
+        assert lines[3] == "10.207.0.11\t2", lines  # head_addr is n1's NodeAddr; total_nodes
         no_jobs_left()
 
     @case("4 nodes, provider = \"slurm\" by name: one worker per node, as job steps")
