@@ -46,13 +46,15 @@ def no_jobs_left(within=15.0):
 
 def run(mode, timeout=90, **env):
     e = dict(ENV, **{k: str(v) for k, v in env.items()})
-    return subprocess.run([SKYHOST, SCRIPT, mode], env=e, capture_output=True, text=True, timeout=timeout)
+    # from the repository root: the torchrun case names scripts/ and tests/support/ relatively
+    return subprocess.run([SKYHOST, SCRIPT, mode], env=e, capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
 
 
 def start(mode, **env):
     e = dict(ENV, **{k: str(v) for k, v in env.items()})
     return subprocess.Popen([SKYHOST, SCRIPT, mode], env=e, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
 def wait_ready(p, within=30.0):
