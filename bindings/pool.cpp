@@ -82,6 +82,34 @@ int l_pool_add_local_node(lua_State* L) {
   });
 }
 
+/// pool:add_command_node({argv...}, init_values_table) → node index. A worker reached through
+/// any command's stdin/stdout (a Slurm job step: `srun ... skyworker ...`); `--max-frame` is
+/// appended. The command runs in its own process group, killed with it.
+int l_pool_add_command_node(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  std::vector<std::string> argv;
+  const lua_Integer n = luaL_len(L, 2);
+  for (lua_Integer i = 1; i <= n; ++i) {
+    lua_geti(L, 2, i);  // [.., arg]
+    size_t len = 0;
+    const char* a = lua_tolstring(L, -1, &len);
+    if (a == nullptr) return luaL_error(L, "add_command_node: argv[%d] is not a string", int(i));
+    argv.emplace_back(a, len);
+    lua_pop(L, 1);  // [..]
+  }
+  if (argv.empty()) return luaL_error(L, "add_command_node: argv is empty");
+  argv.insert(argv.end(), {"--max-frame", std::to_string(s.max_frame())});
+  return guarded(L, [&] {
+    wire::Writer init;
+    codec::encode_values(L, 3, 1, init, codec::Mode::kData);
+    auto link = LocalLink::spawn(context(L).loop.uv(), argv);
+    lua_pushinteger(L, s.add_node(std::move(link), init.take()));
+    return 1;
+  });
+}
+
 /// pool:add_ssh_node(session, command, init_values_table) → node index. The pool takes the
 /// connected session over; the worker runs as `command` on an exec channel.
 int l_pool_add_ssh_node(lua_State* L) {
@@ -427,6 +455,7 @@ constexpr lua_CFunction l_pool_destroy = bind::close_object<PoolHandle, kPoolMet
 const luaL_Reg kPoolMethods[] = {
     {"add_local_node", l_pool_add_local_node},
     {"add_ssh_node", l_pool_add_ssh_node},
+    {"add_command_node", l_pool_add_command_node},
     {"ready_wait", l_pool_ready_wait},
     {"start_error", l_pool_start_error},
     {"node", l_pool_node},

@@ -46,7 +46,7 @@
 ---@field workdir? string
 
 ---@class sky.compute_options
----@field provider? string|table   "local" (default), sky.ssh{...}, a provider table, or a list
+---@field provider? string|table   "local" (default), sky.ssh{...}, sky.slurm{...}, a provider table, or a list
 ---@field nodes? integer
 ---@field concurrency? integer     tasks at once per node (default: one per core of the node)
 ---@field retries? integer         re-runs of a task whose node was lost (default 1)
@@ -187,6 +187,10 @@ function sky.shard(...) end
 ---@param opts {hosts: string[], user?: string, port?: integer, identity?: string, known_hosts?: string, host_keys?: "strict"|"accept-new", connect_timeout?: number}
 ---@return table provider
 function sky.ssh(opts) end
+---@param opts? {partition?: string, account?: string, qos?: string, time?: string|number, gpus_per_node?: integer, gres?: string, constraint?: string, reservation?: string, sbatch_args?: string[], price_per_gpu_hour?: number, price_per_node_hour?: number, worker?: string, command_timeout?: number}
+---@return table provider  nodes of a Slurm cluster, workers as job steps (docs/slurm.md)
+function sky.slurm(opts) end
+
 ---@param opts? {region?: string|string[], zone?: string|string[], profile?: string, image?: string, subnet?: string|string[], public_ip?: boolean, security_group?: string, ssh_cidr?: string, disk_gb?: integer, instance_profile?: string, user?: string, endpoint?: string, retries?: integer, poll_interval?: number}
 ---@return table provider  EC2 instances (docs/aws.md)
 function sky.aws(opts) end

@@ -111,8 +111,9 @@ local function _wait_running(prov, cluster, ids, deadline)
         if inst.state == "terminated" then
           error(_failure(("instance %s was terminated before it ran (preempted or out of capacity)"):format(tostring(id)), "zone"), 0)
         end
-        if inst.state == "running" and inst.transport ~= "local" and type(inst.ip) ~= "string" then
-          error(_failure(("get_instance(%s) returned a running instance with neither ip nor transport = \"local\"")
+        if inst.state == "running" and inst.transport ~= "local" and inst.transport ~= "command"
+          and type(inst.ip) ~= "string" then
+          error(_failure(("get_instance(%s) returned a running instance with neither ip nor transport = \"local\" or \"command\"")
             :format(tostring(id)), "provider"), 0)
         end
         infos[i] = inst

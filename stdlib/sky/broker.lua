@@ -163,7 +163,9 @@ local function _cluster(search, s)
   if c and not c.failed then return c end
   local pool = search.pool
   c = { id = pool.name, name = pool.name, pool = pool.id, uid = pool.uid, nodes = search.req.nodes, provider = prov.name,
-    spec = s.query, ssh_public_key = pool.ssh_key and pool.ssh_key.public, tags = { ["skyhost-pool"] = pool.name } }
+    spec = s.query, ssh_public_key = pool.ssh_key and pool.ssh_key.public, tags = { ["skyhost-pool"] = pool.name },
+    -- what a provider whose machines outlive a dead host by themselves needs (providers/slurm.lua)
+    ttl = pool.ttl, emit = search.emit }
   local ok, err = attempt.within(search.req.timeout, nil, prov.prepare, prov, c)
   -- Even a failed prepare may have made something: teardown runs for it at the end.
   search.clusters[prov] = c

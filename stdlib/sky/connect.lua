@@ -1,5 +1,5 @@
--- From instances to workers. A local instance gets a worker process; any other is reached over
--- SSH and bootstrapped: upload the worker (skipped when that exact binary is there), run the
+-- From instances to workers. A local instance gets a worker process; a "command" one a worker
+-- behind a command's pipes (a Slurm job step); any other is reached over SSH and bootstrapped: upload the worker (skipped when that exact binary is there), run the
 -- image's steps with their output streamed as events, start the worker on an exec channel.
 -- All nodes bootstrap at once; a failing node fails the pool, which tears everything down.
 local core = require "skyhost.core"
@@ -186,11 +186,13 @@ function M.start_all(pool, emit)
     }
     if inst.info.transport == "local" then
       local_nodes[i] = true
+    elseif inst.info.transport == "command" then
+      M.check_command(inst)
     elseif inst.info.ip then
       -- Each node in its own coroutine: a slow one does not hold the others up.
       tasks[i] = sched.spawn(_bootstrap, pool, node, inst, emit)
     else
-      errors.raise("BadInstance", ("instance %s has neither an ip nor transport = \"local\""):format(inst.id))
+      errors.raise("BadInstance", ("instance %s has neither an ip nor transport = \"local\" or \"command\""):format(inst.id))
     end
   end
   M.warn_local(pool, local_nodes)
@@ -198,7 +200,11 @@ function M.start_all(pool, emit)
   -- finds MASTER_PORT, which every node's identity carries.
   local master_port
   for i = 1, #pool.instances do
-    if local_nodes[i] then
+    local info = pool.instances[i].info
+    if info.transport == "command" then
+      identities[i].master_port = info.master_port
+      pool.core:add_command_node(M.command_argv(pool, info), identities[i])
+    elseif local_nodes[i] then
       if i == 1 then master_port = _local_free_port() end
       identities[i].master_port = master_port
       pool.core:add_local_node(core.worker_path(), identities[i], pool.opts.concurrency or 0,
@@ -210,6 +216,55 @@ function M.start_all(pool, emit)
       pool.core:add_ssh_node(s, cmd, identities[i])
     end
   end
+end
+
+--- A "command" instance: the worker is reached through the pipes of a command the provider
+--- names (a Slurm job step), {command = {argv...}, worker = path on the node}.
+function M.check_command(inst)
+  local cmd = inst.info.command
+  if type(cmd) ~= "table" or #cmd == 0 then
+    errors.raise("BadInstance", ("instance %s has transport = \"command\" but no command = {argv...}"):format(inst.id))
+  end
+  for j, a in ipairs(cmd) do
+    if type(a) ~= "string" and type(a) ~= "number" then
+      errors.raise("BadInstance", ("instance %s: command[%d] is a %s, not a string"):format(inst.id, j, type(a)))
+    end
+  end
+end
+
+--- The command's argv followed by the worker and its options: its dead-man lease (the node
+--- outlives a silent host by ttl at most) and the pool's deadline.
+function M.command_argv(pool, info)
+  local argv = {}
+  for j, a in ipairs(info.command) do argv[j] = tostring(a) end
+  -- The image's env and workdir travel with the command; its install steps need a shell on
+  -- the node before the worker exists, which only SSH bootstrap has.
+  local image = pool.opts.image or {}
+  for _, k in ipairs({ "apt", "pip", "setup" }) do
+    local v = image[k]
+    if v ~= nil and not (type(v) == "table" and #v == 0) then
+      errors.raise("BadOption", ("sky.compute: image.%s runs over SSH, and these nodes are reached through a command (%s): install it on the cluster's nodes, or run it from a task with sky.sh")
+        :format(k, tostring(info.command[1] == "env" and info.command[4] or info.command[1])))
+    end
+  end
+  local keys = {}
+  for k in pairs(image.env or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  if image.workdir or #keys > 0 then
+    argv[#argv + 1] = "env"
+    if image.workdir then argv[#argv + 1] = "--chdir=" .. image.workdir end
+    for _, k in ipairs(keys) do argv[#argv + 1] = k .. "=" .. tostring(image.env[k]) end
+  end
+  for _, a in ipairs({ info.worker or core.worker_path(), "--concurrency", tostring(pool.opts.concurrency or 0),
+    "--ttl", ("%g"):format(pool.ttl) }) do
+    argv[#argv + 1] = a
+  end
+  local deadline = lifetime.worker_deadline(pool)
+  if deadline then
+    argv[#argv + 1] = "--deadline"
+    argv[#argv + 1] = ("%.3f"):format(deadline)
+  end
+  return argv
 end
 
 --- Closes the SSH sessions of nodes that never reached the pool (a failed bootstrap).

@@ -41,7 +41,7 @@ end
 local LIFECYCLE = {
   ClusterRequested = true, OffersSelected = true, InstanceLaunched = true, InstanceRunning = true,
   BootstrapPhase = true, InstanceReady = true, ClusterReady = true, InstanceLost = true,
-  ClusterDraining = true, ClusterDestroyed = true, CostSummary = true,
+  ClusterDraining = true, ClusterDestroyed = true, CostSummary = true, JobPending = true,
 }
 
 local function _fields(ev)
@@ -71,6 +71,7 @@ local function _line(pool)
   local line = ("%s %s: %s — %d connecting, %d bootstrapping, %d ready — %.1fs")
     :format(FRAMES[st.frame], pool.name, M.plural(pool.nodes, "node"), counts.connecting,
       counts.bootstrapping, counts.ready, core.now() - pool.started)
+  if st.pending and counts.ready == 0 and next(st.nodes) == nil then line = line .. " — " .. st.pending end
   local m = M.metrics_summary(pool)
   return m and (line .. " — " .. m) or line
 end
@@ -267,6 +268,8 @@ function M.show(pool, ev)
       _ensure_ticking()
     elseif ev.type == "BootstrapPhase" then
       st.nodes[ev.node] = ev.phase
+    elseif ev.type == "JobPending" then
+      st.pending = ("job %s pending: %s"):format(ev.job, ev.reason)
     elseif ev.type == "InstanceReady" then
       st.nodes[ev.node] = "ready"
     elseif ev.type == "ClusterReady" or ev.type == "ClusterDestroyed" then

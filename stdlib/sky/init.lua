@@ -40,6 +40,9 @@ M.dispatch = scope.dispatch  -- `task >> sky`: the current pool dispatches (fn.l
 --- sky.ssh{hosts = {...}, user =, identity =, known_hosts =, host_keys =}: a provider for
 --- machines you already have (see providers/ssh.lua).
 M.ssh = function(opts) return require("providers.ssh").new(opts) end
+--- sky.slurm{partition =, account =, qos =, time =, gpus_per_node =, ...}: nodes of a Slurm
+--- cluster, workers as job steps (see providers/slurm.lua, docs/slurm.md).
+M.slurm = function(opts) return require("providers.slurm").new(opts) end
 --- sky.aws{region =, zone =, profile =, image =, subnet =, endpoint =, ...}: EC2 instances
 --- (providers/aws.lua, docs/aws.md).
 M.aws = function(opts) return require("providers.aws").new(opts) end

@@ -91,7 +91,9 @@ local function _ship(pool)
   local jobs = {}
   for i, inst in ipairs(pool.instances or {}) do
     local node = i - 1
-    if inst.info and inst.info.transport ~= "local" and pool.core:node(node).alive then
+    -- Only SSH nodes get files: a local or command node (a Slurm step) reads this machine's
+    -- (or the cluster's shared) file system.
+    if inst.info and inst.info.transport == nil and pool.core:node(node).alive then
       local queued = {}  -- one file named by two paths is sent once
       for f = 1, count do
         local p = _files[f]

@@ -29,7 +29,7 @@ local suggest = require "sky._suggest"
 local M = {}
 
 M.METHODS = { "offers", "prepare", "provision", "get_instance", "terminate", "teardown" }
-M.BUILTIN = { ["local"] = "providers.local" }
+M.BUILTIN = { ["local"] = "providers.local", slurm = "providers.slurm" }
 -- Built-in providers made from options (sky.aws{...}); by name alone, with default options.
 M.FACTORY = { aws = "providers.aws" }
 

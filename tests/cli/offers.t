@@ -37,7 +37,7 @@ skyhost offers: unknown accelerator 'H10': did you mean H100?
 [exit 1]
 
 $ skyhost offers --provider awz
-skyhost offers: --provider: unknown provider 'awz': did you mean aws? (providers: local, aws, gcp, lambda, runpod, vast, nebius, oci, cudo, verda, shadeform, primeintellect, hyperstack, hyperbolic, lium, daytona, jarvislabs, seeweb, mithril, fluidstack, paperspace, yotta, digitalocean; define your own with sky.provider{...})
+skyhost offers: --provider: unknown provider 'awz': did you mean aws? (providers: local, slurm, aws, gcp, lambda, runpod, vast, nebius, oci, cudo, verda, shadeform, primeintellect, hyperstack, hyperbolic, lium, daytona, jarvislabs, seeweb, mithril, fluidstack, paperspace, yotta, digitalocean; define your own with sky.provider{...})
 [exit 1]
 
 $ skyhost offers --bogus
