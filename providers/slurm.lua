@@ -65,8 +65,9 @@ function M.new(opts)
   for i, a in ipairs(opts.sbatch_args or {}) do
     if type(a) ~= "string" then _bad(("sbatch_args[%d] must be a string such as \"--mem=4G\", got %s"):format(i, type(a))) end
   end
+  -- ends_by_lease: a holding job ends itself once its workers are gone (stdlib/sky/journal.lua)
   local self = setmetatable({ name = "slurm", opts = opts, command_timeout = opts.command_timeout or 30,
-    _jobs = {} }, Provider)
+    _jobs = {}, ends_by_lease = true }, Provider)
   -- Own fields, not only the metatable's: the broker copies a provider table's fields.
   for k, v in pairs(Provider) do
     if type(v) == "function" then self[k] = v end
@@ -286,6 +287,7 @@ end
 -- `provider = "slurm"`: the module itself is a provider, sky.slurm{} with no options, made on
 -- first use (so sky.override("providers.slurm.<method>", ...) wraps it too).
 M.name = "slurm"
+M.ends_by_lease = true
 local _default
 for _, m in ipairs({ "offers", "provision", "get_instance", "terminate" }) do
   M[m] = function(_, ...)

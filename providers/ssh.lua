@@ -68,6 +68,7 @@ function M.new(opts)
   end
   local self = setmetatable({
     name = "ssh",
+    ends_by_lease = true,  -- the hosts are yours; a worker ends when its lease runs out
     hosts = {},
     user = opts.user or "root",
     known_hosts = _expand(opts.known_hosts or "~/.ssh/known_hosts"),

@@ -125,7 +125,7 @@ end
 local function _end_instances(provider, insts)
   local first = insts[1].info or {}
   if first.ends_with_host then return "ended with their skyhost" end
-  if provider == "ssh" then return "workers on SSH hosts end by their lease (ttl)" end
+  if first.ends_by_lease then return "they end by their lease (ttl) once their skyhost is gone" end
   local module = providers.BUILTIN[provider] or (providers.FACTORY or {})[provider]
   local ok, mod = pcall(require, module or ("providers." .. provider))
   if not ok or type(mod) ~= "table" or type(mod.end_orphans) ~= "function" then

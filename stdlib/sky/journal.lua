@@ -101,6 +101,8 @@ function M.intend(pool, prov, n, offer)
           zone = offer.zone, spot = offer.spot and true or false, price = offer.attempt_price,
           -- worker processes that die with their host (the local provider): never an orphan
           ends_with_host = prov.ends_with_host or nil,
+          -- nothing billable stays once its lease (ttl) ran out: SSH hosts, a Slurm holding job
+          ends_by_lease = prov.ends_by_lease or nil,
         })
       end
       return keys
