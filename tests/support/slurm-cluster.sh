@@ -164,11 +164,16 @@ net_up() { # n
   done
 }
 
+# The repository (with its build) is on every node at its own path, as a cluster's shared file
+# system would be: a checkout under /tmp would otherwise vanish behind the node's private /tmp.
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+
 start_node() { # i
   local i=$1 d="$S/nodes/n$1"
-  mkdir -p "$d/tmp" "$S/spool/n$i"; chmod 1777 "$d/tmp"
+  mkdir -p "$d/tmp" "$d/repo" "$S/spool/n$i"; chmod 1777 "$d/tmp"
   setsid ip netns exec "$PREFIX-$i" unshare --uts --mount --pid --fork --kill-child --mount-proc -- \
-    sh -c "hostname n$i; $(cgroup_mounts) mount --bind '$d/tmp' /tmp; slurmd -D -N n$i & wait" \
+    sh -c "hostname n$i; $(cgroup_mounts) mount --bind '$REPO' '$d/repo'; mount --bind '$d/tmp' /tmp;
+      mkdir -p '$REPO'; mount --bind '$d/repo' '$REPO'; slurmd -D -N n$i & wait" \
     </dev/null >>"$d/boot.log" 2>&1 &
   echo $! >"$d/unshare.pid"
 }
