@@ -40,7 +40,7 @@ def main():
         check("every host the cloud made for the pool was removed when its instance terminated",
               log.count(" up ") >= 2 and log.count(" down ") == log.count(" up "), log)
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    check("no test host left behind", "skyt-" not in left, left)
+    check("no test host left behind", "skyt-" not in left, "%s\nthe local cloud's log:\n%s\nskyhost's output:\n%s" % (left, cloud.log(), text))
     check.finish()
 
 

@@ -58,6 +58,7 @@ class Controller:
     def __init__(self, ec2):
         self.ec2 = ec2
         self.hosts = {}  # instance id -> host index
+        self.made = set()  # every index `add` was run for: close() removes them even if `add` failed
 
     def _authorize(self, key_name):
         pairs = self.ec2.describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)["KeyPairs"]
@@ -77,9 +78,13 @@ class Controller:
         index = int(ip) - int(SUBNET.network_address) - HOST_BASE
         if inst.get("KeyName"):
             self._authorize(inst["KeyName"])
+        self.made.add(index)
         r = netns("add", str(index))
         if r.returncode != 0:
+            # a half-made host (namespace made, sshd not up) must not outlive the attempt: the next
+            # step tries again from nothing, or the instance is gone and nothing is left
             log("cannot make host %d for %s: %s" % (index, inst["InstanceId"], r.stderr.strip()))
+            netns("remove", str(index))
             return
         self.hosts[inst["InstanceId"]] = index
         log("up %s %s h%d" % (inst["InstanceId"], ip, index))
@@ -110,6 +115,8 @@ class Controller:
     def close(self):
         for iid in list(self.hosts):
             self._remove(iid, "local cloud stopping")
+        for index in self.made:
+            netns("remove", str(index))  # idempotent: nothing to do for hosts removed above
 
 
 def main():
