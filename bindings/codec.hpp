@@ -26,7 +26,7 @@
 #include <lua.hpp>
 #include <stdexcept>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 namespace skyhost::codec {
 

@@ -10,9 +10,9 @@
 #include <set>
 #include <string>
 
-#include "host/http.hpp"
-#include "host/loop.hpp"
-#include "host/scheduler.hpp"
+#include "host/core/loop.hpp"
+#include "host/http/http.hpp"
+#include "host/links/scheduler.hpp"
 
 namespace skyhost {
 

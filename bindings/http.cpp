@@ -1,7 +1,7 @@
 // skyhost.http: host/http's client as Lua sees it — start a request, and after its wait id
 // completed (stdlib/sky/sched.lua awaits it), fetch the response. Option checking and the shape
 // users meet are stdlib/sky/http.lua.
-#include "host/http.hpp"
+#include "host/http/http.hpp"
 
 #include <lua.hpp>
 #include <memory>

@@ -1,4 +1,4 @@
-// skyhost.pool: a pool's nodes and tasks (host/scheduler) as a Lua userdata. The lifecycle —
+// skyhost.pool: a pool's nodes and tasks (host/links/scheduler) as a Lua userdata. The lifecycle —
 // providers, events, teardown order — is stdlib/sky/pool.lua; this is check, call, push.
 #include <unistd.h>
 
@@ -13,9 +13,9 @@
 #include "bindings/codec.hpp"
 #include "bindings/context.hpp"
 #include "bindings/object.hpp"
-#include "host/local_link.hpp"
-#include "host/ssh_link.hpp"
-#include "host/transfer.hpp"
+#include "host/links/local_link.hpp"
+#include "host/links/ssh_link.hpp"
+#include "host/transfer/transfer.hpp"
 
 namespace skyhost {
 

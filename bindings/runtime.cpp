@@ -260,6 +260,27 @@ int Runtime::run_command(const std::string& name, const std::vector<std::string>
   return code;
 }
 
+bool Runtime::is_command(const std::string& word) {
+  lua_pushstring(L_, word.c_str());
+  if (call_module(L_, "sky.commands", "is_command", 1, 1) != LUA_OK) {
+    std::fprintf(stderr, "skyhost: %s\n", lua_tostring(L_, -1));
+    lua_pop(L_, 1);
+    return false;
+  }
+  bool yes = lua_toboolean(L_, -1) != 0;
+  lua_pop(L_, 1);
+  return yes;
+}
+
+std::string Runtime::commands_usage() {
+  std::string text;
+  if (call_module(L_, "sky.commands", "usage", 0, 1) == LUA_OK && lua_isstring(L_, -1)) {
+    text = lua_tostring(L_, -1);
+  }
+  lua_pop(L_, 1);
+  return text;
+}
+
 Runtime::Eval Runtime::eval(const std::string& code, std::string& out) {
   lua_pushlstring(L_, code.data(), code.size());
   if (call_module(L_, "sky.cli", "eval", 1, 2) != LUA_OK) {

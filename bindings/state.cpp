@@ -1,6 +1,6 @@
 // skyhost.state: the intent journal (host/state) as a Lua userdata. Check, call, push: the
 // JSON in `info` and the cache, and the structured errors, are stdlib/sky/state.lua's.
-#include "host/state.hpp"
+#include "host/state/state.hpp"
 
 #include <lua.hpp>
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 #include "worker/shared.hpp"
 
 namespace skyworker {

@@ -12,7 +12,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 #include "worker/plugin_loader.hpp"
 
 extern char** environ;

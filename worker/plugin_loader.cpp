@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 #include "worker/plugin_values.hpp"
 
 namespace skyworker {

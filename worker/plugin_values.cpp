@@ -4,7 +4,7 @@
 #include <cstring>
 #include <limits>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 namespace skyworker {
 

@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 #include "worker/shm.hpp"
 
 namespace skyworker {

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 namespace skyworker {
 

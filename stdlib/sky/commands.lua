@@ -1,6 +1,6 @@
 -- skyhost's subcommands that are written in Lua: `skyhost offers ...`, `skyhost check`, and
 -- `skyhost ls` / `skyhost down` (stdlib/sky/fleet.lua).
--- host/app/main.cpp hands them to Runtime::run_command, which calls M.run(name, args...) and
+-- app/main.cpp hands them to Runtime::run_command, which calls M.run(name, args...) and
 -- exits with what it returns. None starts a pool or a worker.
 local catalog = require "sky.catalog"
 local clouds = require "sky.clouds"
@@ -202,18 +202,50 @@ function M.check(...)
   return 0
 end
 
+-- Every subcommand, the one list of them: app/main.cpp asks M.is_command whether a word names
+-- one (a script cannot take these names) and prints M.usage() in `skyhost --help`.
+M.LIST = {
+  { name = "offers", args = "[--accelerator NAME] [--count N] [--spot] [--provider P] [--json]",
+    about = "GPU offers and prices from the catalog, cheapest first", run = M.offers },
+  { name = "check", about = "each provider: implemented, credentials found (and where)", run = M.check },
+  { name = "ls", args = "[--json]", about = "pools in the journal: running, and orphans of a skyhost gone",
+    run = require("sky.fleet").ls },
+  { name = "down", args = "POOL... | --orphans | --all [--force]",
+    about = "end pools from the journal and confirm it", run = require("sky.fleet").down },
+}
+
+local BY_NAME = {}
+for _, c in ipairs(M.LIST) do BY_NAME[c.name] = c end
+
+function M.is_command(name)
+  return BY_NAME[name] ~= nil
+end
+
+--- The commands' lines of `skyhost --help`: synopsis, then the summary in the second column (or
+--- on a line of its own when the synopsis is long).
+function M.usage()
+  local lines = {}
+  for _, c in ipairs(M.LIST) do
+    local synopsis = "  skyhost " .. c.name .. (c.args and (" " .. c.args) or "")
+    if #synopsis < 28 then
+      lines[#lines + 1] = ("%-28s%s"):format(synopsis, c.about)
+    else
+      lines[#lines + 1] = synopsis
+      lines[#lines + 1] = (" "):rep(28) .. c.about
+    end
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
 --- Runs subcommand `name` with string arguments; returns the exit status. Errors are printed
 --- as the CLI prints them.
-M.ls = require("sky.fleet").ls
-M.down = require("sky.fleet").down
-
 function M.run(name, ...)
-  local fn = M[name]
-  if type(fn) ~= "function" or name == "run" then
+  local c = BY_NAME[name]
+  if not c then
     io.stderr:write(("skyhost: unknown command '%s'\n"):format(tostring(name)))
     return 2
   end
-  local r = table.pack(sched.main(fn, ...))
+  local r = table.pack(sched.main(c.run, ...))
   if not r[1] then
     local e = r[2]
     local text = errors.is(e) and e.message or errors.message(e)

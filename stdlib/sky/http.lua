@@ -1,4 +1,4 @@
--- sky.http: HTTP requests on the host's loop (libcurl multi, host/http.cpp). A request yields the
+-- sky.http: HTTP requests on the host's loop (libcurl multi, host/http/http.cpp). A request yields the
 -- calling coroutine until the response is in, so requests made from sky.spawn'ed coroutines
 -- overlap; outside a coroutine the call pumps the loop in place.
 --

@@ -56,7 +56,7 @@ local SCHEMA = {
 }
 
 M.DISPLAYS = { "auto", "log", "quiet", "spinner" }
-M.MAX_FRAME = 1 << 30  -- the largest message either way (host/wire.hpp kMaxFrame)
+M.MAX_FRAME = 1 << 30  -- the largest message either way (host/links/wire.hpp kMaxFrame)
 
 local function _check_options(opts)
   opts = options.check("sky.compute", opts, SCHEMA)

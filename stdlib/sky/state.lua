@@ -1,4 +1,4 @@
--- sky.state: the intent journal (host/state.cpp) — which pools and instances this host may have
+-- sky.state: the intent journal (host/state/state.cpp) — which pools and instances this host may have
 -- created, so `skyhost ls/down` and crash recovery find them — and a TTL cache for offers.
 --
 -- One call per transition, each its own transaction:

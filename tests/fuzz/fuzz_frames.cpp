@@ -1,5 +1,5 @@
-// libFuzzer target: the frame splitter (host/wire.cpp FrameDecoder), both sides' first parser of
-// a peer's bytes. Differential: the incremental decoder, fed the input in chunks, must give the
+// libFuzzer target: the frame splitter (host/links/wire.cpp FrameDecoder), both sides' first parser
+// of a peer's bytes. Differential: the incremental decoder, fed the input in chunks, must give the
 // frames (and the error) that a plain one-pass parse of the whole input gives, and hold no more
 // memory than twice what it was fed, whether bytes are fed or read into its space, and whether
 // bodies are viewed or taken.
@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 using namespace skyhost::wire;
 

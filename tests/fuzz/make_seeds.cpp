@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "bindings/codec.hpp"
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 using namespace skyhost;
 namespace fs = std::filesystem;

@@ -1,5 +1,5 @@
-// A stand-in for a compromised node: it speaks the worker's frame protocol (host/wire.hpp) and
-// answers the host's first task with something built to hurt it. Started by the local provider
+// A stand-in for a compromised node: it speaks the worker's frame protocol (host/links/wire.hpp)
+// and answers the host's first task with something built to hurt it. Started by the local provider
 // in place of skyworker (SKYHOST_WORKER names it); SKYHOST_HOSTILE says what to send:
 //
 //   gc          a table whose metatable has __gc, __index, __tostring, ... functions
@@ -25,7 +25,7 @@
 #include <thread>
 
 #include "bindings/codec.hpp"
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 using namespace skyhost;
 

@@ -14,8 +14,8 @@
 #include <set>
 #include <thread>
 
-#include "host/http.hpp"
-#include "host/loop.hpp"
+#include "host/core/loop.hpp"
+#include "host/http/http.hpp"
 
 using namespace skyhost;
 namespace fs = std::filesystem;

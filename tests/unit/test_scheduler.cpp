@@ -1,11 +1,11 @@
-// host/scheduler: dispatch, results, failures, node loss — driven frame by frame through an
+// host/links/scheduler: dispatch, results, failures, node loss — driven frame by frame through an
 // in-memory link standing in for a worker's stream.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <memory>
 #include <vector>
 
-#include "host/scheduler.hpp"
+#include "host/links/scheduler.hpp"
 
 using namespace skyhost;
 using wire::Msg;

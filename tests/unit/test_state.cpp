@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "host/state.hpp"
+#include "host/state/state.hpp"
 
 using namespace skyhost;
 namespace fs = std::filesystem;

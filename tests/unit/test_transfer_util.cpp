@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "host/loop.hpp"
-#include "host/transfer_util.hpp"
+#include "host/core/loop.hpp"
+#include "host/transfer/transfer_util.hpp"
 
 using namespace skyhost::transfer_detail;
 

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 using namespace skyhost::wire;
 

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 namespace skyhost {
 

@@ -1,11 +1,11 @@
-#include "host/http.hpp"
+#include "host/http/http.hpp"
 
 #include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 
-#include "host/http_transfer.hpp"
+#include "host/http/http_transfer.hpp"
 
 namespace skyhost {
 

@@ -1,4 +1,4 @@
-#include "host/state.hpp"
+#include "host/state/state.hpp"
 
 #include <fcntl.h>
 #include <pwd.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "host/state_stmt.hpp"
+#include "host/state/state_stmt.hpp"
 
 namespace skyhost {
 

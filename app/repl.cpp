@@ -1,4 +1,4 @@
-#include "host/app/repl.hpp"
+#include "app/repl.hpp"
 
 #include <editline/readline.h>
 

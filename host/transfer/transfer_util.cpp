@@ -1,4 +1,4 @@
-#include "host/transfer_util.hpp"
+#include "host/transfer/transfer_util.hpp"
 
 #include <cerrno>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "host/loop.hpp"
+#include "host/core/loop.hpp"
 
 #include <csignal>
 #include <stdexcept>

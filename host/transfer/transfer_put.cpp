@@ -11,7 +11,7 @@
 #include <cstring>
 #include <memory>
 
-#include "host/transfer_util.hpp"
+#include "host/transfer/transfer_util.hpp"
 
 namespace skyhost::transfer_detail {
 

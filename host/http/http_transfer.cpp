@@ -1,5 +1,5 @@
 // How a request becomes an easy handle's options, and how its response is collected.
-#include "host/http_transfer.hpp"
+#include "host/http/http_transfer.hpp"
 
 #include <strings.h>
 

@@ -1,4 +1,4 @@
-#include "host/link.hpp"
+#include "host/links/link.hpp"
 
 #include <new>
 

@@ -1,12 +1,12 @@
-// The journal's rows: pools, instances and the offers cache (host/state.hpp).
+// The journal's rows: pools, instances and the offers cache (host/state/state.hpp).
 #include <sqlite3.h>
 
 #include <cstdio>
 #include <random>
 #include <stdexcept>
 
-#include "host/state.hpp"
-#include "host/state_stmt.hpp"
+#include "host/state/state.hpp"
+#include "host/state/state_stmt.hpp"
 
 namespace skyhost {
 

@@ -1,4 +1,4 @@
-#include "host/scheduler.hpp"
+#include "host/links/scheduler.hpp"
 
 #include <algorithm>
 #include <chrono>

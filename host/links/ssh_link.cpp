@@ -1,4 +1,4 @@
-#include "host/ssh_link.hpp"
+#include "host/links/ssh_link.hpp"
 
 namespace skyhost {
 

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "host/link.hpp"
+#include "host/links/link.hpp"
 #include "host/ssh/session.hpp"
 
 namespace skyhost {

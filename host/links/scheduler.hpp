@@ -10,9 +10,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "host/events.hpp"
-#include "host/link.hpp"
-#include "host/loop.hpp"
+#include "host/core/events.hpp"
+#include "host/core/loop.hpp"
+#include "host/links/link.hpp"
 
 namespace skyhost {
 

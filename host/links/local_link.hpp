@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "host/link.hpp"
+#include "host/links/link.hpp"
 
 namespace skyhost {
 

@@ -1,4 +1,4 @@
-#include "host/wire.hpp"
+#include "host/links/wire.hpp"
 
 #include <algorithm>
 #include <cstdio>

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "host/state.hpp"
+#include "host/state/state.hpp"
 
 namespace skyhost {
 

@@ -1,6 +1,6 @@
-// Pieces the SSH file transfers share (host/transfer.cpp, host/transfer_put.cpp): quoting for
-// the remote shell, SHA-256 as bytes arrive or of a local file off the loop thread, and the
-// resumable, checked upload.
+// Pieces the SSH file transfers share (host/transfer/transfer.cpp, host/transfer/transfer_put.cpp):
+// quoting for the remote shell, SHA-256 as bytes arrive or of a local file off the loop thread, and
+// the resumable, checked upload.
 #pragma once
 
 #include <openssl/evp.h>
@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "host/ssh_link.hpp"
-#include "host/transfer.hpp"
+#include "host/links/ssh_link.hpp"
+#include "host/transfer/transfer.hpp"
 
 namespace skyhost::transfer_detail {
 

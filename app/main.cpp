@@ -1,20 +1,19 @@
 // skyhost: the command line. Runs a script, a -e chunk, standard input, or the REPL.
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <ctime>
 #include <string>
 #include <vector>
 
+#include "app/repl.hpp"
 #include "bindings/runtime.hpp"
-#include "host/app/repl.hpp"
 
 namespace {
 
+// `skyhost --help`: this, the subcommands (Runtime::commands_usage), then kUsageOptions.
 const char kUsage[] =
     "usage: skyhost [options] [SCRIPT [ARGS...]]\n"
     "\n"
@@ -24,13 +23,9 @@ const char kUsage[] =
     "  skyhost SCRIPT [ARGS...]  run a script; its arguments are in `arg`\n"
     "  skyhost -e CODE [ARGS...] run CODE\n"
     "  skyhost - [ARGS...]       run a script read from standard input\n"
-    "  skyhost                   interactive REPL (when standard input is a terminal)\n"
-    "  skyhost offers [--accelerator NAME] [--count N] [--spot] [--provider P] [--json]\n"
-    "                            GPU offers and prices from the catalog, cheapest first\n"
-    "  skyhost check             each provider: implemented, credentials found (and where)\n"
-    "  skyhost ls [--json]       pools in the journal: running, and orphans of a skyhost gone\n"
-    "  skyhost down POOL... | --orphans | --all [--force]\n"
-    "                            end pools from the journal and confirm it\n"
+    "  skyhost                   interactive REPL (when standard input is a terminal)\n";
+
+const char kUsageOptions[] =
     "\n"
     "options:\n"
     "  -v, --verbose   show tracebacks (local and remote) with errors\n"
@@ -58,7 +53,8 @@ int run(int argc, char** argv) {
   for (; i < argc; i++) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
+      skyhost::Runtime rt(opts);
+      std::printf("%s%s%s", kUsage, rt.commands_usage().c_str(), kUsageOptions);
       return 0;
     } else if (a == "-V" || a == "--version") {
       std::printf("skyhost %s\n", SKYHOST_VERSION);
@@ -84,10 +80,8 @@ int run(int argc, char** argv) {
     if (code != nullptr) {
       return rt.run_code(code, std::vector<std::string>(argv + i, argv + argc));
     }
-    // The subcommands written in Lua (stdlib/sky/commands.lua): a script cannot take these names.
-    static const char* const commands[] = {"offers", "check", "ls", "down"};
-    if (i < argc && std::any_of(std::begin(commands), std::end(commands),
-                                [&](const char* c) { return std::strcmp(argv[i], c) == 0; })) {
+    // The subcommands (stdlib/sky/commands.lua): a script cannot take these names.
+    if (i < argc && rt.is_command(argv[i])) {
       return rt.run_command(argv[i], std::vector<std::string>(argv + i + 1, argv + argc));
     }
     if (i < argc) {

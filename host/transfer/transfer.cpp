@@ -1,4 +1,4 @@
-#include "host/transfer.hpp"
+#include "host/transfer/transfer.hpp"
 
 #include <cerrno>
 #include <cstdio>
@@ -7,8 +7,8 @@
 #include <memory>
 #include <string_view>
 
-#include "host/ssh_link.hpp"
-#include "host/transfer_util.hpp"
+#include "host/links/ssh_link.hpp"
+#include "host/transfer/transfer_util.hpp"
 
 namespace skyhost {
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <string>
 
-#include "host/link.hpp"
+#include "host/links/link.hpp"
 
 namespace skyhost {
 

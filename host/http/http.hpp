@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "host/loop.hpp"
+#include "host/core/loop.hpp"
 
 namespace skyhost {
 

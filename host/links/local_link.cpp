@@ -1,4 +1,4 @@
-#include "host/local_link.hpp"
+#include "host/links/local_link.hpp"
 
 #include <algorithm>
 #include <climits>

@@ -4,7 +4,7 @@
 
 #include <curl/curl.h>
 
-#include "host/http.hpp"
+#include "host/http/http.hpp"
 
 namespace skyhost {
 
