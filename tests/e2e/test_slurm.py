@@ -23,7 +23,10 @@ from checks import case, finish  # noqa: E402
 
 
 def sh(*argv, check=True):
-    return subprocess.run(list(argv), env=ENV, check=check, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(list(argv), env=ENV, capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        sys.exit("%s exited %d:\n%s%s" % (" ".join(argv), r.returncode, r.stdout[-3000:], r.stderr[-3000:]))
+    return r
 
 
 def jobs(name=None):
@@ -68,7 +71,10 @@ def running_job():
     return running[0]
 
 
-sh(CLUSTER, "up", str(N))
+up = sh(CLUSTER, "up", str(N), check=False)
+if up.returncode != 0:
+    sh(CLUSTER, "down", check=False)  # a half-made cluster is removed too
+    sys.exit("slurm-cluster.sh up %d exited %d:\n%s%s" % (N, up.returncode, up.stdout[-3000:], up.stderr[-3000:]))
 # The time-limit case takes a minute of Slurm's time: it runs beside the others, on one node.
 timelimit = start("timelimit")
 try:
