@@ -53,8 +53,14 @@ int run(int argc, char** argv) {
   for (; i < argc; i++) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
-      skyhost::Runtime rt(opts);
-      std::printf("%s%s%s", kUsage, rt.commands_usage().c_str(), kUsageOptions);
+      // The subcommands' lines come from the stdlib; help still prints if it cannot load.
+      std::string commands;
+      try {
+        commands = skyhost::Runtime(opts).commands_usage();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "skyhost: %s\n", e.what());
+      }
+      std::printf("%s%s%s", kUsage, commands.c_str(), kUsageOptions);
       return 0;
     } else if (a == "-V" || a == "--version") {
       std::printf("skyhost %s\n", SKYHOST_VERSION);
