@@ -4,6 +4,7 @@
 // the wait complete (stdlib/sky/sched.lua). A result nobody takes dies with its service.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <utility>
@@ -34,6 +35,12 @@ class Completions {
     results_.erase(it);
     return r;
   }
+
+  /// Drops the result of `id` (a wait its caller gave up on); false if there was none.
+  bool discard(WaitId id) { return results_.erase(id) != 0; }
+
+  /// Results finished and not taken yet.
+  size_t unclaimed() const { return results_.size(); }
 
  private:
   Loop& loop_;
