@@ -150,11 +150,10 @@ int l_core_take_events(lua_State* L) {
   }
   ctx.events.clear();
   for (Scheduler* s : ctx.pools) {
-    for (Event& e : s->events_) {
+    for (Event& e : s->take_events()) {
       push_event(L, e);
       lua_rawseti(L, -2, ++n);
     }
-    s->events_.clear();
   }
   return 1;
 }
