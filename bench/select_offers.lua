@@ -17,8 +17,8 @@
 local _here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = _here .. "/../stdlib/?.lua;" .. package.path
 
-local policy = require "sky.policy"
-local catalog = require "sky.catalog"
+local policy = require "sky.broker.policy"
+local catalog = require "providers.catalog"
 
 local N = tonumber(arg and arg[1]) or 10000
 local RUNS = 20
@@ -157,7 +157,7 @@ report("reference: cheapest by comparator sort", time_ms(function() comparator_c
 
 if pcall(require, "skyhost.core") then
   local broker = require "sky.broker"
-  local providers = require "sky.providers"
+  local providers = require "providers"
   local noop = function() end
   local prov = providers.define { name = "bench", offers = function() return offers end, provision = noop,
     get_instance = noop, terminate = noop }

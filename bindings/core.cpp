@@ -1,5 +1,5 @@
-// skyhost.core: the loop as the Lua driver (stdlib/sky/sched.lua) sees it — poll for completed
-// waits, timers, events, signals.
+// skyhost.core: the loop as the Lua driver (stdlib/sky/internal/sched.lua) sees it — poll for
+// completed waits, timers, events, signals.
 #include <signal.h>
 #include <unistd.h>
 

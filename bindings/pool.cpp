@@ -1,5 +1,5 @@
 // skyhost.pool: a pool's nodes and tasks (host/links/scheduler) as a Lua userdata. The lifecycle —
-// providers, events, teardown order — is stdlib/sky/pool.lua; this is check, call, push.
+// providers, events, teardown order — is stdlib/sky/pool/init.lua; this is check, call, push.
 #include <unistd.h>
 
 #include <algorithm>

@@ -1,5 +1,6 @@
-// skyhost.ssh: SSH sessions (host/ssh) as Lua userdata for the bootstrap in stdlib/sky/connect.lua.
-// Each operation returns a wait id; after sched.await(id), s:result(id) gives its outcome.
+// skyhost.ssh: SSH sessions (host/ssh) as Lua userdata for the bootstrap in
+// stdlib/sky/pool/connect.lua. Each operation returns a wait id; after sched.await(id),
+// s:result(id) gives its outcome.
 #include <openssl/evp.h>
 
 #include <cstdio>

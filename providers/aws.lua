@@ -5,7 +5,7 @@
 -- skyhost-pool=<pool> that terminate themselves when they power off (the dead-man lease); at
 -- teardown the instances are terminated, waited for, and the group and key pair deleted.
 -- See docs/aws.md.
-local catalog = require "sky.catalog"
+local catalog = require "providers.catalog"
 local credentials = require "providers.aws.credentials"
 local ec2 = require "providers.aws.ec2"
 local errors = require "sky.errors"

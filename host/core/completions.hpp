@@ -1,7 +1,7 @@
 // The one way a host service hands the driver the outcome of an operation that finishes on the
 // loop: the service starts it under a new wait id, and when it ends keeps a small typed result
 // under that id and completes the wait; the binding takes the result once, after the driver saw
-// the wait complete (stdlib/sky/sched.lua). A result nobody takes dies with its service.
+// the wait complete (stdlib/sky/internal/sched.lua). A result nobody takes dies with its service.
 #pragma once
 
 #include <cstddef>

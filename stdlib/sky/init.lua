@@ -6,17 +6,17 @@ local http = require "sky.http"
 local json = require "sky.json"
 local plugin = require "sky.plugin"
 local pool = require "sky.pool"
-local sched = require "sky.sched"
-local scope = require "sky.scope"
+local sched = require "sky.internal.sched"
+local scope = require "sky.pool.scope"
 local shard = require "sky.common.shard"
 shard.fail = function(message) errors.raise("BadArgument", message) end
-local accelerators = require "sky.accelerators"
-local catalog = require "sky.catalog"
-local clouds = require "sky.clouds"
-local multipool = require "sky.multipool"
+local accelerators = require "sky.broker.accelerators"
+local catalog = require "providers.catalog"
+local clouds = require "providers.clouds"
+local multipool = require "sky.pool.multipool"
 local override = require "sky.override"
-local policy = require "sky.policy"
-local providers = require "sky.providers"
+local policy = require "sky.broker.policy"
+local providers = require "providers"
 
 local M = {}
 
@@ -30,7 +30,7 @@ M.compute = pool.compute
 M.plugin = plugin.plugin
 M._plugin_mt = plugin.meta
 
--- The scoped form (stdlib/sky/scope.lua): sky.pool{...}(main) runs main with a current pool,
+-- The scoped form (stdlib/sky/pool/scope.lua): sky.pool{...}(main) runs main with a current pool,
 -- which `task >> sky`, sky.run, sky.broadcast and sky.map use.
 M.pool = scope.pool
 M.current_pool = scope.current

@@ -1,10 +1,10 @@
 -- The broker's choice without provisioning (broker.plan) on the shipped catalog, and its parts:
 -- the request (sky.request) and the blocklist (sky.blocklist).
 local t = require "testlib"
-local blocklist = require "sky.blocklist"
+local blocklist = require "sky.broker.blocklist"
 local broker = require "sky.broker"
-local catalog = require "sky.catalog"
-local request = require "sky.request"
+local catalog = require "providers.catalog"
+local request = require "sky.broker.request"
 local sky = require "sky"
 
 local SNAP = catalog.snapshot()

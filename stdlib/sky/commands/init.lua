@@ -1,12 +1,12 @@
 -- skyhost's subcommands that are written in Lua: `skyhost offers ...`, `skyhost check`, and
--- `skyhost ls` / `skyhost down` (stdlib/sky/fleet.lua).
+-- `skyhost ls` / `skyhost down` (stdlib/sky/commands/fleet.lua).
 -- app/main.cpp hands them to Runtime::run_command, which calls M.run(name, args...) and
 -- exits with what it returns. None starts a pool or a worker.
-local catalog = require "sky.catalog"
-local clouds = require "sky.clouds"
+local catalog = require "providers.catalog"
+local clouds = require "providers.clouds"
 local errors = require "sky.errors"
-local providers = require "sky.providers"
-local sched = require "sky.sched"
+local providers = require "providers"
+local sched = require "sky.internal.sched"
 
 local M = {}
 
@@ -209,9 +209,9 @@ M.LIST = {
     about = "GPU offers and prices from the catalog, cheapest first", run = M.offers },
   { name = "check", about = "each provider: implemented, credentials found (and where)", run = M.check },
   { name = "ls", args = "[--json]", about = "pools in the journal: running, and orphans of a skyhost gone",
-    run = require("sky.fleet").ls },
+    run = require("sky.commands.fleet").ls },
   { name = "down", args = "POOL... | --orphans | --all [--force]",
-    about = "end pools from the journal and confirm it", run = require("sky.fleet").down },
+    about = "end pools from the journal and confirm it", run = require("sky.commands.fleet").down },
 }
 
 local BY_NAME = {}

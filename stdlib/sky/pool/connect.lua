@@ -6,8 +6,8 @@ local core = require "skyhost.core"
 local ssh = require "skyhost.ssh"
 local errors = require "sky.errors"
 local options = require "sky.options"
-local sched = require "sky.sched"
-local lifetime = require "sky.lifetime"
+local sched = require "sky.internal.sched"
+local lifetime = require "sky.pool.lifetime"
 
 local M = {}
 

@@ -30,10 +30,10 @@
 -- "cheapest" and the attempt lists are lazy (sky._lazy): entries are computed as they are read,
 -- so choosing among 10,000 offers costs ~2 ms and reading all 15,000 attempts ~13 ms
 -- (bench/select_offers.lua). They read like plain lists; M.materialize makes one plain.
-local catalog = require "sky.catalog"
+local catalog = require "providers.catalog"
 local errors = require "sky.errors"
-local suggest = require "sky._suggest"
-local lazy = require "sky._lazy"
+local suggest = require "sky.internal.suggest"
+local lazy = require "sky.internal.lazy"
 
 local M = {}
 

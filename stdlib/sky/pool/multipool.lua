@@ -6,11 +6,11 @@
 -- never abandoned half-made) and its error is raised.
 local errors = require "sky.errors"
 local pool = require "sky.pool"
-local sched = require "sky.sched"
+local sched = require "sky.internal.sched"
 
 local M = {}
 
-local Group = { __name = "sky.multipool" }
+local Group = { __name = "sky.pool.multipool" }
 Group.__index = Group
 
 --- Closes every pool of the group; raises the first error after trying all.

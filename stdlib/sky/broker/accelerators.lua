@@ -13,7 +13,7 @@
 -- Memory is the nominal size per device (per chip for TPU, Trainium, Inferentia); providers
 -- report slightly less usable memory, which the catalog builder snaps to these values.
 local errors = require "sky.errors"
-local suggest = require "sky._suggest"
+local suggest = require "sky.internal.suggest"
 
 local M = {}
 

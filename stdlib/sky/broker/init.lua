@@ -10,16 +10,16 @@
 --                runs; attempts over max_price or whose minimum run would pass the budget are
 --                not made. When nothing is left the error lists every attempt and why it failed.
 -- release() terminates the pool's instances, tears down what was prepared, and reports the cost.
-local lazy = require "sky._lazy"
-local attempt = require "sky.attempt"
-local blocklist = require "sky.blocklist"
-local catalog = require "sky.catalog"
+local lazy = require "sky.internal.lazy"
+local attempt = require "sky.broker.attempt"
+local blocklist = require "sky.broker.blocklist"
+local catalog = require "providers.catalog"
 local errors = require "sky.errors"
-local money = require "sky.money"
-local policy = require "sky.policy"
-local providers = require "sky.providers"
-local request = require "sky.request"
-local sched = require "sky.sched"
+local money = require "sky.broker.money"
+local policy = require "sky.broker.policy"
+local providers = require "providers"
+local request = require "sky.broker.request"
+local sched = require "sky.internal.sched"
 local core = require "skyhost.core"
 
 local M = {}

@@ -6,7 +6,7 @@
 --     memory (host RAM GiB), region, zone (nil if none), price (on-demand USD/h, nil if not sold
 --     on demand), spot_price (nil if no spot), source, date }
 -- Prices are per instance per hour, for all its GPUs together.
-local accelerators = require "sky.accelerators"
+local accelerators = require "sky.broker.accelerators"
 local errors = require "sky.errors"
 
 local M = {}

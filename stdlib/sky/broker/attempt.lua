@@ -6,10 +6,10 @@
 -- error raised, if any}. Only a terminate that keeps failing raises (CleanupFailed): the search
 -- must stop rather than leave machines it can no longer account for.
 local core = require "skyhost.core"
-local blocklist = require "sky.blocklist"
+local blocklist = require "sky.broker.blocklist"
 local errors = require "sky.errors"
-local journal = require "sky.journal"
-local sched = require "sky.sched"
+local journal = require "sky.pool.journal"
+local sched = require "sky.internal.sched"
 
 local M = {}
 

@@ -21,10 +21,10 @@
 --   teardown(self, cluster)              undoes prepare; optional
 -- A provider may set offers_ttl (seconds): its offers are then cached in the state database
 -- (sky.state) for that long, per request.
-local clouds = require "sky.clouds"
+local clouds = require "providers.clouds"
 local errors = require "sky.errors"
 local options = require "sky.options"
-local suggest = require "sky._suggest"
+local suggest = require "sky.internal.suggest"
 
 local M = {}
 

@@ -1,10 +1,10 @@
--- `skyhost ls` and `skyhost down`: the pools the journal knows (stdlib/sky/journal.lua), whether
+-- `skyhost ls` and `skyhost down`: the pools the journal knows (stdlib/sky/pool/journal.lua), whether
 -- their skyhost still runs, and ending them. docs/journal.md says what each guarantees.
 local core = require "skyhost.core"
-local journal = require "sky.journal"
+local journal = require "sky.pool.journal"
 local json = require "sky.json"
-local providers = require "sky.providers"
-local sched = require "sky.sched"
+local providers = require "providers"
+local sched = require "sky.internal.sched"
 
 local M = {}
 

@@ -10,7 +10,7 @@
 -- the projected spend passes the budget, keeping M.TEARDOWN_ALLOWANCE seconds of spend in hand
 -- for the teardown itself.
 local core = require "skyhost.core"
-local sched = require "sky.sched"
+local sched = require "sky.internal.sched"
 
 local M = {}
 

@@ -2,7 +2,7 @@
 -- driver, report errors as file:line: message (with tracebacks under --verbose), print values.
 local core = require "skyhost.core"
 local errors = require "sky.errors"
-local sched = require "sky.sched"
+local sched = require "sky.internal.sched"
 
 local M = { verbose = false }
 

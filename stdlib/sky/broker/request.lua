@@ -8,11 +8,11 @@
 --   provider = { {provider = p1, accelerator = "H100"}, {provider = p2} }  several specs
 -- Pool-level accelerator, region, zone and max_price apply to every spec that does not set its
 -- own.
-local catalog = require "sky.catalog"
+local catalog = require "providers.catalog"
 local errors = require "sky.errors"
 local options = require "sky.options"
-local policy = require "sky.policy"
-local providers = require "sky.providers"
+local policy = require "sky.broker.policy"
+local providers = require "providers"
 
 local M = {}
 

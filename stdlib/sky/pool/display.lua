@@ -4,7 +4,7 @@
 -- Worker output ([node N] text) is shown in every mode but quiet: stdout lines on stdout, stderr
 -- lines on stderr. Node metrics: a line per node in "log" mode when they change; in the spinner.
 local core = require "skyhost.core"
-local sched = require "sky.sched"
+local sched = require "sky.internal.sched"
 
 local M = {}
 

@@ -4,7 +4,7 @@
 -- `--deadline` beside the lease's `--ttl`): a node ends itself once the timeout and a grace
 -- period have passed, even while its host is alive but stuck and still holds the connection.
 local core = require "skyhost.core"
-local sched = require "sky.sched"
+local sched = require "sky.internal.sched"
 
 local M = {}
 

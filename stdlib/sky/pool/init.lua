@@ -7,15 +7,15 @@ local errors = require "sky.errors"
 local events = require "sky.events"
 local options = require "sky.options"
 local broker = require "sky.broker"
-local connect = require "sky.connect"
+local connect = require "sky.pool.connect"
 local plugin = require "sky.plugin"
-local sched = require "sky.sched"
-local lifetime = require "sky.lifetime"
-local failure = require "sky._failure"
+local sched = require "sky.internal.sched"
+local lifetime = require "sky.pool.lifetime"
+local failure = require "sky.internal.failure"
 local fnmod = require "sky.fn"
 local ssh = require "skyhost.ssh"
-local display = require "sky.display"
-local journal = require "sky.journal"
+local display = require "sky.pool.display"
+local journal = require "sky.pool.journal"
 
 local M = {}
 
@@ -35,7 +35,7 @@ local SCHEMA = {
   max_frame = "integer",
   task_timeout = "number",
   ttl = "number",
-  timeout = "number",  -- the pool's maximum lifetime (stdlib/sky/lifetime.lua)
+  timeout = "number",  -- the pool's maximum lifetime (stdlib/sky/pool/lifetime.lua)
   image = "table",
   connect_timeout = "number",
   setup_timeout = "number",
@@ -43,7 +43,7 @@ local SCHEMA = {
   on_event = "callable",
   display = "string",
   metrics_interval = "number",  -- seconds between a node's Metric events; 0: none
-  -- what to run on and how to choose it (stdlib/sky/broker.lua, docs/broker.md)
+  -- what to run on and how to choose it (stdlib/sky/broker/init.lua, docs/broker.md)
   accelerator = "string|table",
   region = "string|table",
   zone = "string|table",
@@ -564,8 +564,8 @@ end
 
 Pool.__close = function(self) self:close() end
 
--- Commands on every node: pool:sh, pool:torchrun (stdlib/sky/jobs.lua).
-for name, method in pairs(require "sky.jobs") do Pool[name] = method end
+-- Commands on every node: pool:sh, pool:torchrun (stdlib/sky/pool/jobs.lua).
+for name, method in pairs(require "sky.pool.jobs") do Pool[name] = method end
 -- `5 >> pool`, `f >> pool` (f not called): the left side has no __shr, so Lua asks the pool.
 function Pool.__shr(x, pool)
   fnmod.not_pending(x, ">>")
