@@ -20,6 +20,7 @@ extern "C" int luaopen_skyhost_http(lua_State* L);
 extern "C" int luaopen_skyhost_json(lua_State* L);
 extern "C" int luaopen_skyhost_state(lua_State* L);
 extern "C" int luaopen_skyhost_encoding(lua_State* L);
+extern "C" int luaopen_skyhost_crypto(lua_State* L);
 
 namespace skyhost {
 
@@ -122,6 +123,8 @@ void install_stdlib(lua_State* L) {
   lua_setfield(L, -2, "skyhost.state");
   lua_pushcfunction(L, luaopen_skyhost_encoding);
   lua_setfield(L, -2, "skyhost.encoding");
+  lua_pushcfunction(L, luaopen_skyhost_crypto);
+  lua_setfield(L, -2, "skyhost.crypto");
   lua_pop(L, 1);  // [package]
   if (const char* dir = std::getenv("SKYHOST_STDLIB")) {
     lua_getfield(L, -1, "searchers");  // [package, searchers]
