@@ -46,6 +46,9 @@ M.slurm = function(opts) return require("providers.slurm").new(opts) end
 --- sky.aws{region =, zone =, profile =, image =, subnet =, endpoint =, ...}: EC2 instances
 --- (providers/aws.lua, docs/aws.md).
 M.aws = function(opts) return require("providers.aws").new(opts) end
+--- sky.gcp{project =, zone =, region =, credentials =, image =, public_ip =, ...}: Compute Engine
+--- instances (providers/gcp.lua, docs/gcp.md).
+M.gcp = function(opts) return require("providers.gcp").new(opts) end
 M.http = http
 M.json = json
 

@@ -190,6 +190,11 @@ function M.check(...)
       found, where = require("providers.aws.credentials").describe()
       where = found and where or nil
     end
+    if providers.FACTORY[c.name] == "providers.gcp" then
+      -- What sky.gcp itself would use: a readable key file of a type it handles.
+      found, where = require("providers.gcp.auth").describe()
+      where = found and where or nil
+    end
     local status = providers.implemented(c.name) and "ready" or "not implemented"
     local text = found and ("found: %s"):format(where) or ("not found (looked at %s)"):format(table.concat(looked, ", "))
     found_any = found_any or found
