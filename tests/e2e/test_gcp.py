@@ -8,6 +8,7 @@ request or a response that the spec rejects fails the test.
   resources: the attempt there fails with ZONE_RESOURCE_POOL_EXHAUSTED and the pool comes up in
   us-east4-a; a task and a broadcast run on two real hosts; afterwards every instance of the pool
   (label skyhost-pool=<uid>) is deleted and no host is left.
+- The first two Compute calls are answered 429 (with Retry-After) and 503: both are retried.
 - A key the token endpoint refuses: the script fails with what was refused and how to fix it, and
   no instance is made.
 Needs root, /usr/bin/python3 (python3-jwt), openssl and Prism (.ci/install-prism); run it under
@@ -97,7 +98,7 @@ def main():
         key = keypair(d, "sa")
         fake_err = open(os.path.join(d, "fake.log"), "w+")
         fake = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "tests/support/gcp_fake.py"), "--public-key",
-                                 os.path.join(d, "sa.pub"), "--exhausted", "us-west4-a", "--lifetime", "280"],
+                                 os.path.join(d, "sa.pub"), "--exhausted", "us-west4-a", "--flaky", "2", "--lifetime", "280"],
                                 stdout=subprocess.PIPE, stderr=fake_err, text=True)
         prism = None
         try:
@@ -162,6 +163,8 @@ def main():
     print(fake_log)
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     check("no test host left behind", "skyg-" not in left, left)
+    check("the first Compute calls, answered 429 (Retry-After) and 503, were retried",
+          fake_log.count("flaky: 429") == 1 and fake_log.count("flaky: 503") == 1, fake_log)
     check("every host the fake made was removed", fake_log.count(" up ") >= 2
           and fake_log.count(" down ") == fake_log.count(" up "), fake_log)
     print("%d passed, %d failed" % (passed, failed))

@@ -10,7 +10,9 @@ state in /run/skyhost-gcp) with the keys of its `ssh-keys` metadata authorized, 
 that host's address once sshd is up; a deleted one loses its host. Zones named by --exhausted
 fail inserts with ZONE_RESOURCE_POOL_EXHAUSTED in the operation, as Compute Engine does.
 
-Usage (root, /usr/bin/python3): gcp_fake.py --public-key PUB.pem [--exhausted ZONE,...] [--lifetime S]
+--flaky N answers the first N Compute calls 429 (with Retry-After) and 503, alternately.
+Usage (root, /usr/bin/python3): gcp_fake.py --public-key PUB.pem [--exhausted ZONE,...] [--flaky N]
+                                            [--lifetime S]
 prints one JSON line {"port", "token_uri", "pid"} once it listens; runs until SIGTERM, its parent's
 death or the lifetime, then removes every host it made. GET /_fake/instances answers every
 instance ever made ({name: {status, zone, labels, deleted}}) for the tests' final checks.
@@ -132,18 +134,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
-    def reply(self, status, body):
+    def reply(self, status, body, headers=()):
         data = json.dumps(body).encode()
         self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def error(self, status, reason, message):
-        names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
+    def error(self, status, reason, message, headers=()):
+        names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
         self.reply(status, {"error": {"code": status, "message": message, "status": names.get(status, "UNKNOWN"),
-                                      "errors": [{"message": message, "domain": "global", "reason": reason}]}})
+                                      "errors": [{"message": message, "domain": "global", "reason": reason}]}},
+                   headers)
 
     def body(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -189,6 +195,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             known = auth.startswith("Bearer ") and auth[7:] in tokens
         if not known:
             return self.error(401, "authError", "Request had invalid authentication credentials.")
+        with lock:
+            flaky = args.flaky > 0
+            args.flaky -= 1 if flaky else 0
+        if flaky:  # throttled, then unavailable: the client must retry both
+            self.body()
+            status = 429 if args.flaky % 2 else 503
+            log("flaky: %d for %s %s" % (status, method, path))
+            if status == 429:
+                return self.error(429, "rateLimitExceeded", "Rate Limit Exceeded", [("Retry-After", "1")])
+            return self.error(503, "backendError", "Backend Error")
         project, zone, kind, name, wait = m.groups()
         if project != args.project:
             return self.error(403, "forbidden", "Required 'compute.instances.list' permission for "
@@ -285,6 +301,7 @@ def main():
     ap.add_argument("--public-key", required=True)
     ap.add_argument("--project", default="skyhost-test")
     ap.add_argument("--exhausted", default="")
+    ap.add_argument("--flaky", type=int, default=0, help="answer the first N Compute calls 429/503")
     ap.add_argument("--lifetime", type=float, default=600)
     args = ap.parse_args()
     args.public_key = open(args.public_key).read()
