@@ -9,6 +9,7 @@ request or a response that the spec rejects fails the test.
   us-east4-a; a task and a broadcast run on two real hosts; afterwards every instance of the pool
   (label skyhost-pool=<uid>) is deleted and no host is left.
 - The first two Compute calls are answered 429 (with Retry-After) and 503: both are retried.
+- A revoked token (401) is replaced once; a 403 is AuthFailed for the provider, with the fix.
 - A key the token endpoint refuses: the script fails with what was refused and how to fix it, and
   no instance is made.
 Needs root, /usr/bin/python3 (python3-jwt), openssl and Prism (.ci/install-prism); run it under
@@ -141,6 +142,21 @@ def main():
                   and "GOOGLE_APPLICATION_CREDENTIALS" in text, text)
             after = json.load(urllib.request.urlopen("http://127.0.0.1:%d/_fake/instances" % info["port"]))
             check("refused credentials: no instance made", len(after) == len(made), after)
+
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
+            env.update(HOME=d, GOOGLE_APPLICATION_CREDENTIALS=creds, ENDPOINT=endpoint,
+                       FAKE="http://127.0.0.1:%d" % info["port"])
+            r = subprocess.run([SKYHOST, "tests/e2e/gcp_calls.lua"], cwd=ROOT, env=env, capture_output=True,
+                               text=True, timeout=60)
+            calls = {line.split("\t")[0]: line.split("\t")[1:] for line in r.stdout.splitlines()}
+            listed, relisted = calls.get("listed", ["?", "0"]), calls.get("relisted", ["?", "0"])
+            check("a revoked token (401): a fresh one is fetched and the call goes through",
+                  r.returncode == 0 and relisted[0] == "0" and int(relisted[1]) == int(listed[1]) + 1,
+                  r.stdout + r.stderr)
+            f = calls.get("forbidden", [])
+            check("403: AuthFailed blocking the provider, saying which role and API",
+                  f[:3] == ["false", "AuthFailed", "provider"] and "roles/compute.instanceAdmin.v1" in f[3]
+                  and "compute.googleapis.com" in f[3], r.stdout + r.stderr)
 
             prism_log.seek(0)
             plog = prism_log.read()

@@ -15,7 +15,9 @@ Usage (root, /usr/bin/python3): gcp_fake.py --public-key PUB.pem [--exhausted ZO
                                             [--lifetime S]
 prints one JSON line {"port", "token_uri", "pid"} once it listens; runs until SIGTERM, its parent's
 death or the lifetime, then removes every host it made. GET /_fake/instances answers every
-instance ever made ({name: {status, zone, labels, deleted}}) for the tests' final checks.
+instance ever made ({name: {status, zone, labels, deleted}}) for the tests' final checks; POST
+/_fake/config {"revoke_tokens": true} forgets every token issued (the next call gets 401),
+{"forbid": true|false} answers every Compute call 403; it answers {"issued": tokens issued so far}.
 """
 import argparse
 import http.server
@@ -42,6 +44,7 @@ ids = itertools.count(4000000000000000001)
 instances = {}   # (zone, name) -> instance dict (kept after delete, with "deleted": True)
 operations = {}  # (zone, name) -> operation dict
 tokens = set()
+issued = [0]     # tokens handed out
 hosts = set()    # indexes netns-hosts.sh was asked to add
 free = list(range(1, 200))
 args = None
@@ -175,6 +178,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         tok = "ya29.fake-%d" % next(ids)
         with lock:
             tokens.add(tok)
+            issued[0] += 1
         self.reply(200, {"access_token": tok, "expires_in": 3599, "token_type": "Bearer"})
 
     def route(self, method):
@@ -182,6 +186,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = url.path
         if method == "POST" and path == "/token":
             return self.token()
+        if method == "POST" and path == "/_fake/config":
+            conf = json.loads(self.body() or b"{}")
+            with lock:
+                if conf.get("revoke_tokens"):
+                    tokens.clear()
+                args.forbid = bool(conf.get("forbid", args.forbid))
+                return self.reply(200, {"issued": issued[0], "forbid": args.forbid})
         if method == "GET" and path == "/_fake/instances":
             with lock:
                 return self.reply(200, {i["name"]: {k: i.get(k) for k in ("status", "zone", "labels", "deleted")}
@@ -206,7 +217,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.error(429, "rateLimitExceeded", "Rate Limit Exceeded", [("Retry-After", "1")])
             return self.error(503, "backendError", "Backend Error")
         project, zone, kind, name, wait = m.groups()
-        if project != args.project:
+        if project != args.project or args.forbid:
             return self.error(403, "forbidden", "Required 'compute.instances.list' permission for "
                               "'projects/%s'" % project)
         if kind == "operations":
@@ -306,6 +317,7 @@ def main():
     args = ap.parse_args()
     args.public_key = open(args.public_key).read()
     args.exhausted = set(z for z in args.exhausted.split(",") if z)
+    args.forbid = False
     if os.geteuid() != 0:
         sys.exit("gcp_fake.py: must run as root (network namespaces)")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
