@@ -51,7 +51,16 @@ function M.uuid()
   return ("%s-%s-%s-%s-%s"):format(h:sub(1, 8), h:sub(9, 12), h:sub(13, 16), h:sub(17, 20), h:sub(21, 32))
 end
 
-local function _pool(cluster) return M.slug(cluster.uid or cluster.id) end
+-- The pool's label value (at most 63 characters, as labels allow).
+local function _pool(cluster) return M.slug(cluster.uid or cluster.id):sub(1, 63) end
+
+--- Name of the pool's `seq`th instance: skyhost-<pool>-<seq>, at most 63 characters (the pool
+--- part shortened, never the number, so names stay unique within the pool).
+function M.instance_name(cluster, seq)
+  local tail = "-" .. seq
+  local pool = _pool(cluster):sub(1, 63 - #"skyhost-" - #tail):gsub("%-+$", "")
+  return "skyhost-" .. pool .. tail
+end
 
 function M.new(opts)
   opts = options.check("sky.gcp", opts, SCHEMA)
@@ -143,7 +152,7 @@ function Provider:provision(cluster, n, offer)
   local ops, ids = {}, {}
   for i = 1, n do
     g.seq = g.seq + 1
-    local name = ("skyhost-%s-%d"):format(_pool(cluster), g.seq):sub(1, 63):gsub("%-+$", "")
+    local name = M.instance_name(cluster, g.seq)
     -- requestId: an insert retried after a lost answer does not create a second instance.
     local url = c:url("zones/%s/instances", offer.zone) .. "?requestId=" .. M.uuid()
     local op = c:call("POST", url, self:insert_body(cluster, name, offer),

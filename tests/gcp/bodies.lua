@@ -33,4 +33,6 @@ ok, e = pcall(gcp.new, { zone = 3 })
 out.bad_zone = tostring(e)
 ok, e = pcall(gcp.new, { endpoint = "ftp://x" })
 out.bad_endpoint = tostring(e)
+local long = { uid = ("Very_Long.Pool-Name"):rep(5) .. "-ab12cd" }
+out.long_names = { gcp.instance_name(long, 7), gcp.instance_name(long, 12345) }
 print(sky.json.encode(out))

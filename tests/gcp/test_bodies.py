@@ -6,6 +6,7 @@ puts in them, and the mapping of Compute Engine errors to broker codes and scope
 Usage: test_bodies.py SKYHOST ROOT
 """
 import json
+import re
 import subprocess
 import sys
 
@@ -91,6 +92,11 @@ check("GPUs: TERMINATE on host maintenance, no restart; on demand is STANDARD (n
 check("spot: SPOT, deleted when preempted",
       p["scheduling"]["provisioningModel"] == "SPOT" and p["scheduling"]["instanceTerminationAction"] == "DELETE",
       p["scheduling"])
+
+n = out["long_names"]
+check("long pool names: instance names of at most 63 characters, valid, the number kept",
+      all(len(x) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", x) for x in n)
+      and n[0].endswith("-7") and n[1].endswith("-12345"), n)
 
 e = out["errors"]
 check("ZONE_RESOURCE_POOL_EXHAUSTED → NoCapacity, zone", (e["exhausted"]["code"], e["exhausted"]["scope"]) ==
