@@ -10,6 +10,7 @@ request or a response that the spec rejects fails the test.
   (label skyhost-pool=<uid>) is deleted and no host is left.
 - The first two Compute calls are answered 429 (with Retry-After) and 503: both are retried.
 - A revoked token (401) is replaced once; a 403 is AuthFailed for the provider, with the fix.
+- Ctrl-C while 2 instances are booting: exit status 130 and both deleted.
 - A key the token endpoint refuses: the script fails with what was refused and how to fix it, and
   no instance is made.
 Needs root, /usr/bin/python3 (python3-jwt), openssl and Prism (.ci/install-prism); run it under
@@ -18,6 +19,7 @@ Usage: test_gcp.py SKYHOST
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -157,6 +159,33 @@ def main():
             check("403: AuthFailed blocking the provider, saying which role and API",
                   f[:3] == ["false", "AuthFailed", "provider"] and "roles/compute.instanceAdmin.v1" in f[3]
                   and "compute.googleapis.com" in f[3], r.stdout + r.stderr)
+
+            # Ctrl-C while the instances are still booting: exit 130, and they are deleted.
+            fake_url = "http://127.0.0.1:%d" % info["port"]
+            urllib.request.urlopen(fake_url + "/_fake/config", json.dumps({"boot_delay": 5}).encode()).read()
+            before = set(json.load(urllib.request.urlopen(fake_url + "/_fake/instances")))
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
+            env.update(HOME=d, GOOGLE_APPLICATION_CREDENTIALS=creds, ENDPOINT=endpoint, ZONES="us-east4-a", NODES="2")
+            proc = subprocess.Popen([SKYHOST, "tests/e2e/gcp_pool.lua"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            deadline = time.time() + 60
+            while time.time() < deadline and proc.poll() is None:
+                now = json.load(urllib.request.urlopen(fake_url + "/_fake/instances"))
+                if len(set(now) - before) >= 2:
+                    break
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            try:
+                text, _ = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                text, _ = proc.communicate()
+            urllib.request.urlopen(fake_url + "/_fake/config", json.dumps({"boot_delay": 0}).encode()).read()
+            now = json.load(urllib.request.urlopen(fake_url + "/_fake/instances"))
+            new = {n: i for n, i in now.items() if n not in before}
+            check("Ctrl-C while booting: exit status 130", proc.returncode == 130, "rc %s\n%s" % (proc.returncode, text))
+            check("Ctrl-C while booting: both instances deleted",
+                  len(new) == 2 and all(i["deleted"] for i in new.values()), new)
 
             prism_log.seek(0)
             plog = prism_log.read()

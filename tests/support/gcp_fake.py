@@ -17,7 +17,8 @@ prints one JSON line {"port", "token_uri", "pid"} once it listens; runs until SI
 death or the lifetime, then removes every host it made. GET /_fake/instances answers every
 instance ever made ({name: {status, zone, labels, deleted}}) for the tests' final checks; POST
 /_fake/config {"revoke_tokens": true} forgets every token issued (the next call gets 401),
-{"forbid": true|false} answers every Compute call 403; it answers {"issued": tokens issued so far}.
+{"forbid": true|false} answers every Compute call 403, {"boot_delay": S} keeps new instances
+STAGING S seconds longer; it answers {"issued": tokens issued so far}.
 """
 import argparse
 import http.server
@@ -104,6 +105,7 @@ def boot(inst, op):
         hosts.add(index)
         inst["status"] = "STAGING"
     authorize(inst.get("metadata", {}).get("items", []))
+    time.sleep(args.boot_delay)
     r = netns("add", str(index))
     with lock:
         if r.returncode != 0 or inst.get("deleted"):
@@ -192,6 +194,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if conf.get("revoke_tokens"):
                     tokens.clear()
                 args.forbid = bool(conf.get("forbid", args.forbid))
+                args.boot_delay = float(conf.get("boot_delay", args.boot_delay))
                 return self.reply(200, {"issued": issued[0], "forbid": args.forbid})
         if method == "GET" and path == "/_fake/instances":
             with lock:
@@ -318,6 +321,7 @@ def main():
     args.public_key = open(args.public_key).read()
     args.exhausted = set(z for z in args.exhausted.split(",") if z)
     args.forbid = False
+    args.boot_delay = 0.0
     if os.geteuid() != 0:
         sys.exit("gcp_fake.py: must run as root (network namespaces)")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
