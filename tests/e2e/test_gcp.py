@@ -10,6 +10,7 @@ request or a response that the spec rejects fails the test.
   (label skyhost-pool=<uid>) is deleted and no host is left.
 - The first two Compute calls are answered 429 (with Retry-After) and 503: both are retried.
 - A revoked token (401) is replaced once; a 403 is AuthFailed for the provider, with the fix.
+- A region out of quota: its other zone is skipped, the pool comes up in the next region.
 - Ctrl-C while 2 instances are booting: exit status 130 and both deleted.
 - A key the token endpoint refuses: the script fails with what was refused and how to fix it, and
   no instance is made.
@@ -159,6 +160,15 @@ def main():
             check("403: AuthFailed blocking the provider, saying which role and API",
                   f[:3] == ["false", "AuthFailed", "provider"] and "roles/compute.instanceAdmin.v1" in f[3]
                   and "compute.googleapis.com" in f[3], r.stdout + r.stderr)
+
+            # A region out of quota: its other zone is not tried, the next region is.
+            fake_url = "http://127.0.0.1:%d" % info["port"]
+            urllib.request.urlopen(fake_url + "/_fake/config", json.dumps({"quota_regions": ["us-west1"]}).encode())
+            rc, out, fails, text = run_pool(d, creds, endpoint, ["us-west1-a", "us-west1-b", "us-east4-a"], nodes=1)
+            urllib.request.urlopen(fake_url + "/_fake/config", json.dumps({"quota_regions": []}).encode())
+            check("quota: QUOTA_EXCEEDED in us-west1 blocks the region (us-west1-b not tried), us-east4-a used",
+                  rc == 0 and [f[0] for f in fails] == ["us-west1-a"] and "QUOTA_EXCEEDED" in fails[0][1]
+                  and out.get("one") == ["42"], text)
 
             # Ctrl-C while the instances are still booting: exit 130, and they are deleted.
             fake_url = "http://127.0.0.1:%d" % info["port"]

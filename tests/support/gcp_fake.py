@@ -18,7 +18,7 @@ death or the lifetime, then removes every host it made. GET /_fake/instances ans
 instance ever made ({name: {status, zone, labels, deleted}}) for the tests' final checks; POST
 /_fake/config {"revoke_tokens": true} forgets every token issued (the next call gets 401),
 {"forbid": true|false} answers every Compute call 403, {"boot_delay": S} keeps new instances
-STAGING S seconds longer; it answers {"issued": tokens issued so far}.
+STAGING S seconds longer, {"quota_regions": [R...]} fails inserts there with QUOTA_EXCEEDED; it answers {"issued": tokens issued so far}.
 """
 import argparse
 import http.server
@@ -195,6 +195,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     tokens.clear()
                 args.forbid = bool(conf.get("forbid", args.forbid))
                 args.boot_delay = float(conf.get("boot_delay", args.boot_delay))
+                args.quota = set(conf.get("quota_regions", args.quota))
                 return self.reply(200, {"issued": issued[0], "forbid": args.forbid})
         if method == "GET" and path == "/_fake/instances":
             with lock:
@@ -274,6 +275,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             "available to fulfill the request. Try a different zone, or try again later." %
                             base(zone), 503, "SERVICE UNAVAILABLE"))
                 return self.reply(200, dict(op))
+            if zone.rsplit("-", 1)[0] in args.quota:
+                finish(op, ("QUOTA_EXCEEDED", "Quota 'NVIDIA_H100_GPUS' exceeded.  Limit: 0.0 in region %s."
+                            % zone.rsplit("-", 1)[0], 403, "FORBIDDEN"))
+                return self.reply(200, dict(op))
             instances[(zone, name)] = inst
 
         def run():
@@ -322,6 +327,7 @@ def main():
     args.exhausted = set(z for z in args.exhausted.split(",") if z)
     args.forbid = False
     args.boot_delay = 0.0
+    args.quota = set()
     if os.geteuid() != 0:
         sys.exit("gcp_fake.py: must run as root (network namespaces)")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
