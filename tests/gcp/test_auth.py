@@ -167,6 +167,14 @@ with tempfile.TemporaryDirectory() as home:
     check("GOOGLE_APPLICATION_CREDENTIALS wins over the ADC file", "GOOGLE_APPLICATION_CREDENTIALS" in r.stdout,
           r.stdout + r.stderr)
 
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
+    env.update(HOME=home, GOOGLE_APPLICATION_CREDENTIALS=sa_path)
+    r = subprocess.run([SKYHOST, "check"], env=env, capture_output=True, text=True, timeout=60)
+    line = [x for x in r.stdout.splitlines() if x.startswith("gcp ")]
+    check("skyhost check: gcp ready, the key file and its type, no secret",
+          line and "ready" in line[0] and sa_path in line[0] and "(service_account)" in line[0]
+          and "PRIVATE KEY" not in r.stdout, r.stdout + r.stderr)
+
     # 3. Failures: refused, missing, broken; no secret printed.
     Token.refuse = True
     r = run(code, {"GOOGLE_APPLICATION_CREDENTIALS": sa_path}, home)
