@@ -149,9 +149,12 @@ function M.source(creds, opts)
     if not resp.ok or type(doc) ~= "table" or type(doc.access_token) ~= "string" then
       local why = type(doc) == "table" and (tostring(doc.error or "") .. ": " .. tostring(doc.error_description or ""))
         or resp.body:sub(1, 200)
-      local code = (resp.status >= 500 or resp.status == 429) and "GcpError" or "AuthFailed"
-      errors.raise(code, ("sky.gcp: the token endpoint %s refused the credentials of %s (HTTP %d %s); %s")
-        :format(req.url, creds.source, resp.status, why, FIX), { retry = code == "GcpError", status = resp.status })
+      if resp.status >= 500 or resp.status == 429 then
+        errors.raise("GcpError", ("sky.gcp: the token endpoint %s answered HTTP %d (%s)"):format(req.url, resp.status,
+          why), { retry = true, status = resp.status })
+      end
+      errors.raise("AuthFailed", ("sky.gcp: the token endpoint %s refused the credentials of %s (HTTP %d %s); %s")
+        :format(req.url, creds.source, resp.status, why, FIX), { status = resp.status })
     end
     self._token = doc.access_token
     self._expires = now + (tonumber(doc.expires_in) or 3600)

@@ -80,11 +80,18 @@ function M:call(method, url, body, what, zone)
   local delay = self.backoff or 0.2
   local last
   for i = 1, attempts do
-    local token = self.tokens:token()
-    local resp, herr = http.try { method = method, url = url, json = body, timeout = self.timeout or 30,
-      headers = { Authorization = "Bearer " .. token, Accept = "application/json" } }
+    -- A token endpoint that does not answer, or answers 429/5xx, is retried like the API.
+    local got, token = pcall(self.tokens.token, self.tokens)
+    if not got and not (type(token) == "table" and token.retry) then error(token, 0) end
+    local resp, herr
+    if got then
+      resp, herr = http.try { method = method, url = url, json = body, timeout = self.timeout or 30,
+        headers = { Authorization = "Bearer " .. token, Accept = "application/json" } }
+    end
     local wait
-    if resp and resp.ok then
+    if not got then
+      last = token
+    elseif resp and resp.ok then
       if resp.body == "" then return {} end
       local doc, err = json.try_decode(resp.body)
       if type(doc) ~= "table" then

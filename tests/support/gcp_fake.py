@@ -18,7 +18,8 @@ death or the lifetime, then removes every host it made. GET /_fake/instances ans
 instance ever made ({name: {status, zone, labels, deleted}}) for the tests' final checks; POST
 /_fake/config {"revoke_tokens": true} forgets every token issued (the next call gets 401),
 {"forbid": true|false} answers every Compute call 403, {"boot_delay": S} keeps new instances
-STAGING S seconds longer, {"quota_regions": [R...]} fails inserts there with QUOTA_EXCEEDED; it answers {"issued": tokens issued so far}.
+STAGING S seconds longer, {"quota_regions": [R...]} fails inserts there with QUOTA_EXCEEDED,
+{"token_flaky": N} answers the next N token requests 503; it answers {"issued": tokens issued so far}.
 """
 import argparse
 import http.server
@@ -163,6 +164,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def token(self):
         form = dict(urllib.parse.parse_qsl(self.body().decode()))
         grant = form.get("grant_type")
+        with lock:
+            flaky = args.token_flaky > 0
+            args.token_flaky -= 1 if flaky else 0
+        if flaky:
+            log("flaky: token endpoint 503")
+            return self.reply(503, {"error": "temporarily_unavailable", "error_description": "try again"})
         try:
             if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
                 claims = pyjwt.decode(form.get("assertion", ""), args.public_key, algorithms=["RS256"],
@@ -196,6 +203,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 args.forbid = bool(conf.get("forbid", args.forbid))
                 args.boot_delay = float(conf.get("boot_delay", args.boot_delay))
                 args.quota = set(conf.get("quota_regions", args.quota))
+                args.token_flaky = int(conf.get("token_flaky", args.token_flaky))
                 return self.reply(200, {"issued": issued[0], "forbid": args.forbid})
         if method == "GET" and path == "/_fake/instances":
             with lock:
@@ -328,6 +336,7 @@ def main():
     args.forbid = False
     args.boot_delay = 0.0
     args.quota = set()
+    args.token_flaky = 0
     if os.geteuid() != 0:
         sys.exit("gcp_fake.py: must run as root (network namespaces)")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
