@@ -6,7 +6,7 @@
 -- teardown the pool's instances are deleted, the operations waited and the absence confirmed by
 -- listing the label. See docs/gcp.md.
 local auth = require "providers.gcp.auth"
-local catalog = require "sky.catalog"
+local catalog = require "providers.catalog"
 local compute = require "providers.gcp.compute"
 local errors = require "sky.errors"
 local options = require "sky.options"
