@@ -1,6 +1,6 @@
 -- sky.gcp end to end on the GCP fake behind Prism (tests/e2e/test_gcp.py sets ENDPOINT to Prism's
 -- address, ZONES, NODES, and GOOGLE_APPLICATION_CREDENTIALS to a key whose token_uri is the
--- fake's): offers → instances.insert → SSH bootstrap → a task and a broadcast → teardown. Prints
+-- fake's; PUBLIC_IP=1 for an external address): offers → instances.insert → SSH bootstrap → a task and a broadcast → teardown. Prints
 -- what the test checks, tab-separated: uid, each failed attempt, one, broadcast, closed.
 local zones = {}
 for z in (assert(os.getenv("ZONES"), "ZONES is not set")):gmatch("[^,]+") do zones[#zones + 1] = z end
@@ -8,7 +8,7 @@ local f = sky.fn(function(x) return { x = x * 2, host = sky.instance_info().host
 do
   local pool <close> = sky.compute {
     provider = sky.gcp { project = "skyhost-test", zone = zones, endpoint = assert(os.getenv("ENDPOINT")),
-      public_ip = false, user = "root", poll_interval = 0.2, retries = 2 },
+      public_ip = os.getenv("PUBLIC_IP") == "1", user = "root", poll_interval = 0.2, retries = 2 },
     accelerator = "H100", nodes = tonumber(os.getenv("NODES") or "2"), display = "quiet",
     allocation = "on-demand",
     on_event = function(ev)

@@ -10,7 +10,8 @@ request or a response that the spec rejects fails the test.
   (label skyhost-pool=<uid>) is deleted and no host is left.
 - The first two Compute calls are answered 429 (with Retry-After) and 503: both are retried.
 - A revoked token (401) is replaced once; a 403 is AuthFailed for the provider, with the fix.
-- A region out of quota: its other zone is skipped, the pool comes up in the next region.
+- A region out of quota: its other zone is skipped, the pool comes up in the next region (this
+  one with public_ip: reached on its access config's natIP).
 - Ctrl-C while 2 instances are booting: exit status 130 and both deleted.
 - A key the token endpoint refuses: the script fails with what was refused and how to fix it, and
   no instance is made.
@@ -70,10 +71,10 @@ def key_file(d, name, private_key, token_uri):
     return path
 
 
-def run_pool(home, creds, endpoint, zones, nodes=2, timeout=240):
+def run_pool(home, creds, endpoint, zones, nodes=2, timeout=240, public_ip=False):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
     env.update(HOME=home, GOOGLE_APPLICATION_CREDENTIALS=creds, ENDPOINT=endpoint, ZONES=",".join(zones),
-               NODES=str(nodes))
+               NODES=str(nodes), PUBLIC_IP="1" if public_ip else "0")
     r = subprocess.run([SKYHOST, "tests/e2e/gcp_pool.lua"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=timeout)
     out, fails = {}, []
@@ -164,11 +165,15 @@ def main():
             # A region out of quota: its other zone is not tried, the next region is.
             fake_url = "http://127.0.0.1:%d" % info["port"]
             urllib.request.urlopen(fake_url + "/_fake/config", json.dumps({"quota_regions": ["us-west1"]}).encode())
-            rc, out, fails, text = run_pool(d, creds, endpoint, ["us-west1-a", "us-west1-b", "us-east4-a"], nodes=1)
+            rc, out, fails, text = run_pool(d, creds, endpoint, ["us-west1-a", "us-west1-b", "us-east4-a"], nodes=1,
+                                            public_ip=True)
             urllib.request.urlopen(fake_url + "/_fake/config", json.dumps({"quota_regions": []}).encode())
             check("quota: QUOTA_EXCEEDED in us-west1 blocks the region (us-west1-b not tried), us-east4-a used",
                   rc == 0 and [f[0] for f in fails] == ["us-west1-a"] and "QUOTA_EXCEEDED" in fails[0][1]
                   and out.get("one") == ["42"], text)
+            made = json.load(urllib.request.urlopen(fake_url + "/_fake/instances"))
+            check("public_ip: the instance asked for an external address (ONE_TO_ONE_NAT) and was reached on it",
+                  any(i.get("external") for i in made.values()), made)
 
             # Ctrl-C while the instances are still booting: exit 130, and they are deleted.
             fake_url = "http://127.0.0.1:%d" % info["port"]

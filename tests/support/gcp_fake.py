@@ -7,7 +7,8 @@ python3-jwt against --public-key; RFC 6749 refresh tokens). Compute calls need a
 endpoint issued (else 401 in Google's error format). Every inserted instance becomes a real
 OpenSSH host in a network namespace (tests/support/netns-hosts.sh, bed `skyg`, 10.209.0.0/16,
 state in /run/skyhost-gcp) with the keys of its `ssh-keys` metadata authorized, and is RUNNING at
-that host's address once sshd is up; a deleted one loses its host. Zones named by --exhausted
+that host's address once sshd is up (an instance that asked for an external address gets the
+same one as natIP: the bed has one network); a deleted one loses its host. Zones named by --exhausted
 fail inserts with ZONE_RESOURCE_POOL_EXHAUSTED in the operation, as Compute Engine does.
 
 --flaky N answers the first N Compute calls 429 (with Retry-After) and 503, alternately.
@@ -15,7 +16,7 @@ Usage (root, /usr/bin/python3): gcp_fake.py --public-key PUB.pem [--exhausted ZO
                                             [--lifetime S]
 prints one JSON line {"port", "token_uri", "pid"} once it listens; runs until SIGTERM, its parent's
 death or the lifetime, then removes every host it made. GET /_fake/instances answers every
-instance ever made ({name: {status, zone, labels, deleted}}) for the tests' final checks; POST
+instance ever made ({name: {status, zone, labels, deleted, external}}) for the tests' final checks; POST
 /_fake/config {"revoke_tokens": true} forgets every token issued (the next call gets 401),
 {"forbid": true|false} answers every Compute call 403, {"boot_delay": S} keeps new instances
 STAGING S seconds longer, {"quota_regions": [R...]} fails inserts there with QUOTA_EXCEEDED,
@@ -115,7 +116,10 @@ def boot(inst, op):
             inst["status"] = "TERMINATED"
             return
         inst["_host"] = index
-        inst["networkInterfaces"][0]["networkIP"] = "10.209.0.%d" % (10 + index)
+        nic = inst["networkInterfaces"][0]
+        nic["networkIP"] = "10.209.0.%d" % (10 + index)
+        if "accessConfigs" in nic:  # the bed has one network: the "external" address is the same
+            nic["accessConfigs"][0]["natIP"] = nic["networkIP"]
         inst["status"] = "RUNNING"
         inst["lastStartTimestamp"] = now()
     log("up %s 10.209.0.%d h%d" % (inst["name"], 10 + index, index))
@@ -207,7 +211,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.reply(200, {"issued": issued[0], "forbid": args.forbid})
         if method == "GET" and path == "/_fake/instances":
             with lock:
-                return self.reply(200, {i["name"]: {k: i.get(k) for k in ("status", "zone", "labels", "deleted")}
+                return self.reply(200, {i["name"]: dict({k: i.get(k) for k in ("status", "zone", "labels", "deleted")},
+                                                        external="accessConfigs" in i["networkInterfaces"][0])
                                         for i in instances.values()})
         path = path[len("/compute/v1"):] if path.startswith("/compute/v1/") else path
         m = re.fullmatch(r"/projects/([^/]+)/zones/([^/]+)/(instances|operations)(?:/([^/]+))?(/wait)?", path)
@@ -277,6 +282,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                            "network": "https://www.googleapis.com/compute/v1/projects/%s/global/"
                                            "networks/default" % args.project}],
                     "selfLink": base(zone) + "/instances/" + name}
+            asked = (body.get("networkInterfaces") or [{}])[0]
+            if asked.get("accessConfigs"):
+                inst["networkInterfaces"][0]["accessConfigs"] = [
+                    {"kind": "compute#accessConfig", "type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
             op = operation(zone, "insert", inst["selfLink"])
             if zone in args.exhausted:
                 finish(op, ("ZONE_RESOURCE_POOL_EXHAUSTED", "The zone '%s' does not have enough resources "
