@@ -39,7 +39,7 @@ EXPECTED = [
     ("ImportKeyPair", dict(KeyName="skyhost-pool-7", PublicKeyMaterial=b"ssh-ed25519 AAAA x",
                            TagSpecifications=[{"ResourceType": "key-pair", "Tags": TAG}])),
     ("AuthorizeSecurityGroupIngress", dict(GroupId="sg-0123", IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.203.0.1/32"}]}])),
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.213.0.1/32"}]}])),
     ("DescribeImages", dict(Owners=["099720109477"], Filters=[
         {"Name": "name", "Values": ["ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*"]},
         {"Name": "architecture", "Values": ["x86_64"]}])),

@@ -32,7 +32,7 @@ def main():
         insts = cloud.instances(uid)
         check("the pool's instances were tagged skyhost-pool=%s" % uid, len(insts) >= 2, insts)
         check("nothing of the pool is left in the API", insts and not cloud.leftovers(uid), cloud.leftovers(uid))
-        net = ipaddress.ip_network("10.203.0.0/24")
+        net = ipaddress.ip_network("10.213.0.0/24")
         check("no public address, private ones in the test bed's subnet",
               all(not i.get("PublicIpAddress") and ipaddress.ip_address(i["PrivateIpAddress"]) in net for i in insts),
               [(i.get("PublicIpAddress"), i.get("PrivateIpAddress")) for i in insts])
@@ -40,7 +40,7 @@ def main():
         check("every host the cloud made for the pool was removed when its instance terminated",
               log.count(" up ") >= 2 and log.count(" down ") == log.count(" up "), log)
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    check("no test host left behind", "skyt-" not in left, "%s\nthe local cloud's log:\n%s\nskyhost's output:\n%s" % (left, cloud.log(), text))
+    check("no test host left behind", "skya-" not in left, "%s\nthe local cloud's log:\n%s\nskyhost's output:\n%s" % (left, cloud.log(), text))
     check.finish()
 
 

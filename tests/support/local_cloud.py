@@ -8,10 +8,12 @@ instance's key pair installed as cloud-init would (root's authorized keys of the
 instance terminated through the API loses its host; a host that goes away by itself (the node
 powered itself off: the dead-man lease) is terminated in the API.
 
-The instances live in two VPC subnets, one per zone, halves of the test bed's 10.203.0.0/24
-(zone a: .0/25, zone b: .128/25), and the provider is told not to ask for public addresses, so
-nothing but 127.0.0.1 and these hosts is ever dialled. moto hands out addresses in order from the
-fourth of a subnet: host i of the bed is 10.203.0.(3 + i) (SKYT_HOST_BASE=3).
+The bed is its own (docs/testing.md): namespaces skya-I, bridge skya-br0 on 10.213.0.0/16
+(fd5c:213::/64), state in /run/skyhost-aws (SKYA_STATE), all removed when the cloud stops. The
+instances live in two VPC subnets, one per zone, halves of 10.213.0.0/24 (zone a: .0/25, zone b:
+.128/25), and the provider is told not to ask for public addresses, so nothing but 127.0.0.1 and
+these hosts is ever dialled. moto hands out addresses in order from the fourth of a subnet: host i
+of the bed is 10.213.0.(3 + i) (SKYT_HOST_BASE=3).
 
 Usage (root, the default python3 — the one with moto and boto3):
   local_cloud.py [--lifetime S] [--region R]
@@ -34,9 +36,11 @@ import boto3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NETNS = os.path.join(HERE, "netns-hosts.sh")
-SUBNET = ipaddress.ip_network("10.203.0.0/24")
+PREFIX, NET4, NET6 = "skya", "10.213", "fd5c:213:"
+VPC = NET4 + ".0.0/16"
+SUBNET = ipaddress.ip_network(NET4 + ".0.0/24")
 HOST_BASE = 3
-STATE = os.environ.get("SKYT_STATE", "/run/skyhost-test")
+STATE = os.environ.get("SKYA_STATE", "/run/skyhost-aws")
 
 
 def log(msg):
@@ -50,7 +54,8 @@ def free_port():
 
 
 def netns(*args):
-    env = dict(os.environ, SKYT_HOST_BASE=str(HOST_BASE), SKYT_STATE=STATE)
+    env = dict(os.environ, SKYT_HOST_BASE=str(HOST_BASE), SKYT_STATE=STATE, SKYT_PREFIX=PREFIX, SKYT_NET4=NET4,
+               SKYT_NET6=NET6)
     return subprocess.run([NETNS, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -117,6 +122,7 @@ class Controller:
             self._remove(iid, "local cloud stopping")
         for index in self.made:
             netns("remove", str(index))  # idempotent: nothing to do for hosts removed above
+        netns("down")  # the bed is this cloud's alone: its bridge and state directory go too
 
 
 def main():
@@ -126,6 +132,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("local_cloud.py: must run as root (network namespaces)")
+    netns("down")  # what a killed earlier run may have left of this bed
     port = free_port()
     moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,7 +154,7 @@ def main():
                 time.sleep(0.1)
         ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=args.region,
                            aws_access_key_id="AKIDLOCALCLOUD", aws_secret_access_key="local-cloud-secret")
-        vpc = ec2.create_vpc(CidrBlock="10.203.0.0/16")["Vpc"]["VpcId"]
+        vpc = ec2.create_vpc(CidrBlock=VPC)["Vpc"]["VpcId"]
         # two zones, one subnet each, both halves of the bed's /24
         subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=str(half), AvailabilityZone=args.region + zone)
                    ["Subnet"]["SubnetId"] for half, zone in zip(SUBNET.subnets(1), "ab")]
