@@ -10,6 +10,7 @@ local credentials = require "providers.aws.credentials"
 local ec2 = require "providers.aws.ec2"
 local errors = require "sky.errors"
 local options = require "sky.options"
+local prices = require "providers.aws.prices"
 
 local M = {}
 
@@ -17,7 +18,7 @@ local SCHEMA = {
   region = "string|table", zone = "string|table", profile = "string", image = "string",
   subnet = "string|table", security_group = "string", disk_gb = "integer", instance_profile = "string",
   endpoint = "string", public_ip = "boolean", ssh_cidr = "string", user = "string",
-  retries = "integer", poll_interval = "number",
+  retries = "integer", poll_interval = "number", live_prices = "boolean",
 }
 
 -- Canonical's owner id and the name pattern of its Ubuntu server AMIs (the newest is used).
@@ -122,6 +123,10 @@ function Provider:offers(spec)
       for k, v in pairs(o) do c[k] = v end
       out[#out + 1] = c
     end
+  end
+  -- Spot offers at the price AWS charges now (cached; the catalog's where it cannot be read).
+  if self.opts.live_prices ~= false then
+    prices.apply(out, function(r) return self:_client(r) end)
   end
   return out
 end

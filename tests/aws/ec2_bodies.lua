@@ -24,3 +24,4 @@ emit("AuthorizeSecurityGroupIngress", { GroupId = "sg-0123", IpPermissions = { {
 emit("DescribeImages", { Owner = { aws.DEFAULT_IMAGE_OWNER }, Filter = { { Name = "name", Value = { aws.DEFAULT_IMAGE_NAME } },
   { Name = "architecture", Value = { "x86_64" } } } })
 emit("DeleteSecurityGroup", { GroupId = "sg-0123" })
+emit("DescribeSpotPriceHistory", require("providers.aws.prices").request({ "g4dn.xlarge", "p3.2xlarge" }, 1700000000))

@@ -1,7 +1,8 @@
 -- sky.aws end to end on the local cloud (tests/e2e/test_aws*.py set CLOUD to what
 -- tests/support/local_cloud.py printed, ENDPOINT when a fault proxy stands in front of it, NODES
 -- and ALLOCATION): offers → launch → SSH bootstrap → a task and a broadcast → teardown. Prints
--- what the tests check, tab-separated: uid, each failed attempt, one, broadcast, closed.
+-- what the tests check, tab-separated: uid, market (spot or on-demand, $/h per node), each
+-- failed attempt, one, broadcast, closed.
 local cloud = sky.json.decode((assert(os.getenv("CLOUD"), "CLOUD is not set")))
 local f = sky.fn(function(x) return { x = x * 2, host = sky.instance_info().hostname } end)
 do
@@ -17,6 +18,7 @@ do
     end,
   }
   print("uid", pool.uid)
+  print("market", pool.spot and "spot" or "on-demand", ("%.5f"):format(pool.price))
   local r = f(21) >> pool
   print("one", r.x)
   local all = pool:broadcast(f(1))

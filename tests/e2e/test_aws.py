@@ -3,8 +3,8 @@
 running instances are netns OpenSSH hosts).
 
 A pool of 2 T4 nodes runs a task and a broadcast on two real hosts; after the script ends, the API
-holds no running instance, security group or key pair of the pool, the instances never had a
-public address, and no host is left. Needs root and the default python3 with moto and boto3;
+holds no running instance, security group or key pair of the pool, the spot price paid is the
+live one, the instances never had a public address, and no host is left. Needs root and the default python3 with moto and boto3;
 run it under `flock /tmp/skyhost-netns.lock` like the other netns tests.
 Usage: test_aws.py SKYHOST
 """
@@ -25,6 +25,10 @@ def main():
         rc, out, _, text = run_pool(SKYHOST, cloud, nodes=2)
         check("the script ran to its end (%.1f s)" % (time.time() - t0), rc == 0 and "closed" in out, text)
         check("a task ran on a node", out.get("one") == ["42"], text)
+        # moto answers DescribeSpotPriceHistory with $0.00001/h; the catalog's T4 spot prices are
+        # over $0.1/h: the price the pool was bought and billed at is the live one
+        check("the spot market at the live price (DescribeSpotPriceHistory)", out.get("market") == ["spot", "0.00001"],
+              out.get("market"))
         b = out.get("broadcast", [])
         check("broadcast reached both nodes, each a host of its own",
               len(b) == 3 and b[0] == "2" and b[1] != b[2] and all(h.startswith("h") for h in b[1:]), text)
