@@ -104,6 +104,7 @@ function M.assume_role(profile, get, source_creds)
     base, via = { access_key_id = id, secret_access_key = secret, session_token = _env("AWS_SESSION_TOKEN") }, "the environment"
   elseif get("credential_source") then
     base, via = M.credential_source(get("credential_source"), profile), get("credential_source")
+    if not base then _fail("profile '%s': credential_source %s found no credentials", profile, via) end
   else
     _fail("profile '%s' has role_arn but neither source_profile nor credential_source", profile)
   end
