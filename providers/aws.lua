@@ -9,6 +9,7 @@ local catalog = require "sky.catalog"
 local credentials = require "providers.aws.credentials"
 local ec2 = require "providers.aws.ec2"
 local errors = require "sky.errors"
+local hostkeys = require "providers.aws.hostkeys"
 local options = require "sky.options"
 local prices = require "providers.aws.prices"
 
@@ -19,6 +20,7 @@ local SCHEMA = {
   subnet = "string|table", security_group = "string", disk_gb = "integer", instance_profile = "string",
   endpoint = "string", public_ip = "boolean", ssh_cidr = "string", user = "string",
   retries = "integer", poll_interval = "number", live_prices = "boolean",
+  host_keys = "string",
 }
 
 -- Canonical's owner id and the name pattern of its Ubuntu server AMIs (the newest is used).
@@ -70,6 +72,9 @@ function M.new(opts)
     _bad("public_ip = false needs subnet = 'subnet-...' (a subnet this machine can reach)")
   end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
+  if opts.host_keys and not hostkeys.MODES[opts.host_keys] then
+    _bad("host_keys must be 'console', 'console-or-first-use' or 'first-use', got '%s'", opts.host_keys)
+  end
   for k, v in pairs(Provider) do
     if type(v) == "function" then self[k] = v end
   end
@@ -263,7 +268,12 @@ function Provider:get_instance(cluster, id)
   local state = STATES[ec2.text(item, "instanceState", "name")] or "pending"
   local ip = self.public_ip and ec2.text(item, "ipAddress") or ec2.text(item, "privateIpAddress")
   if state == "running" and not ip then state = "pending" end
-  return { id = id, state = state, ip = ip, port = 22, user = self.user,
+  local keys
+  if state == "running" then
+    keys = hostkeys.for_instance(self.opts.host_keys, self:_client(region), id, cluster.aws)
+    if not keys then state = "pending" end -- host_keys = "console": not on the console yet
+  end
+  return { id = id, state = state, ip = ip, port = 22, user = self.user, host_keys = keys and #keys > 0 and keys or nil,
     ssh = { host_keys = "accept-new", known_hosts = cluster.aws.known_hosts } }
 end
 

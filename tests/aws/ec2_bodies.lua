@@ -25,3 +25,4 @@ emit("DescribeImages", { Owner = { aws.DEFAULT_IMAGE_OWNER }, Filter = { { Name 
   { Name = "architecture", Value = { "x86_64" } } } })
 emit("DeleteSecurityGroup", { GroupId = "sg-0123" })
 emit("DescribeSpotPriceHistory", require("providers.aws.prices").request({ "g4dn.xlarge", "p3.2xlarge" }, 1700000000))
+emit("GetConsoleOutput", { InstanceId = "i-1" })

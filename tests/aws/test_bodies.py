@@ -48,6 +48,7 @@ EXPECTED = [
     ("DescribeSpotPriceHistory", dict(InstanceTypes=["g4dn.xlarge", "p3.2xlarge"],
                                       ProductDescriptions=["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
                                       StartTime=datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc))),
+    ("GetConsoleOutput", dict(InstanceId="i-1")),
 ]
 
 

@@ -1,6 +1,6 @@
 -- sky.aws end to end on the local cloud (tests/e2e/test_aws*.py set CLOUD to what
--- tests/support/local_cloud.py printed, ENDPOINT when a fault proxy stands in front of it, NODES
--- and ALLOCATION): offers → launch → SSH bootstrap → a task and a broadcast → teardown. Prints
+-- tests/support/local_cloud.py printed, ENDPOINT when a fault proxy stands in front of it, NODES,
+-- ALLOCATION and HOST_KEYS): offers → launch → SSH bootstrap → a task and a broadcast → teardown. Prints
 -- what the tests check, tab-separated: uid, market (spot or on-demand, $/h per node), each
 -- failed attempt, one, broadcast, closed.
 local cloud = sky.json.decode((assert(os.getenv("CLOUD"), "CLOUD is not set")))
@@ -8,7 +8,8 @@ local f = sky.fn(function(x) return { x = x * 2, host = sky.instance_info().host
 do
   local pool <close> = sky.compute {
     provider = sky.aws { endpoint = os.getenv("ENDPOINT") or cloud.endpoint, region = cloud.region,
-      subnet = cloud.subnets, public_ip = false, ssh_cidr = "10.213.0.1/32", user = "root", poll_interval = 0.2 },
+      subnet = cloud.subnets, public_ip = false, ssh_cidr = "10.213.0.1/32", user = "root", poll_interval = 0.2,
+      host_keys = os.getenv("HOST_KEYS") },
     accelerator = "T4", nodes = tonumber(os.getenv("NODES") or "2"), display = "quiet",
     allocation = os.getenv("ALLOCATION") or "spot-if-available",
     on_event = function(ev)

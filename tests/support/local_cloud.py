@@ -4,7 +4,9 @@
 moto keeps the EC2 state (instances, key pairs, security groups, tags); a controller watches it and
 turns every instance that reaches `running` into an OpenSSH host in a network namespace
 (tests/support/netns-hosts.sh) at the private address moto gave it, with the public key of the
-instance's key pair installed as cloud-init would (root's authorized keys of the test bed). An
+instance's key pair installed as cloud-init would (root's authorized keys of the test bed), and
+its console output (GetConsoleOutput, through tests/support/moto_console.py) holding the host's
+real public keys between cloud-init's SSH HOST KEY KEYS lines. An
 instance terminated through the API loses its host; a host that goes away by itself (the node
 powered itself off: the dead-man lease) is terminated in the API.
 
@@ -27,8 +29,10 @@ import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -60,8 +64,9 @@ def netns(*args):
 
 
 class Controller:
-    def __init__(self, ec2):
+    def __init__(self, ec2, console):
         self.ec2 = ec2
+        self.console = console  # moto_console.py answers GetConsoleOutput with the files here
         self.hosts = {}  # instance id -> host index
         self.made = set()  # every index `add` was run for: close() removes them even if `add` failed
 
@@ -92,6 +97,12 @@ class Controller:
             netns("remove", str(index))
             return
         self.hosts[inst["InstanceId"]] = index
+        # the console as cloud-init writes it: the host's real public keys, for GetConsoleOutput
+        with open(os.path.join(STATE, "hosts", "h%d" % index, "ssh_host_ed25519_key.pub")) as f:
+            key = f.read().strip()
+        with open(os.path.join(self.console, inst["InstanceId"]), "w") as f:
+            f.write("ci-info: no authorized SSH keys fingerprints found for user ubuntu.\n"
+                    "-----BEGIN SSH HOST KEY KEYS-----\n%s\n-----END SSH HOST KEY KEYS-----\n" % key)
         log("up %s %s h%d" % (inst["InstanceId"], ip, index))
 
     def _remove(self, iid, why):
@@ -134,8 +145,9 @@ def main():
         sys.exit("local_cloud.py: must run as root (network namespaces)")
     netns("down")  # what a killed earlier run may have left of this bed
     port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    console = tempfile.mkdtemp(prefix="skyhost-aws-console-")
+    moto = subprocess.Popen([sys.executable, os.path.join(HERE, "moto_console.py"), console, "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = "http://127.0.0.1:%d/" % port
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -158,7 +170,7 @@ def main():
         # two zones, one subnet each, both halves of the bed's /24
         subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=str(half), AvailabilityZone=args.region + zone)
                    ["Subnet"]["SubnetId"] for half, zone in zip(SUBNET.subnets(1), "ab")]
-        ctl = Controller(ec2)
+        ctl = Controller(ec2, console)
         print(json.dumps({"endpoint": endpoint, "region": args.region, "vpc": vpc, "subnet": subnets[0],
                           "subnets": subnets, "pid": os.getpid()}), flush=True)
         parent = os.getppid()
@@ -175,6 +187,7 @@ def main():
         except subprocess.TimeoutExpired:
             moto.kill()
             moto.wait()
+        shutil.rmtree(console, ignore_errors=True)
 
 
 if __name__ == "__main__":
