@@ -6,13 +6,14 @@
 --      sections [name]) and $AWS_CONFIG_FILE (~/.aws/config, sections [profile name] or
 --      [default]); a key in the credentials file wins over the same key in the config file. In
 --      a profile: role_arn (+ source_profile or credential_source, or web_identity_token_file),
---      then keys, then credential_process (providers/aws/sources.lua);
+--      then keys, SSO (providers/aws/sso.lua), then credential_process (providers/aws/sources.lua);
 --   5. container credentials (AWS_CONTAINER_CREDENTIALS_*_URI), then the EC2 instance metadata
 --      service (IMDSv2; not with AWS_EC2_METADATA_DISABLED=true).
 -- The region comes from sky.aws{region = ...}, else $AWS_REGION, $AWS_DEFAULT_REGION, else the
 -- profile's `region`. Secrets never appear in messages: `source` says where they were found.
 local errors = require "sky.errors"
 local sources = require "providers.aws.sources"
+local sso = require "providers.aws.sso"
 
 local M = {}
 
@@ -90,6 +91,8 @@ _from_profile = function(profile, depth)
       get("role_session_name"))
   elseif get("role_arn") then
     out = sources.assume_role(profile, get, function(src) return _source(src, depth or 0) end)
+  elseif not id and not secret and sso.applies(get) then
+    out = sso.credentials(profile, get, function(name) return conf and conf[name] end)
   elseif not id and not secret and get("credential_process") then
     out = sources.credential_process(get("credential_process"), profile)
   else

@@ -2,14 +2,16 @@
 """sky.aws credential sources beyond keys (providers/aws/sources.lua), with botocore as an oracle.
 
 credential_process, assume-role (role_arn + source_profile: STS AssumeRole), web identity
-(AssumeRoleWithWebIdentity), container credentials and IMDSv2. STS is moto's server on
-127.0.0.1 (AWS_ENDPOINT_URL_STS); the container endpoint and the instance metadata service are
-a local HTTP server that insists on the authorization token and the IMDSv2 session token. Each
+(AssumeRoleWithWebIdentity), SSO (a token cached by `aws sso login`), container credentials and
+IMDSv2. STS is moto's server on
+127.0.0.1 (AWS_ENDPOINT_URL_STS); the SSO portal, the container endpoint and the instance
+metadata service are a local HTTP server that insists on the authorization token and the IMDSv2 session token. Each
 source: skyhost finds the credentials botocore finds (the same keys where the source is
 deterministic; keys STS really issued for the role otherwise, checked with GetCallerIdentity),
 `source` says where they came from, and no secret is ever printed. Nothing but 127.0.0.1 is
 dialled. Usage: test_sources.py SKYHOST (the default python3: moto and boto3).
 """
+import hashlib
 import http.server
 import json
 import os
@@ -74,6 +76,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         seen.append(("GET", self.path, dict(self.headers)))
+        if self.path.startswith("/federation/credentials?"):
+            if self.headers.get("x-amz-sso_bearer_token") != "sso-access-token":
+                return self.reply(401, "")
+            if "account_id=123456789012" not in self.path or "role_name=SkyhostRole" not in self.path:
+                return self.reply(404, "")
+            return self.reply(200, json.dumps({"roleCredentials": {
+                "accessKeyId": "ASIASSO", "secretAccessKey": SECRET, "sessionToken": "ssotoken",
+                "expiration": 4102444800000}}))
         if self.path == "/container/creds":
             if self.headers.get("Authorization") != "container-auth-token":
                 return self.reply(401, "")
@@ -109,6 +119,11 @@ def botocore_creds(env_extra, home):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        # botocore fixes the SSO token cache's directory from HOME when it is imported
+        import botocore.credentials
+        import botocore.tokens
+        botocore.credentials.SSOProvider._SSO_TOKEN_CACHE_DIR = os.path.join(home, ".aws", "sso", "cache")
+        botocore.tokens.SSOTokenProvider._SSO_TOKEN_CACHE_DIR = os.path.join(home, ".aws", "sso", "cache")
         c = botocore.session.Session().get_credentials()
         return c and (c.get_frozen_credentials(), c.method)
     finally:
@@ -168,7 +183,20 @@ def cases(home, local, sts):
                 "[profile role]\nrole_arn = %s\nsource_profile = base\nrole_session_name = skyhost-role\n"
                 "[profile nosource]\nrole_arn = %s\n"
                 "[profile loop]\nrole_arn = %s\nsource_profile = loop\n"
-                "[profile web]\nrole_arn = %s\nweb_identity_token_file = %s\n" % (helper, ROLE, ROLE, ROLE, ROLE, token_file))
+                "[profile web]\nrole_arn = %s\nweb_identity_token_file = %s\n"
+                "[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = SkyhostRole\n"
+                "[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = us-east-1\n"
+                "[profile ssolegacy]\nsso_start_url = https://legacy.awsapps.com/start\nsso_region = us-east-1\n"
+                "sso_account_id = 123456789012\nsso_role_name = SkyhostRole\n"
+                "[profile ssogone]\nsso_start_url = https://expired.awsapps.com/start\nsso_region = us-east-1\n"
+                "sso_account_id = 123456789012\nsso_role_name = SkyhostRole\n"
+                % (helper, ROLE, ROLE, ROLE, ROLE, token_file))
+    os.makedirs(home + "/.aws/sso/cache")
+    for key, expires in (("corp", "2099-01-01T00:00:00Z"), ("https://legacy.awsapps.com/start", "2099-01-01T00:00:00Z"),
+                         ("https://expired.awsapps.com/start", "2020-01-01T00:00:00Z")):
+        with open(home + "/.aws/sso/cache/%s.json" % hashlib.sha1(key.encode()).hexdigest(), "w") as f:
+            json.dump({"startUrl": "x", "region": "us-east-1", "accessToken": "sso-access-token",
+                       "expiresAt": expires}, f)
 
     def both(name, env, expect_source):
         r = run(RESOLVE % "nil", env, home)
@@ -209,6 +237,15 @@ def cases(home, local, sts):
     r = run(RESOLVE % "nil", {"AWS_WEB_IDENTITY_TOKEN_FILE": token_file}, home)
     check("a token file without AWS_ROLE_ARN is a clear error", r.returncode != 0 and "AWS_ROLE_ARN is not" in r.stderr,
           r.stderr)
+
+    for profile in ("sso", "ssolegacy"):
+        (key, tok), b = both("SSO (%s)" % profile, {"AWS_PROFILE": profile, "AWS_ENDPOINT_URL_SSO": local},
+                             "SSO role SkyhostRole of account 123456789012 (profile '%s'" % profile)
+        check("SSO (%s): the same keys as botocore" % profile,
+              [key, tok] == [b[0].access_key, b[0].token] == ["ASIASSO", "ssotoken"], (key, tok, b))
+    r = run(RESOLVE % '"ssogone"', {"AWS_ENDPOINT_URL_SSO": local}, home)
+    check("an expired SSO token says to log in again", r.returncode != 0 and "has expired" in r.stderr
+          and "aws sso login --profile ssogone" in r.stderr, r.stderr)
 
     token_path = os.path.join(home, "container-token")
     with open(token_path, "w") as f:
