@@ -2,13 +2,16 @@
 """sky.aws end to end on the local cloud (tests/support/local_cloud.py: moto's EC2 server whose
 running instances are netns OpenSSH hosts).
 
-A pool of 2 T4 nodes runs a task and a broadcast on two real hosts; after the script ends, the API
-holds no running instance, security group or key pair of the pool, the spot price paid is the
-live one, the instances never had a public address, and no host is left. Needs root and the default python3 with moto and boto3;
-run it under `flock /tmp/skyhost-netns.lock` like the other netns tests.
+A pool of 2 T4 nodes (host keys pinned from the console output) runs a task and a broadcast on
+two real hosts; after the script ends, the API holds no running instance, security group or key
+pair of the pool, the spot price paid is the live one, the instances never had a public address,
+and no host is left. Then a node whose console shows another key than its own is refused. Needs
+root and the default python3 with moto and boto3; run it under `flock /tmp/skyhost-netns.lock`
+like the other netns tests.
 Usage: test_aws.py SKYHOST
 """
 import ipaddress
+import os
 import subprocess
 import sys
 import time
@@ -43,6 +46,16 @@ def main():
         check("no public address, private ones in the test bed's subnet",
               all(not i.get("PublicIpAddress") and ipaddress.ip_address(i["PrivateIpAddress"]) in net for i in insts),
               [(i.get("PublicIpAddress"), i.get("PrivateIpAddress")) for i in insts])
+        # a console that shows another key than the host's: the first connection is refused
+        open(os.path.join(cloud.info["console"], "WRONG"), "w").close()
+        t0 = time.time()
+        rc, out, _, text2 = run_pool(SKYHOST, cloud, nodes=1, allocation="on-demand", env_extra={"HOST_KEYS": "console"})
+        os.remove(os.path.join(cloud.info["console"], "WRONG"))
+        check("a node whose key is not the one its console reported is refused (%.1f s)" % (time.time() - t0),
+              rc != 0 and "key(s) reported for this machine; refusing to connect" in text2, text2)
+        live = [i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]
+                if i["State"]["Name"] != "terminated"]
+        check("and its instances were terminated", not live, live)
         log = cloud.hosts_settled()
         check("every host the cloud made for the pool was removed when its instance terminated",
               log.count(" up ") >= 2 and log.count(" down ") == log.count(" up "), log)

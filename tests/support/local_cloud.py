@@ -19,7 +19,8 @@ of the bed is 10.213.0.(3 + i) (SKYT_HOST_BASE=3).
 
 Usage (root, the default python3 — the one with moto and boto3):
   local_cloud.py [--lifetime S] [--region R]
-prints one JSON line, {"endpoint", "region", "vpc", "subnet" (zone a's), "subnets", "pid"}, once the API answers and the
+prints one JSON line, {"endpoint", "region", "vpc", "subnet" (zone a's), "subnets", "pid", "console" (its
+directory: a file WRONG there makes new instances' consoles show a key no host has)}, once the API answers and the
 subnet exists; then runs until SIGTERM, its parent's death or the lifetime, and on the way out
 removes every host it made and stops moto (by PID). Events go to stderr, one line each.
 """
@@ -45,6 +46,9 @@ VPC = NET4 + ".0.0/16"
 SUBNET = ipaddress.ip_network(NET4 + ".0.0/24")
 HOST_BASE = 3
 STATE = os.environ.get("SKYA_STATE", "/run/skyhost-aws")
+# What the console shows instead of the host's key while a file WRONG is in the console
+# directory (a test of host key pinning): a well-formed ed25519 key that no host has.
+WRONG_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC not-this-host"
 
 
 def log(msg):
@@ -100,6 +104,8 @@ class Controller:
         # the console as cloud-init writes it: the host's real public keys, for GetConsoleOutput
         with open(os.path.join(STATE, "hosts", "h%d" % index, "ssh_host_ed25519_key.pub")) as f:
             key = f.read().strip()
+        if os.path.exists(os.path.join(self.console, "WRONG")):
+            key = WRONG_KEY
         with open(os.path.join(self.console, inst["InstanceId"]), "w") as f:
             f.write("ci-info: no authorized SSH keys fingerprints found for user ubuntu.\n"
                     "-----BEGIN SSH HOST KEY KEYS-----\n%s\n-----END SSH HOST KEY KEYS-----\n" % key)
@@ -172,7 +178,7 @@ def main():
                    ["Subnet"]["SubnetId"] for half, zone in zip(SUBNET.subnets(1), "ab")]
         ctl = Controller(ec2, console)
         print(json.dumps({"endpoint": endpoint, "region": args.region, "vpc": vpc, "subnet": subnets[0],
-                          "subnets": subnets, "pid": os.getpid()}), flush=True)
+                          "subnets": subnets, "pid": os.getpid(), "console": console}), flush=True)
         parent = os.getppid()
         until = time.time() + args.lifetime
         while not stop and time.time() < until and os.getppid() == parent:
