@@ -65,10 +65,13 @@ local _from_profile
 
 -- A source profile's keys (role chains follow source_profile at most 5 deep).
 local function _source(name, depth)
-  if depth > 5 then errors.raise("NoCredentials", "sky.aws: source_profile chain longer than 5 (a loop?) at '" .. name .. "'") end
+  if depth > 5 then
+    errors.raise("NoCredentials", "sky.aws: source_profile chain longer than 5 (a loop?) at '" .. name .. "'")
+  end
   local c, cred_path, conf_path = _from_profile(name, depth + 1)
   if not c then
-    errors.raise("NoCredentials", ("sky.aws: source_profile '%s' is in neither %s nor %s"):format(name, cred_path, conf_path))
+    errors.raise("NoCredentials",
+      ("sky.aws: source_profile '%s' is in neither %s nor %s"):format(name, cred_path, conf_path))
   end
   if not (c.access_key_id and c.secret_access_key) then
     errors.raise("NoCredentials", ("sky.aws: source_profile '%s' has no keys"):format(name))

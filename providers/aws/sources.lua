@@ -51,7 +51,9 @@ function M.credential_process(cmd, profile)
   local ok, _, code = p:close()
   if not ok then _fail("%s (%s) failed with status %s", what, cmd, tostring(code)) end
   local doc = json.try_decode(out)
-  if type(doc) == "table" and doc.Version ~= 1 then _fail("%s: Version must be 1, got %s", what, tostring(doc.Version)) end
+  if type(doc) == "table" and doc.Version ~= 1 then
+    _fail("%s: Version must be 1, got %s", what, tostring(doc.Version))
+  end
   return _from_json(doc, what, what)
 end
 
@@ -90,7 +92,9 @@ function M.sts(action, params, creds, region, endpoint)
     session_token = ec2.text(result, "SessionToken"), expires = ec2.text(result, "Expiration") }
 end
 
-local function _session_name(given) return given or _env("AWS_ROLE_SESSION_NAME") or ("skyhost-%d"):format(os.time()) end
+local function _session_name(given)
+  return given or _env("AWS_ROLE_SESSION_NAME") or ("skyhost-%d"):format(os.time())
+end
 
 --- assume-role: `get` reads the profile's keys; `source_creds` resolves the source profile.
 function M.assume_role(profile, get, source_creds)
@@ -100,8 +104,12 @@ function M.assume_role(profile, get, source_creds)
     base, via = source_creds(src), ("source profile '%s'"):format(src)
   elseif get("credential_source") == "Environment" then
     local id, secret = _env("AWS_ACCESS_KEY_ID"), _env("AWS_SECRET_ACCESS_KEY")
-    if not (id and secret) then _fail("profile '%s': credential_source = Environment but AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set", profile) end
-    base, via = { access_key_id = id, secret_access_key = secret, session_token = _env("AWS_SESSION_TOKEN") }, "the environment"
+    if not (id and secret) then
+      _fail("profile '%s': credential_source = Environment but AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set",
+        profile)
+    end
+    base = { access_key_id = id, secret_access_key = secret, session_token = _env("AWS_SESSION_TOKEN") }
+    via = "the environment"
   elseif get("credential_source") then
     base, via = M.credential_source(get("credential_source"), profile), get("credential_source")
     if not base then _fail("profile '%s': credential_source %s found no credentials", profile, via) end
@@ -121,7 +129,8 @@ end
 function M.credential_source(kind, profile)
   if kind == "EcsContainer" then return M.container() end
   if kind == "Ec2InstanceMetadata" then return M.imds() end
-  _fail("profile '%s': credential_source '%s' is not one of Environment, EcsContainer, Ec2InstanceMetadata", profile, kind)
+  _fail("profile '%s': credential_source '%s' is not one of Environment, EcsContainer, Ec2InstanceMetadata",
+    profile, kind)
 end
 
 --- Web identity: the token in `token_file` exchanged for role `role` (AssumeRoleWithWebIdentity,
@@ -170,7 +179,8 @@ function M.container()
   local resp, herr = http.try { url = url, headers = headers, timeout = 5 }
   if not resp then _fail("container credentials (%s): no answer from %s: %s", var, url, herr.message) end
   if not resp.ok then _fail("container credentials (%s): HTTP %d from %s", var, resp.status, url) end
-  return _from_json(json.try_decode(resp.body), ("container credentials (%s)"):format(var), "the container endpoint " .. url)
+  return _from_json(json.try_decode(resp.body), ("container credentials (%s)"):format(var),
+    "the container endpoint " .. url)
 end
 
 --- Is the instance metadata service off (AWS_EC2_METADATA_DISABLED=true)?

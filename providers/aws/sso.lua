@@ -65,8 +65,8 @@ function M.credentials(profile, get, section)
   end
   local account, role = get("sso_account_id"), get("sso_role_name")
   if not (account and role and region) then
-    _fail("profile '%s' uses SSO but lacks %s", profile, not account and "sso_account_id" or not role and "sso_role_name"
-      or "sso_region")
+    _fail("profile '%s' uses SSO but lacks %s", profile,
+      not account and "sso_account_id" or not role and "sso_role_name" or "sso_region")
   end
   local login = ("run `aws sso login --profile %s`"):format(profile)
   local path = (os.getenv("HOME") or "") .. "/.aws/sso/cache/" .. M.sha1(key) .. ".json"
@@ -74,20 +74,29 @@ function M.credentials(profile, get, section)
   if not f then _fail("profile '%s': no SSO token cached for %s (%s): %s", profile, start or key, path, login) end
   local cache = json.try_decode(f:read("a"))
   f:close()
-  if type(cache) ~= "table" or type(cache.accessToken) ~= "string" then _fail("profile '%s': %s holds no accessToken: %s", profile, path, login) end
+  if type(cache) ~= "table" or type(cache.accessToken) ~= "string" then
+    _fail("profile '%s': %s holds no accessToken: %s", profile, path, login)
+  end
   local expires = type(cache.expiresAt) == "string" and cache.expiresAt:sub(1, 19) or ""
-  if expires <= os.date("!%Y-%m-%dT%H:%M:%S") then _fail("profile '%s': the SSO token in %s has expired: %s", profile, path, login) end
-  local base = (_env("AWS_ENDPOINT_URL_SSO") or _env("AWS_ENDPOINT_URL") or ("https://portal.sso.%s.amazonaws.com"):format(region))
-    :gsub("/+$", "")
+  if expires <= os.date("!%Y-%m-%dT%H:%M:%S") then
+    _fail("profile '%s': the SSO token in %s has expired: %s", profile, path, login)
+  end
+  local base = _env("AWS_ENDPOINT_URL_SSO") or _env("AWS_ENDPOINT_URL")
+    or ("https://portal.sso.%s.amazonaws.com"):format(region)
+  base = base:gsub("/+$", "")
   local url = ("%s/federation/credentials?account_id=%s&role_name=%s"):format(base, account, role:gsub("[^%w%-%._~]",
     function(c) return ("%%%02X"):format(c:byte()) end))
   local resp, herr = http.try { url = url, headers = { ["x-amz-sso_bearer_token"] = cache.accessToken }, timeout = 15 }
   if not resp then _fail("profile '%s': SSO portal %s: no answer: %s", profile, base, herr.message) end
-  if resp.status == 401 or resp.status == 403 then _fail("profile '%s': the SSO portal refused the token: %s", profile, login) end
+  if resp.status == 401 or resp.status == 403 then
+    _fail("profile '%s': the SSO portal refused the token: %s", profile, login)
+  end
   if not resp.ok then _fail("profile '%s': SSO portal %s: HTTP %d", profile, base, resp.status) end
   local doc = json.try_decode(resp.body)
   local rc = type(doc) == "table" and doc.roleCredentials
-  if type(rc) ~= "table" or type(rc.accessKeyId) ~= "string" then _fail("profile '%s': SSO portal gave no credentials", profile) end
+  if type(rc) ~= "table" or type(rc.accessKeyId) ~= "string" then
+    _fail("profile '%s': SSO portal gave no credentials", profile)
+  end
   return { access_key_id = rc.accessKeyId, secret_access_key = rc.secretAccessKey, session_token = rc.sessionToken,
     expires = rc.expiration, source = ("SSO role %s of account %s (profile '%s', token of %s)"):format(role, account,
       profile, start or key) }

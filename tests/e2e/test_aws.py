@@ -49,7 +49,8 @@ def main():
         # a console that shows another key than the host's: the first connection is refused
         open(os.path.join(cloud.info["console"], "WRONG"), "w").close()
         t0 = time.time()
-        rc, out, _, text2 = run_pool(SKYHOST, cloud, nodes=1, allocation="on-demand", env_extra={"HOST_KEYS": "console"})
+        rc, out, _, text2 = run_pool(SKYHOST, cloud, nodes=1, allocation="on-demand",
+                                     env_extra={"HOST_KEYS": "console"})
         os.remove(os.path.join(cloud.info["console"], "WRONG"))
         check("a node whose key is not the one its console reported is refused (%.1f s)" % (time.time() - t0),
               rc != 0 and "key(s) reported for this machine; refusing to connect" in text2, text2)
