@@ -81,9 +81,23 @@ function M.new(opts)
   return self
 end
 
--- The EC2 client of `region`, with the credentials resolved once per provider.
+-- The provider's credentials, resolved once, and again (in place: the clients hold the table)
+-- when temporary ones are within 5 minutes of expiring, so that a long pool can still tear down.
+function Provider:_credentials()
+  local c = self._creds
+  if not c then
+    self._creds = credentials.resolve(self.opts.profile)
+  elseif credentials.expiring(c, 300) then
+    local new = credentials.resolve(self.opts.profile)
+    for k in pairs(c) do c[k] = nil end
+    for k, v in pairs(new) do c[k] = v end
+  end
+  return self._creds
+end
+
+-- The EC2 client of `region`.
 function Provider:_client(region)
-  self._creds = self._creds or credentials.resolve(self.opts.profile)
+  self:_credentials()
   self._clients = self._clients or {}
   local c = self._clients[region]
   if not c then

@@ -149,6 +149,35 @@ function M.resolve(profile)
   return c
 end
 
+-- Seconds since the epoch of an ISO 8601 UTC time ("2026-12-03T14:00:00Z", fractions and
+-- "+00:00" allowed), or nil.
+local function _epoch(iso)
+  local y, mo, d, h, mi, sec = iso:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):(%d%d)")
+  if not y then return nil end
+  y, mo = tonumber(y), tonumber(mo)
+  if mo <= 2 then y = y - 1 end -- days from civil (Howard Hinnant's algorithm)
+  local era = y // 400
+  local yoe = y - era * 400
+  local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + tonumber(d) - 1
+  local days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+--- When credentials `c` expire, in seconds since the epoch (nil: they do not). `expires` is an
+--- ISO 8601 time (STS, container, instance metadata, credential_process) or milliseconds (SSO).
+function M.expires_at(c)
+  local e = c.expires
+  if type(e) == "number" then return e // 1000 end
+  if type(e) == "string" then return _epoch(e) end
+  return nil
+end
+
+--- Do credentials `c` expire within `margin` seconds of `now` (default: the clock)?
+function M.expiring(c, margin, now)
+  local at = M.expires_at(c)
+  return at ~= nil and at - (now or os.time()) < margin
+end
+
 --- For `skyhost check`: found, where (never the secret).
 function M.describe(profile)
   local ok, c = pcall(M.resolve, profile)

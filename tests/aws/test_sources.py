@@ -272,6 +272,27 @@ def cases(home, local, sts):
     check("AWS_EC2_METADATA_DISABLED=true: the service is not asked, and the error says so",
           r.returncode != 0 and not seen and "instance metadata disabled" in r.stderr, (seen, r.stderr))
 
+    # temporary credentials close to their expiry are read again before the next API call
+    counter = os.path.join(home, "process-runs")
+    for name, expires in (("soon", "$(date -u -d '+2 min' +%Y-%m-%dT%H:%M:%SZ)"), ("later", "2099-01-01T00:00:00Z")):
+        script = os.path.join(home, "creds-%s.sh" % name)
+        with open(script, "w") as f:
+            f.write('#!/bin/sh\necho run >> %s\necho "{\\"Version\\": 1, \\"AccessKeyId\\": \\"AKID%s\\", '
+                    '\\"SecretAccessKey\\": \\"%s\\", \\"Expiration\\": \\"%s\\"}"\n'
+                    % (counter, name.upper(), SECRET, expires))
+        os.chmod(script, 0o755)
+        with open(home + "/.aws/config", "a") as f:
+            f.write("[profile %s]\ncredential_process = %s\n" % (name, script))
+    for name, runs in (("soon", 3), ("later", 1)):
+        if os.path.exists(counter):
+            os.remove(counter)
+        code = ('local p = sky.aws { profile = "%s", region = "us-east-1", endpoint = "http://127.0.0.1:9/" } '
+                'for _ = 1, 3 do p:_client("us-east-1") end print(p._creds.access_key_id)' % name)
+        r = run(code, {}, home)
+        n = len(open(counter).read().split()) if os.path.exists(counter) else 0
+        check("credentials expiring within 5 minutes are read again (%s: %d reads for 3 clients)" % (name, n),
+              r.returncode == 0 and n == runs and r.stdout.strip() == "AKID" + name.upper(), r.stdout + r.stderr)
+
     r = subprocess.run([SKYHOST, "check"], env=dict({k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
                        HOME=home, AWS_PROFILE="proc", AWS_EC2_METADATA_DISABLED="true"), capture_output=True, text=True,
                        timeout=60)
