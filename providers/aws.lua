@@ -9,7 +9,9 @@ local catalog = require "providers.catalog"
 local credentials = require "providers.aws.credentials"
 local ec2 = require "providers.aws.ec2"
 local errors = require "sky.errors"
+local hostkeys = require "providers.aws.hostkeys"
 local options = require "sky.options"
+local prices = require "providers.aws.prices"
 
 local M = {}
 
@@ -17,7 +19,8 @@ local SCHEMA = {
   region = "string|table", zone = "string|table", profile = "string", image = "string",
   subnet = "string|table", security_group = "string", disk_gb = "integer", instance_profile = "string",
   endpoint = "string", public_ip = "boolean", ssh_cidr = "string", user = "string",
-  retries = "integer", poll_interval = "number",
+  retries = "integer", poll_interval = "number", live_prices = "boolean",
+  host_keys = "string",
 }
 
 -- Canonical's owner id and the name pattern of its Ubuntu server AMIs (the newest is used).
@@ -69,15 +72,32 @@ function M.new(opts)
     _bad("public_ip = false needs subnet = 'subnet-...' (a subnet this machine can reach)")
   end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
+  if opts.host_keys and not hostkeys.MODES[opts.host_keys] then
+    _bad("host_keys must be 'console', 'console-or-first-use' or 'first-use', got '%s'", opts.host_keys)
+  end
   for k, v in pairs(Provider) do
     if type(v) == "function" then self[k] = v end
   end
   return self
 end
 
--- The EC2 client of `region`, with the credentials resolved once per provider.
+-- The provider's credentials, resolved once, and again (in place: the clients hold the table)
+-- when temporary ones are within 5 minutes of expiring, so that a long pool can still tear down.
+function Provider:_credentials()
+  local c = self._creds
+  if not c then
+    self._creds = credentials.resolve(self.opts.profile)
+  elseif credentials.expiring(c, 300) then
+    local new = credentials.resolve(self.opts.profile)
+    for k in pairs(c) do c[k] = nil end
+    for k, v in pairs(new) do c[k] = v end
+  end
+  return self._creds
+end
+
+-- The EC2 client of `region`.
 function Provider:_client(region)
-  self._creds = self._creds or credentials.resolve(self.opts.profile)
+  self:_credentials()
   self._clients = self._clients or {}
   local c = self._clients[region]
   if not c then
@@ -122,6 +142,10 @@ function Provider:offers(spec)
       for k, v in pairs(o) do c[k] = v end
       out[#out + 1] = c
     end
+  end
+  -- Spot offers at the price AWS charges now (cached; the catalog's where it cannot be read).
+  if self.opts.live_prices ~= false then
+    prices.apply(out, function(r) return self:_client(r) end)
   end
   return out
 end
@@ -258,7 +282,12 @@ function Provider:get_instance(cluster, id)
   local state = STATES[ec2.text(item, "instanceState", "name")] or "pending"
   local ip = self.public_ip and ec2.text(item, "ipAddress") or ec2.text(item, "privateIpAddress")
   if state == "running" and not ip then state = "pending" end
-  return { id = id, state = state, ip = ip, port = 22, user = self.user,
+  local keys
+  if state == "running" then
+    keys = hostkeys.for_instance(self.opts.host_keys, self:_client(region), id, cluster.aws)
+    if not keys then state = "pending" end -- host_keys = "console": not on the console yet
+  end
+  return { id = id, state = state, ip = ip, port = 22, user = self.user, host_keys = keys and #keys > 0 and keys or nil,
     ssh = { host_keys = "accept-new", known_hosts = cluster.aws.known_hosts } }
 end
 
