@@ -15,7 +15,8 @@
 --              validated and filtered for the request, ordered, expanded (broker.plan)
 -- The offers are generated from a fixed seed, so every run sees the same input.
 local _here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-package.path = _here .. "/../stdlib/?.lua;" .. package.path
+package.path = _here .. "/../stdlib/?.lua;" .. _here .. "/../stdlib/?/init.lua;" .. _here .. "/../?.lua;"
+  .. _here .. "/../?/init.lua;" .. package.path
 
 local policy = require "sky.broker.policy"
 local catalog = require "providers.catalog"
