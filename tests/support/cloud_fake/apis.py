@@ -1,0 +1,235 @@
+"""The three cloud APIs of the fake: RunPod REST v1, Lambda Cloud v1, DigitalOcean v2, each a
+route table over one shared store of instances and SSH keys (store.py). Answers follow the
+official specs in tests/data/cloud-specs/ (Prism, in front, rejects any that does not).
+
+Each route is (method, regex on the path) -> function(store, match, body, query) -> (status, doc).
+"""
+import copy
+import json
+import os
+import re
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPECS = os.path.join(HERE, "..", "..", "data", "cloud-specs")
+
+
+def _iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+# --- RunPod -------------------------------------------------------------------------------------
+
+RUNPOD_STATUS = {"booting": "RUNNING", "running": "RUNNING", "deleting": "EXITED"}
+NO_CAPACITY_RUNPOD = ("There are no longer any instances available with the requested specifications. "
+                      "Please refresh and try again.")
+
+
+def _pod(inst):
+    running = inst["state"] == "running"
+    return {"id": inst["id"], "name": inst["name"], "desiredStatus": RUNPOD_STATUS[inst["state"]],
+            "imageName": inst["extra"]["imageName"], "image": inst["extra"]["imageName"],
+            "env": inst["extra"]["env"], "ports": inst["extra"]["ports"],
+            "publicIp": inst["ip"] if running else None, "portMappings": {"22": 22} if running else None,
+            "gpuCount": inst["extra"]["gpuCount"], "costPerHr": 2.5, "interruptible": inst["extra"]["interruptible"]}
+
+
+def runpod_create(store, m, body, q):
+    if not store.capacity["runpod"]:
+        return 400, {"error": NO_CAPACITY_RUNPOD, "status": 400}
+    key = (body.get("env") or {}).get("PUBLIC_KEY")
+    if not key or "22/tcp" not in (body.get("ports") or []):
+        return 400, {"error": "an SSH pod needs env PUBLIC_KEY and ports 22/tcp", "status": 400}
+    inst = store.create("runpod", body.get("name") or "pod", key, {
+        "imageName": body.get("imageName", ""), "env": body.get("env", {}), "ports": body.get("ports", []),
+        "gpuCount": body.get("gpuCount", 1), "interruptible": bool(body.get("interruptible"))})
+    return 201, _pod(inst)
+
+
+def runpod_get(store, m, body, q):
+    inst = store.get("runpod", m.group(1))
+    return (200, _pod(inst)) if inst else (404, None)
+
+
+def runpod_list(store, m, body, q):
+    return 200, [_pod(i) for i in store.list("runpod")]
+
+
+def runpod_delete(store, m, body, q):
+    return (204, None) if store.delete("runpod", m.group(1)) else (404, None)
+
+
+# --- Lambda -------------------------------------------------------------------------------------
+
+LAMBDA_STATUS = {"booting": "booting", "running": "active", "deleting": "terminating"}
+
+
+def _lambda_inst(inst):
+    return {"id": inst["id"], "name": inst["name"], "ip": inst["ip"] if inst["state"] == "running" else None,
+            "status": LAMBDA_STATUS[inst["state"]], "ssh_key_names": [inst["extra"]["key_name"]],
+            "file_system_names": []}
+
+
+def _lambda_error(code, message, suggestion=None):
+    return {"error": {"code": code, "message": message, "suggestion": suggestion}}
+
+
+def lambda_add_key(store, m, body, q):
+    if not body.get("public_key"):
+        return 400, _lambda_error("global/invalid-parameters", "this fake needs public_key")
+    k = store.add_key("lambda", body["name"], body["public_key"])
+    return 200, {"data": {"id": k["id"], "name": k["name"], "public_key": k["public_key"]}}
+
+
+def lambda_delete_key(store, m, body, q):
+    if store.delete_key("lambda", m.group(1)):
+        return 200, {}
+    return 400, _lambda_error("global/object-does-not-exist", "no such key")
+
+
+def lambda_launch(store, m, body, q):
+    if not store.capacity["lambda"]:
+        return 400, _lambda_error("instance-operations/launch/insufficient-capacity",
+                                  "Not enough capacity to fulfill launch request.",
+                                  "Choose an instance type with more availability, or try again later.")
+    key = store.key_by_name("lambda", body["ssh_key_names"][0])
+    if not key:
+        return 400, _lambda_error("global/invalid-parameters", "unknown SSH key %s" % body["ssh_key_names"][0])
+    ids = [store.create("lambda", body.get("name") or "instance", key["public_key"],
+                        {"key_name": key["name"]})["id"] for _ in range(body.get("quantity", 1))]
+    return 200, {"data": {"instance_ids": ids}}
+
+
+def lambda_get(store, m, body, q):
+    inst = store.get("lambda", m.group(1))
+    if not inst:
+        return 404, _lambda_error("global/object-does-not-exist", "Specified instance does not exist.")
+    return 200, {"data": _lambda_inst(inst)}
+
+
+def lambda_list(store, m, body, q):
+    return 200, {"data": [_lambda_inst(i) for i in store.list("lambda")]}
+
+
+def lambda_terminate(store, m, body, q):
+    done = []
+    for iid in body["instance_ids"]:
+        inst = store.get("lambda", iid)
+        if inst and store.delete("lambda", iid):
+            done.append(_lambda_inst(store.get("lambda", iid) or inst))
+    return 200, {"data": {"terminated_instances": done}}
+
+
+# --- DigitalOcean -------------------------------------------------------------------------------
+
+_DO_EXAMPLE = None
+
+
+def _droplet_example():
+    global _DO_EXAMPLE
+    if _DO_EXAMPLE is None:
+        with open(os.path.join(SPECS, "digitalocean.json")) as f:
+            _DO_EXAMPLE = json.load(f)["components"]["examples"]["droplet_single"]["value"]["droplet"]
+    return copy.deepcopy(_DO_EXAMPLE)
+
+
+DO_STATUS = {"booting": "new", "running": "active", "deleting": "off"}
+
+
+def _droplet(inst):
+    d = _droplet_example()
+    x = inst["extra"]
+    d.update(id=int(inst["id"]), name=inst["name"], status=DO_STATUS[inst["state"]], tags=x["tags"],
+             created_at=_iso(inst["created"]), size_slug=x["size"])
+    d["size"]["slug"] = x["size"]
+    d["region"]["slug"] = x["region"]
+    v4 = [{"ip_address": inst["ip"], "netmask": "255.255.0.0", "gateway": "10.211.0.1", "type": "public"}]
+    d["networks"] = {"v4": v4 if inst["state"] == "running" else [], "v6": []}
+    return d
+
+
+def _do_error(status, ident, message):
+    return status, {"id": ident, "message": message, "request_id": "fake-%d" % int(time.time() * 1000)}
+
+
+def do_add_key(store, m, body, q):
+    k = store.add_key("digitalocean", body["name"], body["public_key"], numeric=True)
+    return 201, {"ssh_key": {"id": int(k["id"]), "name": k["name"], "public_key": k["public_key"],
+                             "fingerprint": "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"}}
+
+
+def do_delete_key(store, m, body, q):
+    if store.delete_key("digitalocean", m.group(1)):
+        return 204, None
+    return _do_error(404, "not_found", "The resource you were accessing could not be found.")
+
+
+def do_create(store, m, body, q):
+    if not store.capacity["digitalocean"]:
+        return _do_error(422, "unprocessable_entity", "Size is not available in this region.")
+    keys = [store.get_key("digitalocean", str(k)) for k in body.get("ssh_keys", [])]
+    if not keys or None in keys:
+        return _do_error(422, "unprocessable_entity", "this fake needs ssh_keys of the account")
+    names = body.get("names") or [body.get("name")]
+    made = [store.create("digitalocean", n, keys[0]["public_key"], {"tags": body.get("tags", []), "size": body["size"],
+                                                                    "region": body["region"]}, numeric=True)
+            for n in names]
+    links = {"actions": [{"id": 1000 + int(i["id"]), "rel": "create", "href": "https://api.digitalocean.com/v2/actions/1"}
+                         for i in made]}
+    if "names" in body:
+        return 202, {"droplets": [_droplet(i) for i in made], "links": links}
+    return 202, {"droplet": _droplet(made[0]), "links": links}
+
+
+def do_get(store, m, body, q):
+    inst = store.get("digitalocean", m.group(1))
+    if not inst:
+        return _do_error(404, "not_found", "The resource you were accessing could not be found.")
+    return 200, {"droplet": _droplet(inst)}
+
+
+def _tagged(store, q):
+    tag = q.get("tag_name", [None])[0]
+    return [i for i in store.list("digitalocean") if tag is None or tag in i["extra"]["tags"]]
+
+
+def do_list(store, m, body, q):
+    ds = [_droplet(i) for i in _tagged(store, q)]
+    return 200, {"droplets": ds, "links": {}, "meta": {"total": len(ds)}}
+
+
+def do_delete(store, m, body, q):
+    if store.delete("digitalocean", m.group(1)):
+        return 204, None
+    return _do_error(404, "not_found", "The resource you were accessing could not be found.")
+
+
+def do_delete_tagged(store, m, body, q):
+    if "tag_name" not in q:
+        return _do_error(422, "unprocessable_entity", "tag_name is required")
+    for i in _tagged(store, q):
+        store.delete("digitalocean", i["id"])
+    return 204, None
+
+
+ROUTES = {
+    "runpod": [("POST", r"/pods", runpod_create), ("GET", r"/pods", runpod_list),
+               ("GET", r"/pods/([^/]+)", runpod_get), ("DELETE", r"/pods/([^/]+)", runpod_delete)],
+    "lambda": [("POST", r"/ssh-keys", lambda_add_key), ("DELETE", r"/ssh-keys/([^/]+)", lambda_delete_key),
+               ("POST", r"/instance-operations/launch", lambda_launch), ("GET", r"/instances", lambda_list),
+               ("GET", r"/instances/([^/]+)", lambda_get),
+               ("POST", r"/instance-operations/terminate", lambda_terminate)],
+    "digitalocean": [("POST", r"/v2/account/keys", do_add_key),
+                     ("DELETE", r"/v2/account/keys/([^/]+)", do_delete_key),
+                     ("POST", r"/v2/droplets", do_create), ("GET", r"/v2/droplets", do_list),
+                     ("DELETE", r"/v2/droplets", do_delete_tagged),
+                     ("GET", r"/v2/droplets/([^/]+)", do_get), ("DELETE", r"/v2/droplets/([^/]+)", do_delete)],
+}
+
+
+def route(cloud, method, path):
+    for meth, pattern, fn in ROUTES[cloud]:
+        m = re.fullmatch(pattern, path)
+        if m and meth == method:
+            return fn, m
+    return None, None
