@@ -44,22 +44,29 @@ function M.key_in(text, keys)
   return nil
 end
 
---- The API key of a cloud: {env = {variables}, files = {{path =, keys = {...}}}}, looked for in
---- that order (as `skyhost check` lists them). Returns key, where; or raises NoCredentials naming
---- every place looked at and `how` (how to get one).
-function M.credentials(cloud, places, how)
+--- The API key in `places` (as for credentials): key, where, or nil, nil, every place looked at.
+function M.find(places)
   local looked = {}
   for _, var in ipairs(places.env or {}) do
     looked[#looked + 1] = "$" .. var
     local v = os.getenv(var)
-    if v and v ~= "" then return v, "$" .. var end
+    if v and v ~= "" then return v, "$" .. var, looked end
   end
   for _, f in ipairs(places.files or {}) do
     looked[#looked + 1] = f.path
     local text = _read(_expand(f.path))
     local key = text and M.key_in(text, f.keys)
-    if key then return key, f.path end
+    if key then return key, f.path, looked end
   end
+  return nil, nil, looked
+end
+
+--- The API key of a cloud: {env = {variables}, files = {{path =, keys = {...}}}}, looked for in
+--- that order (as `skyhost check` lists them). Returns key, where; or raises NoCredentials naming
+--- every place looked at and `how` (how to get one).
+function M.credentials(cloud, places, how)
+  local key, where, looked = M.find(places)
+  if key then return key, where end
   errors.raise("NoCredentials", ("sky.%s: no API key (looked at %s); %s"):format(cloud, table.concat(looked, ", "), how))
 end
 

@@ -189,6 +189,14 @@ function M.check(...)
       -- What sky.aws itself would use (a file with no keys in it is not credentials).
       found, where = require("providers.aws.credentials").describe()
       where = found and where or nil
+    elseif providers.FACTORY[c.name] then
+      -- A JSON/REST cloud: a file counts only when it holds a key (providers/http_json.lua).
+      local places = require(providers.FACTORY[c.name]).CREDENTIALS
+      if places then
+        local key
+        key, where, looked = require("providers.http_json").find(places)
+        found = key ~= nil
+      end
     end
     local status = providers.implemented(c.name) and "ready" or "not implemented"
     local text = found and ("found: %s"):format(where) or ("not found (looked at %s)"):format(table.concat(looked, ", "))
