@@ -13,7 +13,7 @@ for name in (assert(os.getenv("CLOUDS"), "CLOUDS is not set")):gmatch("[^,]+") d
 local f = sky.fn(function(x) return { x = x * 2, host = sky.instance_info().hostname } end)
 do
   local pool <close> = sky.compute {
-    provider = providers, accelerator = "H100", count = 1, nodes = tonumber(os.getenv("NODES") or "2"),
+    provider = providers, accelerator = "H100", nodes = tonumber(os.getenv("NODES") or "2"),
     display = "quiet",
     on_event = function(ev)
       if ev.type == "AttemptFailed" then print("failed", ev.provider, ev.region, ev.reason) end

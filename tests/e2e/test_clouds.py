@@ -135,8 +135,10 @@ def main():
         rc, out, failed, text = run_pool(fake, "runpod,lambda,digitalocean")
         check_pool(check, fake, "fallback", rc, out, text)
         tried = sorted({f[0] for f in failed})
-        check("no capacity at Lambda and RunPod: both tried, the pool fell back to DigitalOcean",
-              tried == ["lambda", "runpod"] and all("NoCapacity" in f[-1] or "capacity" in f[-1] for f in failed),
+        reasons = {f[0]: f[-1] for f in failed}
+        check("no capacity at Lambda and RunPod: one attempt each (the region blocked), then DigitalOcean",
+              tried == ["lambda", "runpod"] and len(failed) == 2
+              and "insufficient-capacity" in reasons["lambda"] and "no longer any instances" in reasons["runpod"],
               failed)
         errs = fake.prism_errors()
         check("Prism found no request or answer its specs reject", not errs, "".join(errs[:20]))
