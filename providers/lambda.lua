@@ -22,7 +22,11 @@ M.ERROR_CODES = {
   ["global/account-inactive"] = "AuthFailed",
 }
 
-local SCHEMA = { region = "string|table", api = "string", user = "string", retries = "integer", poll_interval = "number" }
+local SCHEMA = { region = "string|table", api = "string", user = "string", retries = "integer", poll_interval = "number",
+  live = "boolean" }
+
+--- Seconds the broker keeps live offers (sky.state's cache) before asking again.
+M.OFFERS_TTL = 300
 
 local function _bad(fmt, ...) errors.raise("BadOption", "sky.lambda: " .. fmt:format(...)) end
 
@@ -42,7 +46,7 @@ function M.new(opts)
   if opts.api and not opts.api:find("^https?://[^/]") then _bad("api must be an http:// or https:// URL, got '%s'", opts.api) end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
   local self = { name = "lambda", opts = opts, regions = type(opts.region) == "string" and { opts.region } or opts.region,
-    user = opts.user or "ubuntu" }
+    user = opts.user or "ubuntu", offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil }
   return hj.install(self, Provider)
 end
 
@@ -55,7 +59,33 @@ function Provider:_api()
   return self._client
 end
 
-function Provider:offers(spec) return hj.catalog_offers("lambda", spec, self.regions) end
+--- The catalog's offers with what GET /instance-types says now: the price, and `available`
+--- (the region is among the type's regions_with_capacity_available). Types the catalog does not
+--- know are left out (their accelerator is not known); offers of a type the API no longer lists
+--- are kept as they are. No key or no answer: the catalog alone (offline).
+function M.merge_live(offers, types)
+  for _, o in ipairs(offers) do
+    local live = types[o.instance_type]
+    if type(live) == "table" and type(live.instance_type) == "table" then
+      local cents = tonumber(live.instance_type.price_cents_per_hour)
+      if cents then o.price = cents / 100 end
+      o.available = false
+      for _, r in ipairs(live.regions_with_capacity_available or {}) do
+        if r.name == o.region then o.available = true end
+      end
+      o.source = "live"
+    end
+  end
+  return offers
+end
+
+function Provider:offers(spec)
+  local offers = hj.catalog_offers("lambda", spec, self.regions)
+  if self.opts.live == false then return offers end
+  local ok, doc = pcall(function() return self:_api():call("GET", "/instance-types") end)
+  if not ok or type(doc) ~= "table" or type(doc.data) ~= "table" then return offers end
+  return M.merge_live(offers, doc.data)
+end
 
 function Provider:prepare(cluster)
   local api = self:_api()

@@ -127,6 +127,8 @@ def main():
             made = [r for r in fake.state()["requests"][before:] if r[0] == cloud and r[1] == "POST"]
             check("%s: it launched through its own API (%d POSTs, %.1f s)" % (cloud, len(made), time.time() - t0),
                   len(made) >= 1, made)
+        asked = [r for r in fake.state()["requests"] if r[0] == "lambda" and r[2] == "/instance-types"]
+        check("lambda: offers were refreshed from the live API", len(asked) >= 1, fake.state()["requests"])
         log = fake.log()
         check("every instance became a host and every host was removed",
               log.count(" up ") >= 6 and log.count(" down ") == log.count(" up "), log)

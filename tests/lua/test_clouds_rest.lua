@@ -160,6 +160,19 @@ t.test("Lambda: one instance per launch with the pool's registered key", functio
     name = "skyhost-p1-3" })
 end)
 
+t.test("Lambda: live prices and availability over the catalog's offers", function()
+  local lambda = require "providers.lambda"
+  local offers = { { instance_type = "gpu_1x_a10", region = "us-east-1", price = 1.29 },
+    { instance_type = "gpu_1x_a10", region = "us-west-1", price = 1.29 },
+    { instance_type = "gpu_8x_b200", region = "us-east-1", price = 40 } }
+  lambda.merge_live(offers, { gpu_1x_a10 = { instance_type = { name = "gpu_1x_a10", price_cents_per_hour = 75 },
+    regions_with_capacity_available = { { name = "us-east-1", description = "Virginia" } } } })
+  t.eq({ offers[1].price, offers[1].available, offers[2].price, offers[2].available }, { 0.75, true, 0.75, false })
+  t.eq({ offers[3].price, offers[3].available }, { 40, nil })
+  t.eq(sky.lambda {}.offers_ttl, lambda.OFFERS_TTL)
+  t.eq(sky.lambda { live = false }.offers_ttl, nil)
+end)
+
 t.test("DigitalOcean: all droplets in one request, tagged, the account key and user data", function()
   local p = sky.digitalocean {}
   local cl = { uid = "p2", ssh_public_key = CLUSTER.ssh_public_key, digitalocean = { key_id = 77, count = 0 } }

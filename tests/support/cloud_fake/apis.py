@@ -111,6 +111,20 @@ def lambda_list(store, m, body, q):
     return 200, {"data": [_lambda_inst(i) for i in store.list("lambda")]}
 
 
+LAMBDA_TYPES = {"gpu_1x_h100_pcie": (249, "H100 (80 GB PCIe)", 26, 225), "gpu_1x_h100_sxm5": (329, "H100 (80 GB SXM5)", 26, 225),
+                "gpu_1x_a10": (75, "A10 (24 GB PCIe)", 30, 200)}
+
+
+def lambda_types(store, m, body, q):
+    data = {}
+    for name, (cents, gpu, vcpus, mem) in LAMBDA_TYPES.items():
+        data[name] = {"instance_type": {"name": name, "description": "1x " + gpu, "gpu_description": gpu,
+                                        "price_cents_per_hour": cents,
+                                        "specs": {"vcpus": vcpus, "memory_gib": mem, "storage_gib": 512, "gpus": 1}},
+                      "regions_with_capacity_available": [{"name": "us-east-1", "description": "Virginia, USA"}]}
+    return 200, {"data": data}
+
+
 def lambda_terminate(store, m, body, q):
     done = []
     for iid in body["instance_ids"]:
@@ -218,7 +232,7 @@ ROUTES = {
     "lambda": [("POST", r"/ssh-keys", lambda_add_key), ("DELETE", r"/ssh-keys/([^/]+)", lambda_delete_key),
                ("POST", r"/instance-operations/launch", lambda_launch), ("GET", r"/instances", lambda_list),
                ("GET", r"/instances/([^/]+)", lambda_get),
-               ("POST", r"/instance-operations/terminate", lambda_terminate)],
+               ("POST", r"/instance-operations/terminate", lambda_terminate), ("GET", r"/instance-types", lambda_types)],
     "digitalocean": [("POST", r"/v2/account/keys", do_add_key),
                      ("DELETE", r"/v2/account/keys/([^/]+)", do_delete_key),
                      ("POST", r"/v2/droplets", do_create), ("GET", r"/v2/droplets", do_list),
