@@ -46,11 +46,12 @@ M.slurm = function(opts) return require("providers.slurm").new(opts) end
 --- sky.aws{region =, zone =, profile =, image =, subnet =, endpoint =, ...}: EC2 instances
 --- (providers/aws.lua, docs/aws.md).
 M.aws = function(opts) return require("providers.aws").new(opts) end
---- sky.runpod{}, sky.lambda{}, sky.digitalocean{}: JSON/REST clouds (providers/<cloud>.lua,
+--- sky.runpod{}, sky.lambda{}, sky.digitalocean{}, sky.vast{}: JSON/REST clouds (providers/<cloud>.lua,
 --- docs/clouds.md).
 M.runpod = function(opts) return require("providers.runpod").new(opts) end
 M.lambda = function(opts) return require("providers.lambda").new(opts) end
 M.digitalocean = function(opts) return require("providers.digitalocean").new(opts) end
+M.vast = function(opts) return require("providers.vast").new(opts) end
 M.http = http
 M.json = json
 

@@ -32,7 +32,7 @@ M.METHODS = { "offers", "prepare", "provision", "get_instance", "terminate", "te
 M.BUILTIN = { ["local"] = "providers.local", slurm = "providers.slurm" }
 -- Built-in providers made from options (sky.aws{...}); by name alone, with default options.
 M.FACTORY = { aws = "providers.aws", runpod = "providers.runpod", lambda = "providers.lambda",
-  digitalocean = "providers.digitalocean" }
+  digitalocean = "providers.digitalocean", vast = "providers.vast" }
 
 local _optional = { prepare = true, teardown = true }
 

@@ -71,7 +71,7 @@ aws             ready            not found (looked at $AWS_ACCESS_KEY_ID, $AWS_P
 gcp             not implemented  not found (looked at $GOOGLE_APPLICATION_CREDENTIALS, ~/.config/gcloud/application_default_credentials.json, ~/.config/gcloud/credentials.db)
 lambda          ready            not found (looked at $LAMBDA_API_KEY, ~/.lambda_cloud/lambda_keys)
 runpod          ready            found: $RUNPOD_API_KEY
-vast            not implemented  not found (looked at $VAST_API_KEY, $VASTAI_API_KEY, ~/.vast_api_key, ~/.config/vastai/vast_api_key)
+vast            ready            not found (looked at $VAST_API_KEY, $VASTAI_API_KEY, ~/.vast_api_key, ~/.config/vastai/vast_api_key)
 
 $ env -i PATH="$PATH" HOME=/tmp/skyhost-check-home RUNPOD_API_KEY=s3cr3t skyhost check | grep -c s3cr3t
 0

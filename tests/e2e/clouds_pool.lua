@@ -7,6 +7,7 @@ local make = {
   runpod = function() return sky.runpod { api = fake.runpod, region = "US", user = "root", poll_interval = 0.2 } end,
   lambda = function() return sky.lambda { api = fake.lambda, region = "us-east-1", user = "root", poll_interval = 0.2 } end,
   digitalocean = function() return sky.digitalocean { api = fake.digitalocean, user = "root", poll_interval = 0.2 } end,
+  vast = function() return sky.vast { api = fake.vast, user = "root", poll_interval = 0.2 } end,
 }
 local providers = {}
 for name in (assert(os.getenv("CLOUDS"), "CLOUDS is not set")):gmatch("[^,]+") do providers[#providers + 1] = make[name]() end

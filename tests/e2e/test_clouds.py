@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""sky.runpod, sky.lambda and sky.digitalocean end to end on their fakes
+"""sky.runpod, sky.lambda, sky.digitalocean and sky.vast end to end on their fakes
 (tests/support/cloud_fake/: stateful APIs whose instances are netns OpenSSH hosts of the skyc
 bed, each behind `prism proxy --errors` with the cloud's official OpenAPI spec).
 
@@ -82,7 +82,7 @@ class Fake:
 def run_pool(fake, clouds, nodes=2, timeout=240):
     with tempfile.TemporaryDirectory() as home:
         env = dict(os.environ, HOME=home, FAKE=fake.line, CLOUDS=clouds, NODES=str(nodes), RUNPOD_API_KEY=TOKEN,
-                   LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN)
+                   LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN, VAST_API_KEY=TOKEN)
         r = subprocess.run([SKYHOST, "tests/e2e/clouds_pool.lua"], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=timeout)
     out, failed = {}, []
@@ -119,19 +119,19 @@ def check_pool(check, fake, cloud, rc, out, text):
 def main():
     check = Checks()
     with Fake() as fake:
-        for cloud in ("runpod", "lambda", "digitalocean"):
+        for cloud in ("runpod", "lambda", "digitalocean", "vast"):
             t0 = time.time()
             before = len(fake.state()["requests"])
             rc, out, _, text = run_pool(fake, cloud)
             check_pool(check, fake, cloud, rc, out, text + "\nthe fake's log:\n" + fake.log()[-3000:])
-            made = [r for r in fake.state()["requests"][before:] if r[0] == cloud and r[1] == "POST"]
+            made = [r for r in fake.state()["requests"][before:] if r[0] == cloud and r[1] in ("POST", "PUT")]
             check("%s: it launched through its own API (%d POSTs, %.1f s)" % (cloud, len(made), time.time() - t0),
                   len(made) >= 1, made)
         asked = [r for r in fake.state()["requests"] if r[0] == "lambda" and r[2] == "/instance-types"]
         check("lambda: offers were refreshed from the live API", len(asked) >= 1, fake.state()["requests"])
         log = fake.log()
         check("every instance became a host and every host was removed",
-              log.count(" up ") >= 6 and log.count(" down ") == log.count(" up "), log)
+              log.count(" up ") >= 8 and log.count(" down ") == log.count(" up "), log)
         for cloud in ("lambda", "runpod"):
             fake.control(cloud, "/_fake/capacity", {"available": False})
         rc, out, failed, text = run_pool(fake, "runpod,lambda,digitalocean")

@@ -183,6 +183,20 @@ t.test("DigitalOcean: all droplets in one request, tagged, the account key and u
   t.ok(b.user_data:find(CLUSTER.ssh_public_key, 1, true) and b.user_data:find("skyhost pool p2", 1, true))
 end)
 
+t.test("Vast: asks of the offer's GPU and count, in its country, cheapest first; the key by on-start", function()
+  local vast = require "providers.vast"
+  local offer = { instance_type = "2x-H100_SXM-32-65536", region = "Texas, US, NA" }
+  t.eq(vast.search_body(2, offer), { gpu_name = { ["in"] = { "H100_SXM" } }, num_gpus = { ["in"] = { 2 } },
+    rentable = { eq = true }, verified = { eq = true }, type = "ondemand", limit = 16 })
+  local picked = vast.pick({ { id = 1, geolocation = "Bavaria, DE", dph_total = 0.1 },
+    { id = 2, geolocation = "Oregon, US", dph_total = 0.9 }, { id = 3, geolocation = "Texas, US", dph_total = 0.5 } }, offer)
+  t.eq({ picked[1].id, picked[2].id, #picked }, { 3, 2, 2 })
+  local b = sky.vast {}:create_body(CLUSTER, "skyhost-p-1")
+  t.ok(b.onstart:find(CLUSTER.ssh_public_key, 1, true) and b.label == "skyhost-p-1" and b.runtype == "ssh_direct")
+  t.eq((vast.classify(410, { error = "no_such_ask", msg = "no longer available" })), "NoCapacity")
+  t.eq((vast.classify(401, { error = "auth_error", msg = "Invalid user key" })), "AuthFailed")
+end)
+
 t.test("bad options are errors naming the option", function()
   t.raises(function() sky.runpod { regoin = "US" } end, "regoin")
   t.raises(function() sky.lambda { api = "ftp://x" } end, "http")

@@ -226,6 +226,59 @@ def do_delete_tagged(store, m, body, q):
     return 204, None
 
 
+# --- Vast.ai ------------------------------------------------------------------------------------
+
+VAST_STATUS = {"booting": "loading", "running": "running", "deleting": "exited"}
+VAST_PLACES = ["Texas, US", "Oregon, US", "Bavaria, DE", "Quebec, CA"]
+
+
+def vast_search(store, m, body, q):
+    gpu = body["gpu_name"]["in"][0]
+    n = body["num_gpus"]["in"][0]
+    asks = []
+    for i, geo in enumerate(VAST_PLACES * 2):
+        ask = next(store.ids)
+        asks.append({"id": ask, "ask_contract_id": ask, "gpu_name": gpu.replace("_", " "), "num_gpus": n,
+                     "geolocation": geo, "dph_total": round(0.5 + 0.1 * i, 3), "rentable": True, "verification": "verified"})
+    return 200, {"offers": asks}
+
+
+def _vast_inst(inst):
+    running = inst["state"] == "running"
+    return {"id": int(inst["id"]), "actual_status": VAST_STATUS[inst["state"]], "intended_status": "running",
+            "label": inst["name"], "ssh_host": inst["ip"], "ssh_port": 22, "public_ipaddr": inst["ip"] if running else "",
+            "num_gpus": 1, "onstart": inst["extra"]["onstart"]}
+
+
+def vast_create(store, m, body, q):
+    ask = int(m.group(1))
+    if not store.capacity["vast"]:
+        return 410, {"success": False, "error": "no_such_ask", "ask_id": ask,
+                     "msg": "error 410/3907: no_such_ask Instance type %d is no longer available." % ask}
+    key = re.search(r"echo '([^']+)' >>", body.get("onstart") or "")
+    if not key:
+        return 400, {"success": False, "error": "invalid_args", "ask_id": ask, "msg": "this fake needs the key in onstart"}
+    inst = store.create("vast", body.get("label") or "instance", key.group(1), {"onstart": body["onstart"]}, numeric=True)
+    return 200, {"success": True, "new_contract": int(inst["id"])}
+
+
+def vast_get(store, m, body, q):
+    inst = store.get("vast", m.group(1))
+    return 200, {"instances": _vast_inst(inst) if inst else {}}
+
+
+def vast_delete(store, m, body, q):
+    if store.delete("vast", m.group(1)):
+        return 200, {"success": True, "msg": "Instance destroyed successfully"}
+    return 404, {"success": False, "error": "not_found", "msg": "Instance not found"}
+
+
+def vast_list(store, m, body, q):
+    insts = [_vast_inst(i) for i in store.list("vast")]
+    return 200, {"success": True, "instances_found": len(insts), "total_instances": len(insts), "instances": insts,
+                 "next_token": None}
+
+
 ROUTES = {
     "runpod": [("POST", r"/pods", runpod_create), ("GET", r"/pods", runpod_list),
                ("GET", r"/pods/([^/]+)", runpod_get), ("DELETE", r"/pods/([^/]+)", runpod_delete)],
@@ -238,6 +291,9 @@ ROUTES = {
                      ("POST", r"/v2/droplets", do_create), ("GET", r"/v2/droplets", do_list),
                      ("DELETE", r"/v2/droplets", do_delete_tagged),
                      ("GET", r"/v2/droplets/([^/]+)", do_get), ("DELETE", r"/v2/droplets/([^/]+)", do_delete)],
+    "vast": [("POST", r"/api/v0/bundles", vast_search), ("PUT", r"/api/v0/asks/(\d+)", vast_create),
+             ("GET", r"/api/v0/instances/(\d+)", vast_get), ("DELETE", r"/api/v0/instances/(\d+)", vast_delete),
+             ("GET", r"/api/v1/instances", vast_list)],
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fake RunPod, Lambda Cloud and DigitalOcean APIs on 127.0.0.1, stateful, whose instances are
+"""Fake RunPod, Lambda Cloud, DigitalOcean and Vast.ai APIs on 127.0.0.1, stateful, whose instances are
 real machines (netns OpenSSH hosts of the `skyc` bed, store.py), each served BEHIND Stoplight
 Prism (`prism proxy --errors`) with that cloud's official OpenAPI spec (tests/data/cloud-specs/):
 a request skyhost sends or an answer the fake gives that the spec does not allow is an error
@@ -7,7 +7,7 @@ answer, and a line with "violation" in Prism's log.
 
 Usage (root; any python3): cloud_fake.py [--lifetime S] [--token T]
 prints one JSON line once every Prism answers:
-  {"runpod": URL, "lambda": URL, "digitalocean": URL   (through Prism: what skyhost is given)
+  {"runpod": URL, "lambda": URL, "digitalocean": URL, "vast": URL   (through Prism: what skyhost is given)
    "control": {cloud: URL}                              (the fake itself, for the test)
    "prism_log": PATH, "pid": PID}
 then runs until SIGTERM, its parent's death or the lifetime; on the way out it removes every
@@ -36,7 +36,7 @@ import apis  # noqa: E402
 from store import Store, log  # noqa: E402
 
 PRISM = os.path.join(os.environ.get("SKYHOST_PRISM_DIR", "/opt/skyhost-prism"), "node_modules", ".bin", "prism")
-SPEC = {"runpod": "runpod.json", "lambda": "lambda.yaml", "digitalocean": "digitalocean.json"}
+SPEC = {"runpod": "runpod.json", "lambda": "lambda.yaml", "digitalocean": "digitalocean.json", "vast": "vast.json"}
 
 
 def free_port():
@@ -76,6 +76,8 @@ def handler(cloud, store, token):
                 return self._send(200, store.capacity)
             store.requests.append((cloud, method, u.path))
             if self.headers.get("Authorization") != "Bearer " + token:
+                if cloud == "vast":
+                    return self._send(401, {"success": False, "error": "auth_error", "msg": "Invalid user key"})
                 if cloud == "lambda":
                     return self._send(401, apis._lambda_error("global/invalid-api-key", "API key is invalid, expired, or deleted."))
                 return self._send(401, {"id": "unauthorized", "message": "Unable to authenticate you."})
@@ -96,6 +98,9 @@ def handler(cloud, store, token):
 
         def do_DELETE(self):
             self._do("DELETE")
+
+        def do_PUT(self):
+            self._do("PUT")
 
     return H
 

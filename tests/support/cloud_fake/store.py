@@ -31,7 +31,7 @@ class Store:
         self.lock = threading.Lock()
         self.instances = {}  # (cloud, id) -> instance
         self.keys = {}  # (cloud, id) -> key
-        self.capacity = {"runpod": True, "lambda": True, "digitalocean": True}
+        self.capacity = {"runpod": True, "lambda": True, "digitalocean": True, "vast": True}
         self.ids = itertools.count(1001)
         self.made = set()  # host indices `add` ran for: close() removes them all
         self.requests = []  # (cloud, method, path) of every API request
