@@ -121,13 +121,15 @@ end
 
 --- `method` `path` (under base) with `body` (a table sent as JSON, or nil): the decoded answer
 --- (nil for an empty one), or raises. 429 waits Retry-After (else backoff); 5xx and no answer
---- are retried with backoff and full jitter, `retries` times.
-function Client:call(method, path, body)
-  local attempts = (self.retries or 5) + 1
+--- are retried with backoff and full jitter, `retries` times. `opts` may override retries and
+--- timeout for this call (a lookup that has a fallback need not wait).
+function Client:call(method, path, body, opts)
+  opts = opts or {}
+  local attempts = (opts.retries or self.retries or 5) + 1
   local delay = self.backoff or 0.5
   local last
   for i = 1, attempts do
-    local resp, herr = http.try { method = method, url = self.base .. path, json = body, timeout = self.timeout or 30,
+    local resp, herr = http.try { method = method, url = self.base .. path, json = body, timeout = opts.timeout or self.timeout or 30,
       headers = { Authorization = "Bearer " .. self.key, Accept = "application/json" } }
     if resp and resp.ok then
       if resp.body:find("^%s*$") then return nil end

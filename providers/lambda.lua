@@ -62,7 +62,7 @@ end
 --- The catalog's offers with what GET /instance-types says now: the price, and `available`
 --- (the region is among the type's regions_with_capacity_available). Types the catalog does not
 --- know are left out (their accelerator is not known); offers of a type the API no longer lists
---- are kept as they are. No key or no answer: the catalog alone (offline).
+--- are kept as they are. No key or no answer (one retry, 10 s each): the catalog alone.
 function M.merge_live(offers, types)
   for _, o in ipairs(offers) do
     local live = types[o.instance_type]
@@ -82,7 +82,7 @@ end
 function Provider:offers(spec)
   local offers = hj.catalog_offers("lambda", spec, self.regions)
   if self.opts.live == false then return offers end
-  local ok, doc = pcall(function() return self:_api():call("GET", "/instance-types") end)
+  local ok, doc = pcall(function() return self:_api():call("GET", "/instance-types", nil, { retries = 1, timeout = 10 }) end)
   if not ok or type(doc) ~= "table" or type(doc.data) ~= "table" then return offers end
   return M.merge_live(offers, doc.data)
 end
