@@ -28,7 +28,8 @@ function M.classify(status, doc, text)
   local msg = doc and type(doc.message) == "string" and (tostring(id) .. ": " .. doc.message) or text
   local low = msg:lower()
   if status == 401 or id == "unauthorized" or id == "Unauthorized" then return "AuthFailed", msg end
-  if low:find("droplet limit") or low:find("limit exceeded") or low:find("quota") then return "QuotaExceeded", msg end
+  if status == 429 or id == "too_many_requests" then return nil, msg end -- rate limit: retried, not a quota
+  if low:find("droplet limit") or low:find("quota") then return "QuotaExceeded", msg end
   if low:find("not available") or low:find("capacity") or low:find("out of stock") then return "NoCapacity", msg end
   return nil, msg
 end

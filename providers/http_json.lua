@@ -108,6 +108,8 @@ function Client:error(method, path, resp)
   local doc = json.try_decode(resp.body)
   local code, message = self.classify(resp.status, type(doc) == "table" and doc or nil, resp.body)
   message = message or resp.body:sub(1, 300)
+  -- Too many requests is never a quota or a capacity answer, whatever its text says: wait, retry.
+  if resp.status == 429 then code = nil end
   local what = ("%s %s %s: HTTP %d: %s"):format(self.cloud, method, path, resp.status, message)
   if not code and (resp.status == 401 or resp.status == 403) then code = "AuthFailed" end
   if code == "AuthFailed" then

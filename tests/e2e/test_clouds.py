@@ -3,7 +3,8 @@
 (tests/support/cloud_fake/: stateful APIs whose instances are netns OpenSSH hosts of the skyc
 bed, each behind `prism proxy --errors` with the cloud's official OpenAPI spec).
 
-Per cloud, a pool of 2 H100 nodes runs a task and a broadcast on two real hosts; afterwards the
+Per cloud, a pool of 2 H100 nodes runs a task and a broadcast on two real hosts (DigitalOcean's
+first requests answered 429 with Retry-After, then 500, both retried); afterwards the
 fake holds no instance or SSH key, every request carried the pool's name, and Prism saw no request
 or answer its spec rejects. Then one `provider = {runpod, lambda, digitalocean}` list with no
 capacity at Lambda and RunPod: the pool falls back to DigitalOcean, the failed attempts named.
@@ -122,11 +123,16 @@ def main():
         for cloud in ("runpod", "lambda", "digitalocean", "vast"):
             t0 = time.time()
             before = len(fake.state()["requests"])
+            if cloud == "digitalocean":
+                fake.control(cloud, "/_fake/faults", {"statuses": [429, 500]})
             rc, out, _, text = run_pool(fake, cloud)
             check_pool(check, fake, cloud, rc, out, text + "\nthe fake's log:\n" + fake.log()[-3000:])
             made = [r for r in fake.state()["requests"][before:] if r[0] == cloud and r[1] in ("POST", "PUT")]
             check("%s: it launched through its own API (%d POSTs, %.1f s)" % (cloud, len(made), time.time() - t0),
                   len(made) >= 1, made)
+        faulted = [r for r in fake.state()["requests"] if len(r) == 4]
+        check("digitalocean: its first requests got a 429 (Retry-After) and a 500 (the pool's checks above say it ran)",
+              [r[3] for r in faulted] == [429, 500] and not fake.state()["faults"]["digitalocean"], faulted)
         asked = [r for r in fake.state()["requests"] if r[0] == "lambda" and r[2] == "/instance-types"]
         check("lambda: offers were refreshed from the live API", len(asked) >= 1, fake.state()["requests"])
         log = fake.log()

@@ -65,6 +65,10 @@ t.test("Retry-After: seconds and HTTP dates", function()
   t.eq(hj.retry_after("soon"), nil)
 end)
 
+local function lambda_err(code, msg)
+  return sky.json.encode { error = { code = code, message = msg, suggestion = "try later" } }
+end
+
 local function client(answers, retries)
   local sent, sleeps, undo = fake(answers)
   local c = hj.client { cloud = "Lambda", base = "http://api.test/v1", key = "K", how = "set LAMBDA_API_KEY",
@@ -93,6 +97,15 @@ t.test("429 waits Retry-After, 5xx and lost answers back off with jitter, then s
   t.ok(sleeps[2] >= 0 and sleeps[2] <= 1.0 and sleeps[3] >= 0 and sleeps[3] <= 2.0, table.concat(sleeps, ","))
 end)
 
+t.test("a 429 whose text reads like a quota is still retried", function()
+  local sent, _, undo = fake({ { 429, lambda_err("global/quota-exceeded", "rate limit exceeded") }, { 200, "{}" } })
+  local c = hj.client { cloud = "Lambda", base = "http://api.test/v1", key = "K", how = "h",
+    classify = require("providers.lambda").classify, retries = 2 }
+  local ok = pcall(c.call, c, "GET", "/instances")
+  undo()
+  t.ok(ok and #sent == 2)
+end)
+
 t.test("5xx every time: gives up after retries, saying so", function()
   local c, sent, _, undo = client({ { 500, "a" }, { 502, "b" }, { 500, "c" } }, 2)
   local ok, err = pcall(c.call, c, "GET", "/instances")
@@ -118,10 +131,6 @@ t.test("a Retry-After longer than max_wait is an error at once", function()
   t.ok(not ok and #sent == 1 and err.message:find("Retry-After 3600", 1, true), err and err.message)
 end)
 
-local function lambda_err(code, msg)
-  return sky.json.encode { error = { code = code, message = msg, suggestion = "try later" } }
-end
-
 t.test("Lambda errors map to the broker's codes (scopes), with no retry", function()
   for _, case in ipairs({
     { 400, "instance-operations/launch/insufficient-capacity", "NoCapacity", "zone" },
@@ -146,6 +155,7 @@ t.test("RunPod and DigitalOcean error texts map too", function()
   t.eq((d(422, { id = "forbidden", message = "You have reached your droplet limit." })), "QuotaExceeded")
   t.eq((d(401, { id = "unauthorized", message = "Unable to authenticate you." })), "AuthFailed")
   t.eq((d(422, { id = "unprocessable_entity", message = "Name is invalid" })), nil)
+  t.eq((d(429, { id = "too_many_requests", message = "API Rate limit exceeded." })), nil)
 end)
 
 t.test("RunPod: the pod's key in PUBLIC_KEY, port 22 mapped, named after the pool", function()

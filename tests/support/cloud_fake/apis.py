@@ -297,6 +297,20 @@ ROUTES = {
 }
 
 
+def fault(cloud, status):
+    """The answer of an injected `status` (429 or 5xx) in the cloud's own error format: (doc, headers)."""
+    headers = [("Retry-After", "1")] if status == 429 else []
+    msg = "API Rate limit exceeded." if status == 429 else "Unexpected server-side error"
+    if cloud == "digitalocean":
+        return {"id": "too_many_requests" if status == 429 else "server_error", "message": msg,
+                "request_id": "fake-fault"}, headers
+    if cloud == "lambda":
+        return _lambda_error("global/unknown", msg), headers
+    if cloud == "vast":
+        return {"success": False, "error": "rate_limit_exceeded" if status == 429 else "server_error", "msg": msg}, headers
+    return {"error": msg, "status": status}, headers
+
+
 def route(cloud, method, path):
     for meth, pattern, fn in ROUTES[cloud]:
         m = re.fullmatch(pattern, path)

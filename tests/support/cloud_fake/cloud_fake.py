@@ -14,6 +14,8 @@ then runs until SIGTERM, its parent's death or the lifetime; on the way out it r
 host it made and stops the Prisms (by PID). The test asks the fake itself (not through Prism):
   GET  /_fake/state                       instances, keys, capacity, requests
   POST /_fake/capacity {"available": b}   whether launches of that cloud find capacity
+  POST /_fake/faults {"statuses": [429, 500]}   the next API requests of that cloud get these
+                                          (429 with Retry-After: 1), in the cloud's error format
 API requests need `Authorization: Bearer <token>` (default "fake-token"); others get 401.
 """
 import argparse
@@ -52,9 +54,11 @@ def handler(cloud, store, token):
         def log_message(self, *a):
             pass
 
-        def _send(self, status, doc):
+        def _send(self, status, doc, headers=()):
             body = b"" if doc is None else json.dumps(doc).encode()
             self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
             if doc is not None:
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -74,6 +78,9 @@ def handler(cloud, store, token):
             if u.path == "/_fake/capacity":
                 store.capacity[cloud] = bool(body.get("available"))
                 return self._send(200, store.capacity)
+            if u.path == "/_fake/faults":
+                store.faults[cloud] = list(body.get("statuses", []))
+                return self._send(200, store.faults)
             store.requests.append((cloud, method, u.path))
             if self.headers.get("Authorization") != "Bearer " + token:
                 if cloud == "vast":
@@ -81,6 +88,10 @@ def handler(cloud, store, token):
                 if cloud == "lambda":
                     return self._send(401, apis._lambda_error("global/invalid-api-key", "API key is invalid, expired, or deleted."))
                 return self._send(401, {"id": "unauthorized", "message": "Unable to authenticate you."})
+            if store.faults.get(cloud):
+                status = store.faults[cloud].pop(0)
+                store.requests.append((cloud, method, u.path, status))
+                return self._send(status, *apis.fault(cloud, status))
             fn, m = apis.route(cloud, method, u.path)
             if not fn:
                 return self._send(404, {"error": "no route %s %s" % (method, u.path)})

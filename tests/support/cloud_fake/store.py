@@ -32,6 +32,7 @@ class Store:
         self.instances = {}  # (cloud, id) -> instance
         self.keys = {}  # (cloud, id) -> key
         self.capacity = {"runpod": True, "lambda": True, "digitalocean": True, "vast": True}
+        self.faults = {}  # cloud -> statuses the next requests get
         self.ids = itertools.count(1001)
         self.made = set()  # host indices `add` ran for: close() removes them all
         self.requests = []  # (cloud, method, path) of every API request
@@ -94,6 +95,7 @@ class Store:
         with self.lock:
             return {"instances": [{k: v for k, v in i.items() if k != "extra"} for i in self.instances.values()],
                     "keys": [dict(k, cloud=c) for (c, _), k in self.keys.items()], "capacity": self.capacity,
+                    "faults": self.faults,
                     "requests": list(self.requests)}
 
     # --- the controller ---
