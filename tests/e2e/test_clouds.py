@@ -77,7 +77,8 @@ class Fake:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        os.unlink(self.info["prism_log"]) if getattr(self, "info", None) else None
+        if getattr(self, "info", None):
+            os.unlink(self.info["prism_log"])
 
 
 def run_pool(fake, clouds, nodes=2, timeout=240):
