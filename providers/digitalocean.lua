@@ -18,7 +18,10 @@ M.CREDENTIALS = { env = { "DIGITALOCEAN_ACCESS_TOKEN" },
 M.HOW = "set DIGITALOCEAN_ACCESS_TOKEN or run `doctl auth init` (~/.config/doctl/config.yaml); `skyhost check` shows what is found"
 
 local SCHEMA = { region = "string|table", api = "string", image = "string", user = "string", retries = "integer",
-  poll_interval = "number" }
+  poll_interval = "number", live = "boolean" }
+
+--- Seconds the broker keeps live offers (sky.state's cache) before asking again.
+M.OFFERS_TTL = 300
 
 local function _bad(fmt, ...) errors.raise("BadOption", "sky.digitalocean: " .. fmt:format(...)) end
 
@@ -41,7 +44,8 @@ function M.new(opts)
   if opts.api and not opts.api:find("^https?://[^/]") then _bad("api must be an http:// or https:// URL, got '%s'", opts.api) end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
   local self = { name = "digitalocean", opts = opts,
-    regions = type(opts.region) == "string" and { opts.region } or opts.region, user = opts.user or "root" }
+    regions = type(opts.region) == "string" and { opts.region } or opts.region, user = opts.user or "root",
+    offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil }
   return hj.install(self, Provider)
 end
 
@@ -54,7 +58,37 @@ function Provider:_api()
   return self._client
 end
 
-function Provider:offers(spec) return hj.catalog_offers("digitalocean", spec, self.regions) end
+--- The catalog's offers with what GET /v2/sizes says now: price_hourly, and `available` (the
+--- size is available and sold in the offer's region). Sizes the catalog does not know are left
+--- out; offers of a size the API does not list are kept as they are.
+function M.merge_live(offers, sizes)
+  local by_slug = {}
+  for _, sz in ipairs(sizes or {}) do
+    if type(sz) == "table" and sz.slug then by_slug[sz.slug] = sz end
+  end
+  for _, o in ipairs(offers) do
+    local sz = by_slug[o.instance_type]
+    if sz then
+      o.price = tonumber(sz.price_hourly) or o.price
+      o.available = false
+      for _, r in ipairs(sz.available and sz.regions or {}) do
+        if r == o.region then o.available = true end
+      end
+      o.source = "live"
+    end
+  end
+  return offers
+end
+
+function Provider:offers(spec)
+  local offers = hj.catalog_offers("digitalocean", spec, self.regions)
+  if self.opts.live == false then return offers end
+  local ok, doc = pcall(function()
+    return self:_api():call("GET", "/v2/sizes?per_page=200", nil, { retries = 1, timeout = 10 })
+  end)
+  if not ok or type(doc) ~= "table" or type(doc.sizes) ~= "table" then return offers end
+  return M.merge_live(offers, doc.sizes)
+end
 
 local function _tag(cluster) return "skyhost:" .. hj.pool(cluster) end
 

@@ -134,8 +134,10 @@ def main():
         faulted = [r for r in fake.state()["requests"] if len(r) == 4]
         check("digitalocean: its first requests got a 429 (Retry-After) and a 500 (the pool's checks above say it ran)",
               [r[3] for r in faulted] == [429, 500] and not fake.state()["faults"]["digitalocean"], faulted)
-        asked = [r for r in fake.state()["requests"] if r[0] == "lambda" and r[2] == "/instance-types"]
-        check("lambda: offers were refreshed from the live API", len(asked) >= 1, fake.state()["requests"])
+        for cloud, path in (("lambda", "/instance-types"), ("digitalocean", "/v2/sizes")):
+            asked = [r for r in fake.state()["requests"] if r[0] == cloud and r[2] == path]
+            check("%s: offers were refreshed from the live API (%s)" % (cloud, path), len(asked) >= 1,
+                  fake.state()["requests"])
         log = fake.log()
         check("every instance became a host and every host was removed",
               log.count(" up ") >= 8 and log.count(" down ") == log.count(" up "), log)

@@ -192,6 +192,17 @@ t.test("Lambda: live prices and availability over the catalog's offers", functio
   t.eq(sky.lambda { live = false }.offers_ttl, nil)
 end)
 
+t.test("DigitalOcean: live prices and availability from the sizes", function()
+  local d = require "providers.digitalocean"
+  local offers = { { instance_type = "gpu-h100x1-80gb", region = "tor1", price = 6.74 },
+    { instance_type = "gpu-h100x1-80gb", region = "ams3", price = 6.74 }, { instance_type = "other", region = "tor1", price = 1 } }
+  d.merge_live(offers, { { slug = "gpu-h100x1-80gb", price_hourly = 3.39, regions = { "tor1" }, available = true } })
+  t.eq({ offers[1].price, offers[1].available, offers[2].available, offers[3].price, offers[3].available },
+    { 3.39, true, false, 1, nil })
+  d.merge_live(offers, { { slug = "gpu-h100x1-80gb", price_hourly = 3.39, regions = { "tor1" }, available = false } })
+  t.eq(offers[1].available, false)
+end)
+
 t.test("DigitalOcean: all droplets in one request, tagged, the account key and user data", function()
   local p = sky.digitalocean {}
   local cl = { uid = "p2", ssh_public_key = CLUSTER.ssh_public_key, digitalocean = { key_id = 77, count = 0 } }

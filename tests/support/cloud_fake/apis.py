@@ -218,6 +218,13 @@ def do_delete(store, m, body, q):
     return _do_error(404, "not_found", "The resource you were accessing could not be found.")
 
 
+def do_sizes(store, m, body, q):
+    sizes = [{"slug": slug, "memory": mem, "vcpus": vcpus, "disk": 720, "transfer": 15, "price_monthly": round(hourly * 672, 2),
+              "price_hourly": hourly, "regions": ["tor1", "nyc2"], "available": True, "description": "GPU"}
+             for slug, hourly, mem, vcpus in (("gpu-h100x1-80gb", 5.99, 245760, 20), ("gpu-h100x8-640gb", 47.6, 1966080, 160))]
+    return 200, {"sizes": sizes, "links": {}, "meta": {"total": len(sizes)}}
+
+
 def do_delete_tagged(store, m, body, q):
     if "tag_name" not in q:
         return _do_error(422, "unprocessable_entity", "tag_name is required")
@@ -289,6 +296,7 @@ ROUTES = {
     "digitalocean": [("POST", r"/v2/account/keys", do_add_key),
                      ("DELETE", r"/v2/account/keys/([^/]+)", do_delete_key),
                      ("POST", r"/v2/droplets", do_create), ("GET", r"/v2/droplets", do_list),
+                     ("GET", r"/v2/sizes", do_sizes),
                      ("DELETE", r"/v2/droplets", do_delete_tagged),
                      ("GET", r"/v2/droplets/([^/]+)", do_get), ("DELETE", r"/v2/droplets/([^/]+)", do_delete)],
     "vast": [("POST", r"/api/v0/bundles", vast_search), ("PUT", r"/api/v0/asks/(\d+)", vast_create),
