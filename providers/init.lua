@@ -31,7 +31,8 @@ local M = {}
 M.METHODS = { "offers", "prepare", "provision", "get_instance", "terminate", "teardown" }
 M.BUILTIN = { ["local"] = "providers.local", slurm = "providers.slurm" }
 -- Built-in providers made from options (sky.aws{...}); by name alone, with default options.
-M.FACTORY = { aws = "providers.aws", gcp = "providers.gcp" }
+M.FACTORY = { aws = "providers.aws", gcp = "providers.gcp", runpod = "providers.runpod",
+  lambda = "providers.lambda", digitalocean = "providers.digitalocean", vast = "providers.vast" }
 
 local _optional = { prepare = true, teardown = true }
 

@@ -49,6 +49,12 @@ M.aws = function(opts) return require("providers.aws").new(opts) end
 --- sky.gcp{project =, zone =, region =, credentials =, image =, public_ip =, ...}: Compute Engine
 --- instances (providers/gcp.lua, docs/gcp.md).
 M.gcp = function(opts) return require("providers.gcp").new(opts) end
+--- sky.runpod{}, sky.lambda{}, sky.digitalocean{}, sky.vast{}: JSON/REST clouds (providers/<cloud>.lua,
+--- docs/clouds.md).
+M.runpod = function(opts) return require("providers.runpod").new(opts) end
+M.lambda = function(opts) return require("providers.lambda").new(opts) end
+M.digitalocean = function(opts) return require("providers.digitalocean").new(opts) end
+M.vast = function(opts) return require("providers.vast").new(opts) end
 M.http = http
 M.json = json
 

@@ -68,9 +68,9 @@ local           ready            none needed: workers run on this machine
 ssh             ready            machines you list with sky.ssh{hosts = ...}; keys from ~/.ssh or identity =
 aws             ready            not found (looked at $AWS_ACCESS_KEY_ID, $AWS_PROFILE, $AWS_WEB_IDENTITY_TOKEN_FILE, ~/.aws/credentials)
 gcp             ready            not found (looked at $GOOGLE_APPLICATION_CREDENTIALS, ~/.config/gcloud/application_default_credentials.json, ~/.config/gcloud/credentials.db)
-lambda          not implemented  not found (looked at $LAMBDA_API_KEY, ~/.lambda_cloud/lambda_keys)
-runpod          not implemented  found: $RUNPOD_API_KEY
-vast            not implemented  not found (looked at $VAST_API_KEY, $VASTAI_API_KEY, ~/.vast_api_key, ~/.config/vastai/vast_api_key)
+lambda          ready            not found (looked at $LAMBDA_API_KEY, ~/.lambda_cloud/lambda_keys)
+runpod          ready            found: $RUNPOD_API_KEY
+vast            ready            not found (looked at $VAST_API_KEY, $VASTAI_API_KEY, ~/.vast_api_key, ~/.config/vastai/vast_api_key)
 
 $ env -i PATH="$PATH" HOME=/tmp/skyhost-check-home RUNPOD_API_KEY=s3cr3t skyhost check | grep -c s3cr3t
 0

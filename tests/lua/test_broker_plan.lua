@@ -68,10 +68,10 @@ t.test("plan: a region on the request reaches the provider and filters", functio
 end)
 
 t.test("plan: providers that are not implemented are reported", function()
-  local plan, failures = broker.plan { provider = { "lambda", market }, accelerator = "H100" }
+  local plan, failures = broker.plan { provider = { "nebius", market }, accelerator = "H100" }
   t.ok(#plan > 0)
   t.eq(#failures, 1)
-  t.ok(failures[1].reason:find("provider 'lambda' has %d+ matching offers in the catalog"), failures[1].reason)
+  t.ok(failures[1].reason:find("provider 'nebius' has %d+ matching offers in the catalog"), failures[1].reason)
 end)
 
 t.test("request: the provider forms and what specs inherit", function()

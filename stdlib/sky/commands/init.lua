@@ -189,6 +189,14 @@ function M.check(...)
       -- What sky.aws itself would use (a file with no keys in it is not credentials).
       found, where = require("providers.aws.credentials").describe()
       where = found and where or nil
+    elseif providers.FACTORY[c.name] then
+      -- A JSON/REST cloud: a file counts only when it holds a key (providers/http_json.lua).
+      local places = require(providers.FACTORY[c.name]).CREDENTIALS
+      if places then
+        local key
+        key, where, looked = require("providers.http_json").find(places)
+        found = key ~= nil
+      end
     end
     if providers.FACTORY[c.name] == "providers.gcp" then
       -- What sky.gcp itself would use: a readable key file of a type it handles.
