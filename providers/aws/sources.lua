@@ -187,14 +187,15 @@ end
 function M.imds_disabled() return (_env("AWS_EC2_METADATA_DISABLED") or ""):lower() == "true" end
 
 --- IMDSv2: PUT a session token, then GET the role's credentials. nil if the service does not
---- answer (not on EC2) or is disabled; raises if it answers without credentials.
+--- give a token (not on EC2) or is disabled; raises if it gives one but no credentials.
 function M.imds()
   if M.imds_disabled() then return nil end
   local base = (_env("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"):gsub("/+$", "")
   local tok = http.try { method = "PUT", url = base .. "/latest/api/token", timeout = 1,
     headers = { ["X-aws-ec2-metadata-token-ttl-seconds"] = "21600" } }
-  if not tok then return nil end
-  if not tok.ok then _fail("instance metadata at %s: HTTP %d for a session token", base, tok.status) end
+  -- No answer, or one that is not a token (a proxy's refusal; IMDSv1 only): not on an EC2 machine
+  -- whose metadata service gives credentials, so the search goes on as the SDKs' does.
+  if not (tok and tok.ok and tok.body ~= "") then return nil end
   local h = { ["X-aws-ec2-metadata-token"] = tok.body }
   local path = base .. "/latest/meta-data/iam/security-credentials/"
   local roles = http.try { url = path, headers = h, timeout = 2 }

@@ -72,11 +72,11 @@ lambda          ready            not found (looked at $LAMBDA_API_KEY, ~/.lambda
 runpod          ready            found: $RUNPOD_API_KEY
 vast            ready            not found (looked at $VAST_API_KEY, $VASTAI_API_KEY, ~/.vast_api_key, ~/.config/vastai/vast_api_key)
 
-$ env -i PATH="$PATH" HOME=/tmp/skyhost-check-home RUNPOD_API_KEY=s3cr3t skyhost check | grep -c s3cr3t
+$ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true HOME=/tmp/skyhost-check-home RUNPOD_API_KEY=s3cr3t skyhost check | grep -c s3cr3t
 0
 [exit 1]
 
-$ env -i PATH="$PATH" HOME=/nonexistent skyhost check | grep -c 'not found'
+$ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent skyhost check | grep -c 'not found'
 22
 
 $ skyhost check --all
@@ -103,14 +103,14 @@ skyhost: pool pool-1: provider 'nebius' has 1 matching offers in the catalog (fr
   1. nebius: provider 'nebius' has 1 matching offers in the catalog (from $1.25/h) but is not implemented in this build yet; define it with sky.provider{name = "nebius", ...} or remove it [blocked provider nebius]
 [exit 1]
 
-$ env -i PATH="$PATH" HOME=/tmp/skyhost-no-gcp skyhost -e 'local p <close> = sky.compute{ provider = sky.gcp{ zone = "us-central1-a" }, accelerator = "H100", display = "quiet", allocation = "on-demand" }'
+$ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true HOME=/tmp/skyhost-no-gcp skyhost -e 'local p <close> = sky.compute{ provider = sky.gcp{ zone = "us-central1-a" }, accelerator = "H100", display = "quiet", allocation = "on-demand" }'
 (command line):1: sky.compute: could not provision 1 node (H100 x1 on gcp); all 1 attempts failed:
   1. a3-highgpu-1g on gcp (us-central1-a, on-demand, $5.3833/h): prepare failed: sky.gcp: no Google credentials: GOOGLE_APPLICATION_CREDENTIALS is not set and /tmp/skyhost-no-gcp/.config/gcloud/application_default_credentials.json does not exist; create a service-account key (`gcloud iam service-accounts keys create key.json --iam-account NAME@PROJECT.iam.gserviceaccount.com`) and set GOOGLE_APPLICATION_CREDENTIALS to its path, or run `gcloud auth application-default login`, or pass sky.gcp{credentials = "key.json"} [blocked provider gcp]
 [exit 1]
 
-$ env -i PATH="$PATH" HOME=/tmp/skyhost-no-aws skyhost -e 'local p <close> = sky.compute{ provider = "aws", accelerator = "H100", display = "quiet" }'
+$ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true HOME=/tmp/skyhost-no-aws skyhost -e 'local p <close> = sky.compute{ provider = "aws", accelerator = "H100", display = "quiet" }'
 (command line):1: sky.compute: could not provision 1 node (H100 x1 on aws); all 1 attempts failed:
-  1. p5.4xlarge on aws (use1-az1, on-demand, $6.8800/h): prepare failed: sky.aws: no AWS credentials: no AWS_ACCESS_KEY_ID in the environment, and profile 'default' is in neither /tmp/skyhost-no-aws/.aws/credentials nor /tmp/skyhost-no-aws/.aws/config; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws configure`, or name a profile of ~/.aws/credentials with sky.aws{profile = "name"} [blocked provider aws]
+  1. p5.4xlarge on aws (use1-az1, on-demand, $6.8800/h): prepare failed: sky.aws: no AWS credentials: no AWS_ACCESS_KEY_ID in the environment, and profile 'default' is in neither /tmp/skyhost-no-aws/.aws/credentials nor /tmp/skyhost-no-aws/.aws/config, no container credentials (instance metadata disabled); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws configure`, or name a profile of ~/.aws/credentials with sky.aws{profile = "name"} [blocked provider aws]
   not tried: 26 attempts in blocked zones, regions or providers
 [exit 1]
 
