@@ -10,6 +10,7 @@ local credentials = require "providers.aws.credentials"
 local ec2 = require "providers.aws.ec2"
 local errors = require "sky.errors"
 local options = require "sky.options"
+local orphans = require "providers.aws.orphans"
 
 local M = {}
 
@@ -17,8 +18,12 @@ local SCHEMA = {
   region = "string|table", zone = "string|table", profile = "string", image = "string",
   subnet = "string|table", security_group = "string", disk_gb = "integer", instance_profile = "string",
   endpoint = "string", public_ip = "boolean", ssh_cidr = "string", user = "string",
-  retries = "integer", poll_interval = "number",
+  retries = "integer", poll_interval = "number", on_expiry = "string",
 }
+
+-- What a node runs when its lease expires or its skyhost is gone: it powers off, and
+-- InstanceInitiatedShutdownBehavior=terminate ends the instance (docs/aws.md).
+M.DEFAULT_ON_EXPIRY = "sudo -n /sbin/poweroff || /sbin/poweroff"
 
 -- Canonical's owner id and the name pattern of its Ubuntu server AMIs (the newest is used).
 M.DEFAULT_IMAGE_OWNER = "099720109477"
@@ -69,11 +74,17 @@ function M.new(opts)
     _bad("public_ip = false needs subnet = 'subnet-...' (a subnet this machine can reach)")
   end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
+  -- in the journal with each instance: what `skyhost down` needs to reach it without the script
+  self.journal_info = { endpoint = opts.endpoint, profile = opts.profile }
   for k, v in pairs(Provider) do
     if type(v) == "function" then self[k] = v end
   end
   return self
 end
+
+-- `skyhost down --orphans` and `skyhost down --sweep aws` (providers/aws/orphans.lua).
+M.end_orphans = orphans.end_orphans
+M.sweep = orphans.sweep
 
 -- The EC2 client of `region`, with the credentials resolved once per provider.
 function Provider:_client(region)
@@ -259,6 +270,7 @@ function Provider:get_instance(cluster, id)
   local ip = self.public_ip and ec2.text(item, "ipAddress") or ec2.text(item, "privateIpAddress")
   if state == "running" and not ip then state = "pending" end
   return { id = id, state = state, ip = ip, port = 22, user = self.user,
+    on_expiry = self.opts.on_expiry or M.DEFAULT_ON_EXPIRY,
     ssh = { host_keys = "accept-new", known_hosts = cluster.aws.known_hosts } }
 end
 
