@@ -153,9 +153,11 @@ function Provider:_region(cluster, region)
   local tags = { { ResourceType = "key-pair", Tag = { { Key = "skyhost-pool", Value = _pool(cluster) } } } }
   r.key_name = "skyhost-" .. _pool(cluster)
   if not cluster.ssh_public_key then errors.raise("BadProvider", "sky.aws: the pool has no SSH key") end
+  -- Marked before the call: a call cut short (Ctrl-C) may still have made it; teardown deletes
+  -- by name and takes "not found" as done.
+  r.made_key = true
   c:call("ImportKeyPair", { KeyName = r.key_name, PublicKeyMaterial = require("skyhost.encoding").base64_encode(cluster.ssh_public_key),
     TagSpecification = tags })
-  r.made_key = true
   if self.opts.security_group then
     r.group = self.opts.security_group
   else
@@ -165,6 +167,7 @@ function Provider:_region(cluster, region)
       self:_subnet_zones()
       params.VpcId = self._vpc
     end
+    r.group_name = params.GroupName  -- as the key pair: found by name if the answer was lost
     r.group = ec2.text(c:call("CreateSecurityGroup", params), "groupId")
     r.made_group = true
     c:call("AuthorizeSecurityGroupIngress", { GroupId = r.group, IpPermissions = { { IpProtocol = "tcp", FromPort = 22,
@@ -313,9 +316,18 @@ function Provider:teardown(cluster)
   for region, r in pairs(cluster.aws.regions) do
     local c = self:_client(region)
     self:_wait_terminated(cluster, region, 600)
+    if not r.made_group and r.group_name then  -- CreateSecurityGroup cut short: maybe made
+      local doc = c:call("DescribeSecurityGroups", { Filter = { { Name = "group-name", Value = { r.group_name } } } })
+      local g = ec2.items(doc, "securityGroupInfo")[1]
+      if g then r.group, r.made_group = ec2.text(g, "groupId"), true end
+    end
+    r.group_name = nil
     if r.made_group then c:call("DeleteSecurityGroup", { GroupId = r.group }) end
     r.made_group = nil
-    if r.made_key then c:call("DeleteKeyPair", { KeyName = r.key_name }) end
+    if r.made_key then
+      local ok, err = pcall(c.call, c, "DeleteKeyPair", { KeyName = r.key_name })
+      if not ok and not (type(err) == "table" and tostring(err.aws_code):find("NotFound")) then error(err, 0) end
+    end
     r.made_key = nil
   end
   if cluster.aws.known_hosts then os.remove(cluster.aws.known_hosts) end

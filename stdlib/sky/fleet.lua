@@ -169,9 +169,11 @@ local function _end_orphan(st, p, forget)
       if type(confirmed) == "table" then
         for _, id in ipairs(confirmed) do done[tostring(id)] = true end
       end
-      st:atomically(function()
+      local gone = st:atomically(function()
+        -- another `skyhost down` that ran at the same time ended the pool first
+        if st:pool(p.id) == nil then return true end
         for _, i in ipairs(insts) do
-          if type(confirmed) ~= "table" or done[i.instance_id] then
+          if type(confirmed) ~= "table" or done[i.instance_id or ""] then
             st:mark_instance(i.key, "terminated")
           else
             all = false
@@ -180,14 +182,21 @@ local function _end_orphan(st, p, forget)
       end)
       io.stdout:write(("pool %s: %d %s instance%s: %s\n"):format(p.id, #insts, prov,
         #insts == 1 and "" or "s", how))
+      if gone then
+        io.stdout:write(("pool %s (%s): ended (by another skyhost down at the same time)\n"):format(p.id, p.name))
+        return true
+      end
     else
       all = false
       io.stderr:write(("skyhost down: pool %s: %s\n"):format(p.id, confirmed))
     end
   end
   if not all then return false end
-  st:finish_pool(p.id)
-  st:forget_pool(p.id)
+  st:atomically(function()
+    if st:pool(p.id) == nil then return end  -- forgotten meanwhile by another `skyhost down`
+    st:finish_pool(p.id)
+    st:forget_pool(p.id)
+  end)
   io.stdout:write(("pool %s (%s): ended\n"):format(p.id, p.name))
   return true
 end
