@@ -12,6 +12,7 @@ local errors = require "sky.errors"
 local hostkeys = require "providers.aws.hostkeys"
 local options = require "sky.options"
 local prices = require "providers.aws.prices"
+local orphans = require "providers.aws.orphans"
 
 local M = {}
 
@@ -20,8 +21,12 @@ local SCHEMA = {
   subnet = "string|table", security_group = "string", disk_gb = "integer", instance_profile = "string",
   endpoint = "string", public_ip = "boolean", ssh_cidr = "string", user = "string",
   retries = "integer", poll_interval = "number", live_prices = "boolean",
-  host_keys = "string",
+  host_keys = "string", on_expiry = "string",
 }
+
+-- What a node runs when its lease expires or its skyhost is gone: it powers off, and
+-- InstanceInitiatedShutdownBehavior=terminate ends the instance (docs/aws.md).
+M.DEFAULT_ON_EXPIRY = "sudo -n /sbin/poweroff || /sbin/poweroff"
 
 -- Canonical's owner id and the name pattern of its Ubuntu server AMIs (the newest is used).
 M.DEFAULT_IMAGE_OWNER = "099720109477"
@@ -75,11 +80,17 @@ function M.new(opts)
   if opts.host_keys and not hostkeys.MODES[opts.host_keys] then
     _bad("host_keys must be 'console', 'console-or-first-use' or 'first-use', got '%s'", opts.host_keys)
   end
+  -- in the journal with each instance: what `skyhost down` needs to reach it without the script
+  self.journal_info = { endpoint = opts.endpoint, profile = opts.profile }
   for k, v in pairs(Provider) do
     if type(v) == "function" then self[k] = v end
   end
   return self
 end
+
+-- `skyhost down --orphans` and `skyhost down --sweep aws` (providers/aws/orphans.lua).
+M.end_orphans = orphans.end_orphans
+M.sweep = orphans.sweep
 
 -- The provider's credentials, resolved once, and again (in place: the clients hold the table)
 -- when temporary ones are within 5 minutes of expiring, so that a long pool can still tear down.
@@ -166,9 +177,11 @@ function Provider:_region(cluster, region)
   local tags = { { ResourceType = "key-pair", Tag = { { Key = "skyhost-pool", Value = _pool(cluster) } } } }
   r.key_name = "skyhost-" .. _pool(cluster)
   if not cluster.ssh_public_key then errors.raise("BadProvider", "sky.aws: the pool has no SSH key") end
+  -- Marked before the call: a call cut short (Ctrl-C) may still have made it; teardown deletes
+  -- by name and takes "not found" as done.
+  r.made_key = true
   c:call("ImportKeyPair", { KeyName = r.key_name, PublicKeyMaterial = require("skyhost.encoding").base64_encode(cluster.ssh_public_key),
     TagSpecification = tags })
-  r.made_key = true
   if self.opts.security_group then
     r.group = self.opts.security_group
   else
@@ -178,6 +191,7 @@ function Provider:_region(cluster, region)
       self:_subnet_zones()
       params.VpcId = self._vpc
     end
+    r.group_name = params.GroupName  -- as the key pair: found by name if the answer was lost
     r.group = ec2.text(c:call("CreateSecurityGroup", params), "groupId")
     r.made_group = true
     c:call("AuthorizeSecurityGroupIngress", { GroupId = r.group, IpPermissions = { { IpProtocol = "tcp", FromPort = 22,
@@ -288,6 +302,7 @@ function Provider:get_instance(cluster, id)
     if not keys then state = "pending" end -- host_keys = "console": not on the console yet
   end
   return { id = id, state = state, ip = ip, port = 22, user = self.user, host_keys = keys and #keys > 0 and keys or nil,
+    on_expiry = self.opts.on_expiry or M.DEFAULT_ON_EXPIRY,
     ssh = { host_keys = "accept-new", known_hosts = cluster.aws.known_hosts } }
 end
 
@@ -330,9 +345,18 @@ function Provider:teardown(cluster)
   for region, r in pairs(cluster.aws.regions) do
     local c = self:_client(region)
     self:_wait_terminated(cluster, region, 600)
+    if not r.made_group and r.group_name then  -- CreateSecurityGroup cut short: maybe made
+      local doc = c:call("DescribeSecurityGroups", { Filter = { { Name = "group-name", Value = { r.group_name } } } })
+      local g = ec2.items(doc, "securityGroupInfo")[1]
+      if g then r.group, r.made_group = ec2.text(g, "groupId"), true end
+    end
+    r.group_name = nil
     if r.made_group then c:call("DeleteSecurityGroup", { GroupId = r.group }) end
     r.made_group = nil
-    if r.made_key then c:call("DeleteKeyPair", { KeyName = r.key_name }) end
+    if r.made_key then
+      local ok, err = pcall(c.call, c, "DeleteKeyPair", { KeyName = r.key_name })
+      if not ok and not (type(err) == "table" and tostring(err.aws_code):find("NotFound")) then error(err, 0) end
+    end
     r.made_key = nil
   end
   if cluster.aws.known_hosts then os.remove(cluster.aws.known_hosts) end

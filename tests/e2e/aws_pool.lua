@@ -9,7 +9,8 @@ do
   local pool <close> = sky.compute {
     provider = sky.aws { endpoint = os.getenv("ENDPOINT") or cloud.endpoint, region = cloud.region,
       subnet = cloud.subnets, public_ip = false, ssh_cidr = "10.213.0.1/32", user = "root", poll_interval = 0.2,
-      host_keys = os.getenv("HOST_KEYS") },
+      host_keys = os.getenv("HOST_KEYS"),
+      on_expiry = "kill -TERM 1" },  -- powers the test host off (sshd is its PID 1), never this machine
     accelerator = "T4", nodes = tonumber(os.getenv("NODES") or "2"), display = "quiet",
     allocation = os.getenv("ALLOCATION") or "spot-if-available",
     on_event = function(ev)

@@ -111,6 +111,18 @@ class Controller:
                     "-----BEGIN SSH HOST KEY KEYS-----\n%s\n-----END SSH HOST KEY KEYS-----\n" % key)
         log("up %s %s h%d" % (inst["InstanceId"], ip, index))
 
+    @staticmethod
+    def _alive(index):
+        """Whether host `index`'s sshd (PID 1 of the host) still runs: `pid` only reads its file."""
+        r = netns("pid", str(index))
+        if r.returncode != 0 or not r.stdout.strip().isdigit():
+            return False
+        try:
+            with open("/proc/%s/stat" % r.stdout.strip()) as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
     def _remove(self, iid, why):
         index = self.hosts.pop(iid)
         netns("remove", str(index))
@@ -127,7 +139,7 @@ class Controller:
                 self._add(inst)
             elif state != "running" and iid in self.hosts:
                 self._remove(iid, state)
-            elif iid in self.hosts and netns("pid", str(self.hosts[iid])).returncode != 0:
+            elif iid in self.hosts and not self._alive(self.hosts[iid]):
                 # the machine went away by itself: it powered off, and shutdown terminates it
                 self._remove(iid, "powered off")
                 self.ec2.terminate_instances(InstanceIds=[iid])

@@ -184,7 +184,9 @@ local function _teardown(search, keep)
     if p.prov == keep then
       remaining[#remaining + 1] = p
     else
-      cleanups:run(p.prov.teardown, p.prov, p.cluster)
+      -- shielded: a teardown that an interrupt cut short is never run again (the pool forgets
+      -- it here), and it deletes what bills or blocks (a group, a key pair)
+      cleanups:run(sched.shielded, p.prov.teardown, p.prov, p.cluster)
     end
   end
   search.prepared = remaining

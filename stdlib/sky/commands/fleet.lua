@@ -18,6 +18,7 @@ their machines ended. With --json, one JSON object per pool per line.
 
 local DOWN_USAGE = [[
 usage: skyhost down POOL... | --orphans | --all  [--force] [--forget]
+       skyhost down --sweep PROVIDER [--region R]... [--dry-run]
 
 Ends pools from the journal (by id or name, as `skyhost ls` shows them) and confirms it.
   --orphans  every pool whose skyhost is gone
@@ -25,6 +26,10 @@ Ends pools from the journal (by id or name, as `skyhost ls` shows them) and conf
   --force    also end pools whose skyhost still runs: that skyhost is asked to stop (SIGTERM)
              and tears its pools down itself (a skyhost on another machine is taken as gone)
   --forget   drop from the journal what no provider here can end (after you ended it yourself)
+  --sweep P  ask provider P (aws) for everything tagged as a skyhost pool's, and end what belongs
+             to no pool live in the journal: what a skyhost that died could not record
+  --region R the regions to sweep (default: the credentials' region)
+  --dry-run  with --sweep: say what would be ended, end nothing
 Running it twice is harmless: what is already gone is skipped.
 ]]
 
@@ -164,9 +169,11 @@ local function _end_orphan(st, p, forget)
       if type(confirmed) == "table" then
         for _, id in ipairs(confirmed) do done[tostring(id)] = true end
       end
-      st:atomically(function()
+      local gone = st:atomically(function()
+        -- another `skyhost down` that ran at the same time ended the pool first
+        if st:pool(p.id) == nil then return true end
         for _, i in ipairs(insts) do
-          if type(confirmed) ~= "table" or done[i.instance_id] then
+          if type(confirmed) ~= "table" or done[i.instance_id or ""] then
             st:mark_instance(i.key, "terminated")
           else
             all = false
@@ -175,14 +182,21 @@ local function _end_orphan(st, p, forget)
       end)
       io.stdout:write(("pool %s: %d %s instance%s: %s\n"):format(p.id, #insts, prov,
         #insts == 1 and "" or "s", how))
+      if gone then
+        io.stdout:write(("pool %s (%s): ended (by another skyhost down at the same time)\n"):format(p.id, p.name))
+        return true
+      end
     else
       all = false
       io.stderr:write(("skyhost down: pool %s: %s\n"):format(p.id, confirmed))
     end
   end
   if not all then return false end
-  st:finish_pool(p.id)
-  st:forget_pool(p.id)
+  st:atomically(function()
+    if st:pool(p.id) == nil then return end  -- forgotten meanwhile by another `skyhost down`
+    st:finish_pool(p.id)
+    st:forget_pool(p.id)
+  end)
   io.stdout:write(("pool %s (%s): ended\n"):format(p.id, p.name))
   return true
 end
@@ -208,20 +222,90 @@ local function _stop_owner(st, p)
   return false, ("skyhost pid %d did not finish its teardown within 120 s"):format(pid)
 end
 
+-- `skyhost down --sweep PROVIDER`: the provider module's sweep(opts) ends what is tagged as a
+-- pool's and is not live in the journal; the journal's orphans it ended are confirmed there.
+local function _sweep(st, provider, flags)
+  local module = providers.BUILTIN[provider] or (providers.FACTORY or {})[provider]
+  local ok, mod = pcall(require, module or ("providers." .. provider))
+  if not ok or type(mod) ~= "table" or type(mod.sweep) ~= "function" then
+    io.stderr:write(("skyhost down: provider '%s' cannot be swept (only a provider that tags what it "
+      .. "creates can: aws); `skyhost down --orphans` ends what the journal recorded\n"):format(provider))
+    return 1
+  end
+  local live, gone = {}, {}
+  for _, p in ipairs(journal.pools(st)) do
+    if p.owner == "gone" then gone[p.id] = p else live[p.id] = true end
+  end
+  local okc, res = pcall(mod.sweep, { region = #flags.region > 0 and flags.region or nil, dry_run = flags["dry-run"],
+    live = function(uid) return live[uid] == true end,
+    say = function(line) io.stdout:write(line, "\n") end })
+  if not okc then
+    io.stderr:write(("skyhost down: sweeping %s: %s\n"):format(provider, type(res) == "table" and res.message or tostring(res)))
+    return 1
+  end
+  if next(res.pools) == nil then io.stdout:write(("nothing of skyhost's to sweep in %s\n"):format(provider)) end
+  if flags["dry-run"] then return 0 end
+  for uid, what in pairs(res.pools) do
+    local p = gone[uid]
+    if p then
+      local left = 0
+      st:atomically(function()
+        for _, i in ipairs(p.instances) do
+          if i.state ~= "terminated" and i.state ~= "failed" then
+            if i.provider == provider and (i.info == nil or i.info.region == nil or i.info.region == what.region) then
+              st:mark_instance(i.key, "terminated")
+            else
+              left = left + 1
+            end
+          end
+        end
+      end)
+      if left == 0 then
+        st:finish_pool(p.id)
+        st:forget_pool(p.id)
+        io.stdout:write(("pool %s (%s): ended\n"):format(p.id, p.name))
+      end
+    end
+  end
+  return 0
+end
+
 function M.down(...)
-  local names, flags = {}, {}
-  for _, a in ipairs({ ... }) do
+  local names, flags, args = {}, { region = {} }, { ... }
+  local i = 0
+  while i < #args do
+    i = i + 1
+    local a = args[i]
     if a == "--help" or a == "-h" then
       io.stdout:write(DOWN_USAGE)
       return 0
-    elseif a == "--orphans" or a == "--all" or a == "--force" or a == "--forget" then
+    elseif a == "--orphans" or a == "--all" or a == "--force" or a == "--forget" or a == "--dry-run" then
       flags[a:sub(3)] = true
+    elseif a == "--sweep" or a == "--region" then
+      i = i + 1
+      if args[i] == nil or args[i]:sub(1, 1) == "-" then
+        io.stderr:write(("skyhost down: %s needs a value\nTry 'skyhost down --help'.\n"):format(a))
+        return 2
+      end
+      if a == "--sweep" then flags.sweep = args[i] else table.insert(flags.region, args[i]) end
     elseif a:sub(1, 1) == "-" then
       io.stderr:write(("skyhost down: unknown argument '%s'\nTry 'skyhost down --help'.\n"):format(a))
       return 2
     else
       names[#names + 1] = a
     end
+  end
+  if flags.sweep then
+    if #names > 0 or flags.orphans or flags.all or flags.force or flags.forget then
+      io.stderr:write("skyhost down: --sweep goes alone (with --region and --dry-run)\nTry 'skyhost down --help'.\n")
+      return 2
+    end
+    local st = _open_journal("down")
+    if not st then return 1 end
+    return _sweep(st, flags.sweep, flags)
+  elseif flags["dry-run"] or #flags.region > 0 then
+    io.stderr:write("skyhost down: --dry-run and --region go with --sweep\nTry 'skyhost down --help'.\n")
+    return 2
   end
   if #names == 0 and not flags.orphans and not flags.all then
     io.stderr:write("skyhost down: name the pools to end, or give --orphans or --all\nTry 'skyhost down --help'.\n")

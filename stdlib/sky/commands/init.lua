@@ -223,7 +223,7 @@ M.LIST = {
   { name = "check", about = "each provider: implemented, credentials found (and where)", run = M.check },
   { name = "ls", args = "[--json]", about = "pools in the journal: running, and orphans of a skyhost gone",
     run = require("sky.commands.fleet").ls },
-  { name = "down", args = "POOL... | --orphans | --all [--force]",
+  { name = "down", args = "POOL... | --orphans | --all [--force] | --sweep PROVIDER",
     about = "end pools from the journal and confirm it", run = require("sky.commands.fleet").down },
 }
 

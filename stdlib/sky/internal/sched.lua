@@ -249,6 +249,18 @@ function M.await(id, timeout) return _await(id, timeout, false) end
 --- progress line). Only for waits that end by themselves or have a timeout.
 function M.await_always(id, timeout) return _await(id, timeout, true) end
 
+--- Runs fn(...) with every wait in it as await_always, and returns what it returns: cleanup
+--- that must finish after an interrupt, such as closing a pool (its machines terminated and
+--- confirmed) from a <close> variable while the interrupt unwinds the script.
+function M.shielded(fn, ...)
+  local was = M.tearing_down
+  M.tearing_down = true
+  local r = table.pack(pcall(fn, ...))
+  M.tearing_down = was
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
 --- The signal that interrupted the script (2 or 15), or nil.
 function M.interrupt_signal() return _stopping and _signal or nil end
 

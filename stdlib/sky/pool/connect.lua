@@ -140,6 +140,9 @@ local function _bootstrap(pool, node, inst, emit)
     :format(_env_prefix(image.env), cd, remote, pool.opts.concurrency or 0, pool.ttl, _q(pool_dir))
   local deadline = lifetime.worker_deadline(pool)  -- a pool with a timeout: the node knows it too
   if deadline then cmd = cmd .. (" --deadline %.3f"):format(deadline) end
+  -- a provider whose machines bill until they end: the node powers itself off when its lease
+  -- expires or its host is gone (sky.aws: on_expiry)
+  if info.on_expiry then cmd = cmd .. " --on-expiry " .. _q(info.on_expiry) end
   return s, cmd, master_port
 end
 

@@ -529,6 +529,13 @@ end
 --- from an error path, a <close>, or teardown after Ctrl-C.
 function Pool:close()
   if self.state == "destroyed" then return end
+  -- After Ctrl-C the pool's <close> runs while the interrupt unwinds the script: its waits (the
+  -- provider's terminate calls) must not be interrupted too, or machines stay up unconfirmed.
+  return sched.shielded(self._close, self)
+end
+
+function Pool:_close()
+  if self.state == "destroyed" then return end
   local resumed = false
   if self.state == "draining" then
     -- Another coroutine is closing it (a budget stop): wait for that, unless teardown cut that

@@ -96,14 +96,17 @@ function M.intend(pool, prov, n, offer)
     return st:atomically(function()
       local keys = {}
       for i = 1, n do
-        keys[i] = st:record_instance_intent(e.id, prov.name, {
+        local info = {
           node = i - 1, instance_type = offer.instance_type, region = offer.region,
           zone = offer.zone, spot = offer.spot and true or false, price = offer.attempt_price,
           -- worker processes that die with their host (the local provider): never an orphan
           ends_with_host = prov.ends_with_host or nil,
           -- nothing billable stays once its lease (ttl) ran out: SSH hosts, a Slurm holding job
           ends_by_lease = prov.ends_by_lease or nil,
-        })
+        }
+        -- what the provider needs to reach the instance from `skyhost down` (an endpoint, a profile)
+        for k, v in pairs(type(prov.journal_info) == "table" and prov.journal_info or {}) do info[k] = v end
+        keys[i] = st:record_instance_intent(e.id, prov.name, info)
       end
       return keys
     end)
