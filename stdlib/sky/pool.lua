@@ -435,20 +435,31 @@ end
 
 local function _transfers(self, what, jobs)
   local waits = {}
-  for i, j in ipairs(jobs) do waits[i] = self.core:transfer(j.node, j.dir, j.local_path, j.remote) end
-  local failures = {}
+  for i, j in ipairs(jobs) do
+    if j.dir == "sync" then
+      waits[i] = self.core:sync(j.node, j.local_path, j.remote)
+    else
+      waits[i] = self.core:transfer(j.node, j.dir, j.local_path, j.remote)
+    end
+  end
+  local failures, reports = {}, {}
   for i, id in ipairs(waits) do
     sched.await(id)
     local err = self.core:transfer_error(id)
+    if jobs[i].dir == "sync" then reports[i] = self.core:sync_report(id) end
     if err then failures[#failures + 1] = ("node %d: %s"):format(jobs[i].node, err) end
   end
   if #failures > 0 then
     errors.raise("TransferFailed", what .. " failed on " .. table.concat(failures, "; "))
   end
+  return reports
 end
 
 --- Copies the local file to `remote` on every node (or {node = i}), all at once. A relative
 --- remote path is relative to the remote user's home; parent directories are created.
+--- A local directory is synced: `remote` becomes a copy of its tree and only what differs
+--- (by content) moves (docs/data.md, "Directories"); returns one report per node
+--- ({sent, sent_bytes, copied, removed, entries}).
 function Pool:put(local_path, remote, opts)
   self:_check_open()
   if type(local_path) ~= "string" or type(remote) ~= "string" then
@@ -456,12 +467,19 @@ function Pool:put(local_path, remote, opts)
   end
   local f = io.open(local_path, "rb")
   if not f then errors.raise("BadArgument", ("pool:put: cannot read %s"):format(local_path)) end
+  local _, _, errno = f:read(0)
   f:close()
+  local dir = errno == 21  -- EISDIR
+  if dir and (remote:gsub("/+$", "") == "" or remote:match("^/+$")) then
+    errors.raise("BadArgument", "pool:put: a directory needs a destination directory other than /")
+  end
   local jobs = {}
   for _, n in ipairs((_nodes_for(self, "pool:put", opts))) do
-    jobs[#jobs + 1] = { node = n, dir = "put", local_path = local_path, remote = remote }
+    jobs[#jobs + 1] = { node = n, dir = dir and "sync" or "put", local_path = local_path,
+      remote = dir and remote:gsub("/+$", "") or remote }
   end
-  _transfers(self, "pool:put", jobs)
+  local reports = _transfers(self, "pool:put", jobs)
+  if dir then return reports end
 end
 
 --- Copies `remote` from one node ({node = i}: to exactly `local_path`) or from every node (then

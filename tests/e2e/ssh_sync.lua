@@ -1,0 +1,18 @@
+-- Driven by test_sync.py and bench/run-files.sh: pool:put(SRC, DEST) of a directory on one SSH
+-- host, printing what the sync did and how long it took.
+-- Environment: SKYT_STATE (test hosts' client files), HOST, SRC, DEST.
+local st = os.getenv("SKYT_STATE")
+local core = require "skyhost.core"
+local pool <close> = sky.compute {
+  provider = sky.ssh { hosts = { os.getenv("HOST") }, identity = st .. "/id_ed25519",
+    known_hosts = st .. "/known_hosts", connect_timeout = 3 },
+  display = "quiet",
+}
+local t0 = core.now()
+local ok, r = pcall(function() return pool:put(os.getenv("SRC"), os.getenv("DEST"))[1] end)
+if not ok then
+  print("ERROR " .. tostring(r))
+  os.exit(1)
+end
+print(("SYNC sent=%d sent_bytes=%d copied=%d removed=%d entries=%d seconds=%.3f")
+  :format(r.sent, r.sent_bytes, r.copied, r.removed, r.entries, core.now() - t0))

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""pool:put of a directory to a real OpenSSH server in a network namespace
+(tests/support/netns-hosts.sh, the e2e bed): a first sync copies the tree; a second moves only
+what changed, with added, changed, removed and renamed files, symlinks and permissions; a node's
+copy changed behind the host's back is put right. Needs root."""
+import os
+import subprocess
+import sys
+import tempfile
+
+SKYHOST = sys.argv[1]
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+HOSTS_SH = os.path.join(ROOT, "tests", "support", "netns-hosts.sh")
+SCRIPT = os.path.join(HERE, "ssh_sync.lua")
+ENV = dict(os.environ, SKYT_PREFIX="skye", SKYT_NET4="10.205", SKYT_NET6="fd5c:205:",
+           SKYT_STATE="/run/skyhost-e2e")
+STATE = ENV["SKYT_STATE"]
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from checks import case, finish  # noqa: E402
+
+DESCRIBE = ("cd {d} && find . -mindepth 1 -printf '%y %m %s %P %l\\n' | sort && "
+            "find . -type f -print0 | sort -z | xargs -0 -r sha256sum")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(["sh", "-c", cmd], check=True, capture_output=True, text=True, **kw).stdout
+
+
+def on_host(cmd):
+    r = subprocess.run(["ssh", "-F", f"{STATE}/ssh_config", "h1", cmd], env=ENV,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def sync(src, dest="synced"):
+    r = subprocess.run([SKYHOST, SCRIPT], env=dict(ENV, HOST="10.205.0.11", SRC=src, DEST=dest),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = [x for x in r.stdout.splitlines() if x.startswith("SYNC ")][0]
+    return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+
+
+def same(src, dest="synced"):
+    want = sh(DESCRIBE.format(d=src))
+    got = on_host(DESCRIBE.format(d=dest))
+    assert got == want, f"the node's tree differs:\n{got}\nwanted:\n{want}"
+
+
+subprocess.run([HOSTS_SH, "up", "1"], env=ENV, check=True, capture_output=True)
+try:
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "src")
+        sh(f"mkdir -p {src}/sub/deeper {src}/empty-dir && cd {src} && printf abc > a.txt && "
+           "head -c 3000000 /dev/urandom > sub/big && printf '#!/bin/sh\\n' > sub/run.sh && "
+           "chmod 755 sub/run.sh && chmod 600 a.txt && printf old > sub/deeper/old && "
+           "ln -s a.txt link && ln -s sub dirlink && printf q > 'with space' && "
+           "mkdir -p " + "n" * 120 + " && printf long > " + "n" * 120 + "/" + "m" * 90)
+        on_host("rm -rf synced")
+
+        @case("a first sync copies the tree: files, directories, links, modes, long names")
+        def _():
+            r = sync(src)
+            assert r["sent"] == 6 and r["removed"] == 0, r
+            same(src)
+
+        @case("a second sync of an unchanged tree moves nothing")
+        def _():
+            r = sync(src)
+            assert r["sent"] == 0 and r["copied"] == 0 and r["sent_bytes"] == 0, r
+            same(src)
+
+        @case("added, changed, removed, renamed files, links and modes: only those move")
+        def _():
+            sh(f"cd {src} && printf abd > a.txt && printf new > added && rm sub/deeper/old && "
+               "mv sub/big big-renamed && chmod 700 sub/run.sh && rm link && ln -s added link && "
+               "rm -r empty-dir && printf f > empty-dir")
+            r = sync(src)
+            # a.txt, added, empty-dir sent; big-renamed copied on the node from sub/big
+            assert r["sent"] == 3 and r["copied"] == 1 and r["sent_bytes"] == 7, r
+            same(src)
+
+        @case("a node's copy changed behind the host's back is put right")
+        def _():
+            on_host("cd synced && printf tampered > a.txt && chmod 777 added && rm -r sub && "
+                    "touch stray && mkdir -p .skyhost-stage")
+            r = sync(src)
+            assert r["sent"] == 2 and r["removed"] >= 1, r
+            same(src)
+            on_host("test ! -e synced/.skyhost-stage && test ! -e synced/.skyhost-sync.tar")
+
+        @case("a missing local directory fails with its name; nothing is left on the node")
+        def _():
+            r = subprocess.run([SKYHOST, SCRIPT], env=dict(ENV, HOST="10.205.0.11",
+                               SRC=os.path.join(d, "nope"), DEST="other"),
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1 and "cannot read" in r.stdout and "nope" in r.stdout, r.stdout
+            on_host("test ! -e other")
+finally:
+    subprocess.run([HOSTS_SH, "down"], env=ENV, capture_output=True)
+
+finish()
