@@ -7,6 +7,8 @@
 # file is overwritten, and each tool syncs that change into its own copy: pool:put(dir),
 # `rsync -a -e ssh` (size and mtime quick check, then its delta), `rsync -a -c` (whole-file
 # checksums, the same test pool:put makes). Seconds are medians; bytes are what pool:put sent.
+# pool:put's time is the whole skyhost run (connect, start the worker, sync, close), as rsync's
+# is its whole run; "the sync alone" is pool:put's own call within it.
 # Environment: SKYT_PREFIX SKYT_NET4 SKYT_NET6 SKYT_STATE (the test host's bed; default the
 # bench bed of run-ssh.sh). Needs root, rsync.
 set -euo pipefail
@@ -37,11 +39,13 @@ sky_sync() { SKYT_STATE=$SKYT_STATE HOST=$host SRC=$src DEST=sky "$sky" "$root/t
 t=$(now); out=$(sky_sync); sky_first=$(since "$t")
 t=$(now); rsync -a -e "$ssh_cmd" "$src/" h1:rs/; rs_first=$(since "$t")
 t=$(now); rsync -a -c -e "$ssh_cmd" "$src/" h1:rsc/; rsc_first=$(since "$t")
-sky_t="" rs_t="" rsc_t="" sent=""
+sky_first_alone=$(echo "$out" | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p')
+sky_t="" rs_t="" rsc_t="" sent="" alone=""
 for r in $(seq 1 "$RUNS"); do
   dd if=/dev/urandom of="$src/d1/f1" bs=1M count=1 seek=1 conv=notrunc status=none
   t=$(now); out=$(sky_sync); sky_t="$sky_t $(since "$t")"
   sent=$(echo "$out" | sed -n 's/.*sent_bytes=\([0-9]*\).*/\1/p')
+  alone="$alone $(echo "$out" | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p')"
   t=$(now); rsync -a -e "$ssh_cmd" "$src/" h1:rs/; rs_t="$rs_t $(since "$t")"
   t=$(now); rsync -a -c -e "$ssh_cmd" "$src/" h1:rsc/; rsc_t="$rsc_t $(since "$t")"
 done
@@ -49,6 +53,7 @@ done
   "$(cd "$src" && find . -type f | sort | xargs sha256sum | sha256sum)" ] || { echo "run-files.sh: the synced tree differs" >&2; exit 1; }
 printf '%-28s %10s %12s\n' "$MB MB in $FILES files" "first (s)" "one change (s)"
 printf '%-28s %10s %12s\n' "pool:put(dir)" "$sky_first" "$(echo "$sky_t" | median)"
+printf '%-28s %10s %12s\n' "  the sync alone" "$sky_first_alone" "$(echo "$alone" | median)"
 printf '%-28s %10s %12s\n' "rsync -a -e ssh" "$rs_first" "$(echo "$rs_t" | median)"
 printf '%-28s %10s %12s\n' "rsync -a -c -e ssh" "$rsc_first" "$(echo "$rsc_t" | median)"
 echo "(pool:put sent $sent bytes for the change; one-change times are medians of $RUNS;"

@@ -200,16 +200,44 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
   tree::Manifest src, dst;
   tree::Plan plan;
 
-  void fail(const std::string& why) { done(why, report_of(plan, src)); }
+  std::string local_error;
+  bool local_hashed = false, remote_hashed = false, failed = false;
 
+  void fail(const std::string& why) {
+    if (failed) return;
+    failed = true;
+    done(why, report_of(plan, src));
+  }
+
+  // Reads the local tree (no hashes yet), then hashes it on the thread pool while the node
+  // lists and hashes its copy: the two sides hash at the same time.
   void start() {
     auto self = shared_from_this();
     off_loop(
-        loop, [self] { self->error = tree::scan(self->local, self->src); },
+        loop, [self] { self->error = tree::scan(self->local, self->src, false); },
         [self] {
           if (!self->error.empty()) return self->fail(self->error);
+          std::vector<std::string> files;
+          for (const auto& [path, e] : self->src)
+            if (e.type == 'f') files.push_back(path);
+          off_loop(
+              self->loop,
+              [self, files] {
+                self->local_error = tree::hash_files(self->local, self->src, files);
+              },
+              [self] {
+                self->local_hashed = true;
+                self->hashed();
+              });
           self->list();
         });
+  }
+
+  // Once both sides are hashed.
+  void hashed() {
+    if (failed || !local_hashed || !remote_hashed) return;
+    if (!local_error.empty()) return fail(local_error);
+    make_plan();
   }
 
   void list() {
@@ -232,7 +260,10 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
 
   void hash() {
     std::vector<std::string> paths = tree::worth_hashing(src, dst);
-    if (paths.empty()) return make_plan();
+    if (paths.empty()) {
+      remote_hashed = true;
+      return hashed();
+    }
     std::string input;
     for (const auto& p : paths) input += "./" + p + '\0';
     auto self = shared_from_this();
@@ -243,7 +274,8 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
             return self->fail("cannot hash files in " + self->remote + " on the node: " + err);
           if (auto e = tree::parse_hashes(out, self->dst); !e.empty())
             return self->fail("cannot hash files in " + self->remote + " on the node: " + e);
-          self->make_plan();
+          self->remote_hashed = true;
+          self->hashed();
         });
   }
 
