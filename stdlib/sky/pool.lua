@@ -172,6 +172,8 @@ function Pool:_start()
   end
   -- Renew the workers' dead-man lease well within its ttl.
   self.core:set_lease_interval(math.min(self.ttl / 4, 10))
+  local image = self.opts.image
+  if image and image.sync then self:_put(image.sync, image.workdir) end  -- docs/data.md
   self:_set_state("ready")
   _emit(self, "ClusterReady", { nodes = self.nodes, seconds = core.now() - self.started })
 end
@@ -462,6 +464,10 @@ end
 --- ({sent, sent_bytes, copied, removed, entries}).
 function Pool:put(local_path, remote, opts)
   self:_check_open()
+  return self:_put(local_path, remote, opts)
+end
+
+function Pool:_put(local_path, remote, opts)
   if type(local_path) ~= "string" or type(remote) ~= "string" then
     errors.raise("BadArgument", "pool:put(local_path, remote_path [, {node = i}]) takes two paths")
   end

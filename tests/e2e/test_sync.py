@@ -90,6 +90,14 @@ try:
             same(src)
             on_host("test ! -e synced/.skyhost-stage && test ! -e synced/.skyhost-sync.tar")
 
+        @case("image.sync fills the workdir before the pool is ready; tasks run there")
+        def _():
+            r = subprocess.run([SKYHOST, SCRIPT], env=dict(ENV, HOST="10.205.0.11", SRC=src,
+                               DEST="work", IMAGE_SYNC="added"),
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0 and "READ new" in r.stdout, r.stdout + r.stderr
+            same(src, "work")
+
         @case("a missing local directory fails with its name; nothing is left on the node")
         def _():
             r = subprocess.run([SKYHOST, SCRIPT], env=dict(ENV, HOST="10.205.0.11",
