@@ -23,6 +23,17 @@ constexpr const char* kTar = ".skyhost-sync.tar";
 constexpr const char* kStage = ".skyhost-stage";
 constexpr size_t kMaxListing = 256u << 20;  // bytes of a node's listing we accept
 
+// Hashes the files named on stdin (NUL-separated) in `dir` on the node, on all its cores:
+// batches of 16 per sha256sum, each batch's output in its own file so that records never
+// interleave, then all of them on stdout.
+std::string hash_command(const std::string& dir) {
+  return "cd " + quote(dir) +
+         " && t=$(mktemp -d) && trap 'rm -rf \"$t\"' EXIT && "
+         "xargs -0 -r -n 16 -P \"$(nproc 2>/dev/null || echo 1)\" "
+         "sh -c 'exec sha256sum -z -- \"$@\" >\"$0/$$\"' \"$t\" && "
+         "find \"$t\" -type f -exec cat {} +";
+}
+
 // Runs `work` on the loop's thread pool, then `after` on the loop thread.
 void off_loop(uv_loop_t* loop, std::function<void()> work, std::function<void()> after) {
   struct Job {
@@ -267,16 +278,14 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
     std::string input;
     for (const auto& p : paths) input += "./" + p + '\0';
     auto self = shared_from_this();
-    run_with_input(
-        *link, "cd " + quote(remote) + " && xargs -0 -r sha256sum -z --", input,
-        [self](std::string out, std::string err) {
-          if (!err.empty())
-            return self->fail("cannot hash files in " + self->remote + " on the node: " + err);
-          if (auto e = tree::parse_hashes(out, self->dst); !e.empty())
-            return self->fail("cannot hash files in " + self->remote + " on the node: " + e);
-          self->remote_hashed = true;
-          self->hashed();
-        });
+    run_with_input(*link, hash_command(remote), input, [self](std::string out, std::string err) {
+      if (!err.empty())
+        return self->fail("cannot hash files in " + self->remote + " on the node: " + err);
+      if (auto e = tree::parse_hashes(out, self->dst); !e.empty())
+        return self->fail("cannot hash files in " + self->remote + " on the node: " + e);
+      self->remote_hashed = true;
+      self->hashed();
+    });
   }
 
   void make_plan() {
