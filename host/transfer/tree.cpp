@@ -127,6 +127,13 @@ std::string parse_listing(std::string_view text, Manifest& out) {
     std::string_view path = head.substr(s3 + 1);
     if (!safe_path(path)) return "the listing names an unsafe path";
     if (e.type == 'l') e.target = std::string(target);
+    // find lists a directory before what it holds: anything else (a file "under" a link) would
+    // have the sync write through that link.
+    if (size_t slash = path.rfind('/'); slash != std::string_view::npos) {
+      auto parent = out.find(std::string(path.substr(0, slash)));
+      if (parent == out.end() || parent->second.type != 'd')
+        return "the listing names an entry whose parent is not a directory listed before it";
+    }
     if (!out.emplace(std::string(path), std::move(e)).second)
       return "the listing names a path twice";
   }

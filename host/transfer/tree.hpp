@@ -33,8 +33,8 @@ std::string hash_files(const std::string& root, Manifest& m, const std::vector<s
 /// Parses the node's listing of a tree: records "TYPE MODE SIZE PATH\0TARGET\0" as
 /// `find . -mindepth 1 -printf '%y %m %s %P\0%l\0'` prints them. Types other than f, d and l are
 /// kept as 'o' (they are in the way of whatever the source has there). Bytes from a node are
-/// not trusted: a malformed record, a path with "." or ".." parts or a leading "/" makes the
-/// whole listing an error.
+/// not trusted: a malformed record, a path with "." or ".." parts or a leading "/", or an entry
+/// whose parent directory was not listed before it, makes the whole listing an error.
 std::string parse_listing(std::string_view text, Manifest& out);
 
 /// Adds the hashes `sha256sum -z` printed ("HEX  PATH\0" per file) to the files of `m`. A path

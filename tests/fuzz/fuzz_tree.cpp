@@ -1,7 +1,8 @@
 // libFuzzer target: the parsers of a node's tree listing and of its sha256sum output
 // (host/transfer/tree.cpp), which pool:put(dir) reads from a node, and the plan made from them.
 // The first byte picks the split: listing, then hashes. Beyond not crashing, it checks what
-// the parsers promise: every path accepted is relative, with no empty, "." or ".." part, and a
+// the parsers promise: every path accepted is relative, with no empty, "." or ".." part and a
+// directory of the listing as its parent, and a
 // hash accepted is 64 lower-case hex digits of a file the listing named.
 #include <cstdint>
 #include <cstdlib>
@@ -42,6 +43,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(safe(path));
     check(e.type == 'f' || e.type == 'd' || e.type == 'l' || e.type == 'o');
     check(e.mode <= 07777);
+    if (size_t slash = path.rfind('/'); slash != std::string::npos) {
+      auto parent = m.find(path.substr(0, slash));
+      check(parent != m.end() && parent->second.type == 'd');
+    }
   }
   if (tree::parse_hashes(in.substr(cut), m).empty()) {
     for (const auto& [path, e] : m)

@@ -58,8 +58,9 @@ TEST_CASE("a listing with unsafe paths or bad fields is refused whole", "[transf
         nul({"f 644 1 a/./b", ""}), nul({"f 644 1 a//b", ""}), nul({"f 644 1 a/..", ""}),
         nul({"f 644 1 ", ""}), nul({"f 99 1 a", ""}), nul({"f 10000 1 a", ""}),
         nul({"f 644 x a", ""}), nul({"f 644 99999999999999999999999 a", ""}),
-        nul({"f 644 1 a", "", "f 644 1 a", ""}), nul({"ff 644 1 a", ""}),
-        std::string("f 644 1 a\0", 10), std::string("f 644 1 a")}) {
+        nul({"f 644 1 a", "", "f 644 1 a", ""}), nul({"ff 644 1 a", ""}), nul({"f 644 1 d/a", ""}),
+        nul({"l 777 1 d", "/etc", "f 644 1 d/passwd", ""}), std::string("f 644 1 a\0", 10),
+        std::string("f 644 1 a")}) {
     Manifest m;
     INFO(bad);
     REQUIRE(parse_listing(bad, m) != "");
