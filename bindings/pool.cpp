@@ -386,23 +386,29 @@ int l_pool_transfer(lua_State* L) {
   return 1;
 }
 
-/// pool:sync(node, local_dir, remote_dir) → wait id; after it completes, pool:transfer_error(id)
+/// pool:sync(node, "put"|"get", local_dir, remote_dir) → wait id; after it completes,
+/// pool:transfer_error(id)
 /// and pool:sync_report(id) → {sent, sent_bytes, copied, removed, entries}.
 int l_pool_sync(lua_State* L) {
   Scheduler& s = check_pool(L);
   int node = static_cast<int>(luaL_checkinteger(L, 2));
   luaL_argcheck(L, node >= 0 && node < s.node_count(), 2, "no such node");
-  std::string local = luaL_checkstring(L, 3);
-  std::string remote = luaL_checkstring(L, 4);
+  std::string dir = luaL_checkstring(L, 3);
+  luaL_argcheck(L, dir == "put" || dir == "get", 3, "'put' or 'get'");
+  std::string local = luaL_checkstring(L, 4);
+  std::string remote = luaL_checkstring(L, 5);
   if (!s.node_alive(node)) return luaL_error(L, "node %d is gone", node);
   Context* ctx = &context(L);
   WaitId id = ctx->loop.new_wait();
-  put_tree(s.link(node), ctx->loop.uv(), local, remote,
-           [ctx, id](const std::string& err, const SyncReport& r) {
-             ctx->transfer_errors[id] = err;
-             ctx->sync_reports[id] = r;
-             ctx->loop.complete(id);
-           });
+  auto done = [ctx, id](const std::string& err, const SyncReport& r) {
+    ctx->transfer_errors[id] = err;
+    ctx->sync_reports[id] = r;
+    ctx->loop.complete(id);
+  };
+  if (dir == "put")
+    put_tree(s.link(node), ctx->loop.uv(), local, remote, done);
+  else
+    get_tree(s.link(node), ctx->loop.uv(), remote, local, done);
   lua_pushinteger(L, static_cast<lua_Integer>(id));
   return 1;
 }

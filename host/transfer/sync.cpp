@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "host/links/ssh_link.hpp"
+#include "host/transfer/sync_util.hpp"
 #include "host/transfer/transfer.hpp"
 #include "host/transfer/transfer_util.hpp"
 #include "host/transfer/tree.hpp"
@@ -16,11 +17,10 @@ namespace skyhost {
 
 namespace fs = std::filesystem;
 using transfer_detail::quote;
+using namespace transfer_detail;
 
-namespace {
+namespace transfer_detail {
 
-constexpr const char* kTar = ".skyhost-sync.tar";
-constexpr const char* kStage = ".skyhost-stage";
 constexpr size_t kMaxListing = 256u << 20;  // bytes of a node's listing we accept
 
 // Hashes the files named on stdin (NUL-separated) in `dir` on the node, on all its cores:
@@ -90,6 +90,29 @@ void run_with_input(SshLink& link, const std::string& cmd, std::string input,
   ch.send_eof();
 }
 
+SyncReport report_of(const tree::Plan& p, const tree::Manifest& src) {
+  SyncReport r;
+  r.sent = p.send.size();
+  r.sent_bytes = p.send_bytes;
+  r.copied = p.copies.size();
+  r.removed = p.remove.size();
+  r.entries = src.size();
+  return r;
+}
+
+std::string listing_command(const std::string& dir, bool must_exist) {
+  std::string find = "exec find . -mindepth 1 -printf '%y %m %s %P\\0%l\\0'";
+  if (must_exist) return "cd " + quote(dir) + " && " + find;
+  return "if cd " + quote(dir) + " 2>/dev/null; then " + find + "; fi";
+}
+
+}  // namespace transfer_detail
+
+namespace {
+
+constexpr const char* kTar = ".skyhost-sync.tar";
+constexpr const char* kStage = ".skyhost-stage";
+
 // Commands with many paths, at most ~32 KiB per line.
 void batch(std::string& script, const std::string& cmd, const std::vector<std::string>& paths) {
   std::string line;
@@ -130,16 +153,6 @@ std::string script_for(const tree::Plan& p, const tree::Manifest& src, bool has_
   return s;
 }
 
-SyncReport report_of(const tree::Plan& p, const tree::Manifest& src) {
-  SyncReport r;
-  r.sent = p.send.size();
-  r.sent_bytes = p.send_bytes;
-  r.copied = p.copies.size();
-  r.removed = p.remove.size();
-  r.entries = src.size();
-  return r;
-}
-
 // Local node: same filesystem, so every file comes from the source.
 std::string apply_local(const tree::Plan& p, const tree::Manifest& src, const std::string& from,
                         const std::string& to) {
@@ -174,8 +187,10 @@ std::string apply_local(const tree::Plan& p, const tree::Manifest& src, const st
   return "";
 }
 
-void put_tree_local(uv_loop_t* loop, const std::string& local, const std::string& remote,
-                    SyncDone done) {
+}  // namespace
+
+void transfer_detail::put_tree_local(uv_loop_t* loop, const std::string& local,
+                                     const std::string& remote, SyncDone done) {
   struct State {
     std::string error;
     SyncReport report;
@@ -201,6 +216,8 @@ void put_tree_local(uv_loop_t* loop, const std::string& local, const std::string
       },
       [st, done] { done(st->error, st->report); });
 }
+
+namespace {
 
 // One sync over SSH, step by step (the order of the members below).
 struct SshSync : std::enable_shared_from_this<SshSync> {
@@ -253,20 +270,19 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
 
   void list() {
     auto self = shared_from_this();
-    std::string cmd =
-        "if cd " + quote(remote) +
-        " 2>/dev/null; then exec find . -mindepth 1 -printf '%y %m %s %P\\0%l\\0'; fi";
-    run_with_input(*link, cmd, "", [self](std::string out, std::string err) {
-      if (!err.empty()) return self->fail("cannot list " + self->remote + " on the node: " + err);
-      if (auto e = tree::parse_listing(out, self->dst); !e.empty())
-        return self->fail("cannot list " + self->remote + " on the node: " + e);
-      for (auto it = self->dst.begin(); it != self->dst.end();) {
-        bool ours = it->first == kTar || it->first == kStage ||
-                    it->first.starts_with(std::string(kStage) + "/");
-        it = ours ? self->dst.erase(it) : std::next(it);
-      }
-      self->hash();
-    });
+    run_with_input(*link, transfer_detail::listing_command(remote, false), "",
+                   [self](std::string out, std::string err) {
+                     if (!err.empty())
+                       return self->fail("cannot list " + self->remote + " on the node: " + err);
+                     if (auto e = tree::parse_listing(out, self->dst); !e.empty())
+                       return self->fail("cannot list " + self->remote + " on the node: " + e);
+                     for (auto it = self->dst.begin(); it != self->dst.end();) {
+                       bool ours = it->first == kTar || it->first == kStage ||
+                                   it->first.starts_with(std::string(kStage) + "/");
+                       it = ours ? self->dst.erase(it) : std::next(it);
+                     }
+                     self->hash();
+                   });
   }
 
   void hash() {

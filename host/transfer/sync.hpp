@@ -32,4 +32,12 @@ using SyncDone = std::function<void(const std::string& error, const SyncReport& 
 void put_tree(Link& link, uv_loop_t* loop, const std::string& local, const std::string& remote,
               SyncDone done);
 
+/// The other way: makes the local directory `local` a copy of `remote` on the node. The files
+/// the local side lacks come as one stream (the node's `cat` of them into a temporary file,
+/// fetched with get_file: checked and resumable), cut by the sizes the node listed, each piece
+/// checked against the node's sha256 of it. The node's entries are untrusted (tree.hpp): modes
+/// keep only the permission bits 0777.
+void get_tree(Link& link, uv_loop_t* loop, const std::string& remote, const std::string& local,
+              SyncDone done);
+
 }  // namespace skyhost

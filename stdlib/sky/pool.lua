@@ -438,8 +438,8 @@ end
 local function _transfers(self, what, jobs)
   local waits = {}
   for i, j in ipairs(jobs) do
-    if j.dir == "sync" then
-      waits[i] = self.core:sync(j.node, j.local_path, j.remote)
+    if j.dir == "sync" or j.dir == "sync_get" then
+      waits[i] = self.core:sync(j.node, j.dir == "sync" and "put" or "get", j.local_path, j.remote)
     else
       waits[i] = self.core:transfer(j.node, j.dir, j.local_path, j.remote)
     end
@@ -448,7 +448,7 @@ local function _transfers(self, what, jobs)
   for i, id in ipairs(waits) do
     sched.await(id)
     local err = self.core:transfer_error(id)
-    if jobs[i].dir == "sync" then reports[i] = self.core:sync_report(id) end
+    if jobs[i].dir == "sync" or jobs[i].dir == "sync_get" then reports[i] = self.core:sync_report(id) end
     if err then failures[#failures + 1] = ("node %d: %s"):format(jobs[i].node, err) end
   end
   if #failures > 0 then
@@ -490,10 +490,16 @@ end
 
 --- Copies `remote` from one node ({node = i}: to exactly `local_path`) or from every node (then
 --- `local_path` is a directory: it gets <node>/<file name> per node). Returns the paths written.
+--- A `remote` ending in "/" is a directory: the local one becomes a copy of its tree, only what
+--- differs moving (docs/data.md, "Directories"); a second result lists one report per node.
 function Pool:get(remote, local_path, opts)
   self:_check_open()
   if type(local_path) ~= "string" or type(remote) ~= "string" then
     errors.raise("BadArgument", "pool:get(remote_path, local_path [, {node = i}]) takes two paths")
+  end
+  local tree = remote:sub(-1) == "/"
+  if tree and remote:match("^/+$") then
+    errors.raise("BadArgument", "pool:get: a directory other than / (it would copy the whole machine)")
   end
   local nodes, one = _nodes_for(self, "pool:get", opts)
   local jobs, paths = {}, {}
@@ -505,10 +511,12 @@ function Pool:get(remote, local_path, opts)
       os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
       dest = dir .. "/" .. name
     end
-    jobs[#jobs + 1] = { node = n, dir = "get", local_path = dest, remote = remote }
+    jobs[#jobs + 1] = { node = n, dir = tree and "sync_get" or "get", local_path = dest,
+      remote = tree and remote:gsub("/+$", "") or remote }
     paths[#paths + 1] = dest
   end
-  _transfers(self, "pool:get", jobs)
+  local reports = _transfers(self, "pool:get", jobs)
+  if tree then return paths, reports end
   return paths
 end
 

@@ -2,6 +2,7 @@
 -- host, printing what the sync did and how long it took.
 -- Environment: SKYT_STATE (test hosts' client files), HOST, SRC, DEST. With IMAGE_SYNC set, the
 -- pool syncs SRC into its workdir DEST itself (image.sync) and a task prints what it reads there.
+-- With GET set, the other way: pool:get(DEST .. "/", SRC).
 local st = os.getenv("SKYT_STATE")
 local core = require "skyhost.core"
 local pool <close> = sky.compute {
@@ -18,7 +19,13 @@ if os.getenv("IMAGE_SYNC") then
   return
 end
 local t0 = core.now()
-local ok, r = pcall(function() return pool:put(os.getenv("SRC"), os.getenv("DEST"))[1] end)
+local ok, r = pcall(function()
+  if os.getenv("GET") then  -- the other way: DEST on the node into the local SRC
+    local _, reports = pool:get(os.getenv("DEST") .. "/", os.getenv("SRC"), { node = 0 })
+    return reports[1]
+  end
+  return pool:put(os.getenv("SRC"), os.getenv("DEST"))[1]
+end)
 if not ok then
   print("ERROR " .. tostring(r))
   os.exit(1)

@@ -34,18 +34,19 @@ def on_host(cmd):
     return r.stdout
 
 
-def sync(src, dest="synced"):
-    r = subprocess.run([SKYHOST, SCRIPT], env=dict(ENV, HOST="10.205.0.11", SRC=src, DEST=dest),
+def sync(src, dest="synced", **extra):
+    r = subprocess.run([SKYHOST, SCRIPT], env=dict(ENV, HOST="10.205.0.11", SRC=src, DEST=dest,
+                                                   **extra),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     line = [x for x in r.stdout.splitlines() if x.startswith("SYNC ")][0]
     return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
 
-def same(src, dest="synced"):
-    want = sh(DESCRIBE.format(d=src))
+def same(local, dest="synced"):
+    want = sh(DESCRIBE.format(d=local))
     got = on_host(DESCRIBE.format(d=dest))
-    assert got == want, f"the node's tree differs:\n{got}\nwanted:\n{want}"
+    assert got == want, f"the trees differ:\nnode:\n{got}\nlocal:\n{want}"
 
 
 subprocess.run([HOSTS_SH, "up", "1"], env=ENV, check=True, capture_output=True)
@@ -89,6 +90,23 @@ try:
             assert r["sent"] == 2 and r["removed"] >= 1, r
             same(src)
             on_host("test ! -e synced/.skyhost-stage && test ! -e synced/.skyhost-sync.tar")
+
+        @case("pool:get of a directory: the node's tree comes back, then only what changed")
+        def _():
+            back = os.path.join(d, "back")
+            r = sync(back, GET="1")
+            assert r["sent"] == 7 and r["removed"] == 0, r
+            same(back)
+            on_host("cd synced && printf 'changed on the node' > added && rm a.txt && "
+                    "mv big-renamed moved-on-node && chmod 600 sub/run.sh")
+            r = sync(back, GET="1")
+            # added sent; moved-on-node copied locally from big-renamed; a.txt removed
+            assert r["sent"] == 1 and r["copied"] == 1 and r["sent_bytes"] == 19, r
+            same(back)
+            r = subprocess.run([SKYHOST, SCRIPT], env=dict(ENV, HOST="10.205.0.11", SRC=back,
+                               DEST="no-such-dir", GET="1"), capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1 and "no-such-dir" in r.stdout, r.stdout
+            same(back)  # the local copy is left as it was
 
         @case("image.sync fills the workdir before the pool is ready; tasks run there")
         def _():

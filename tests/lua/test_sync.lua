@@ -53,9 +53,24 @@ t.test("added, changed, removed and renamed files, links and modes are synced", 
   t.ok(r.removed >= 3, "removed " .. r.removed)
 end)
 
+t.test("pool:get of a directory (a trailing /) copies the node's tree back, then only changes", function()
+  local back = root .. "/back"
+  local paths, reports = pool:get(dst .. "/", back, { node = 0 })
+  t.eq(paths[1], back)
+  t.eq(describe(back), describe(src))
+  t.ok(reports[1].sent >= 5, "sent " .. reports[1].sent)
+  sh(("printf changed > %s/added"):format(dst))
+  local _, again = pool:get(dst .. "/", back, { node = 0 })
+  t.eq(again[1].sent, 1)
+  t.eq(describe(back), describe(dst))
+  t.raises(function() pool:get(root .. "/missing/", back, { node = 0 }) end, "missing")
+  t.eq(describe(back), describe(dst))  -- a missing source leaves the copy as it was
+end)
+
 t.test("bad input is refused with a clear error", function()
   t.raises(function() pool:put(root .. "/missing", dst) end, "cannot read")
   t.raises(function() pool:put(src, "/") end, "other than /")
+  t.raises(function() pool:get("/", root .. "/x", { node = 0 }) end, "other than /")
 end)
 
 sh("rm -rf '" .. root .. "'")
