@@ -73,5 +73,15 @@ t.test("bad input is refused with a clear error", function()
   t.raises(function() pool:get("/", root .. "/x", { node = 0 }) end, "other than /")
 end)
 
+t.test("image.sync fills the workdir before sky.compute returns; it needs a workdir", function()
+  local work = root .. "/work"
+  do
+    local p <close> = sky.compute { nodes = 1, display = "quiet", image = { workdir = work, sync = src } }
+    t.eq(describe(work), describe(src))
+  end
+  t.raises(function() sky.compute { nodes = 1, display = "quiet", image = { sync = src } } end,
+    "needs image.workdir")
+end)
+
 sh("rm -rf '" .. root .. "'")
 t.done()
