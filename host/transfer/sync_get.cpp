@@ -170,12 +170,14 @@ struct SshGet : std::enable_shared_from_this<SshGet> {
       self->blob = tmpl;
       get_file(*self->link, self->loop, self->remote_blob, self->blob,
                [self](const std::string& e) {
+                 // The node's stream file goes first, whatever happened (it is in /tmp).
                  ssh::RunOptions ro;
                  ro.timeout = 60;
                  self->link->session().run("rm -f " + quote(self->remote_blob), ro,
-                                           [](ssh::RunResult) {});
-                 if (!e.empty()) return self->fail(e);
-                 self->apply();
+                                           [self, e](ssh::RunResult) {
+                                             if (!e.empty()) return self->fail(e);
+                                             self->apply();
+                                           });
                });
     });
   }

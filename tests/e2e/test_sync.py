@@ -4,6 +4,7 @@
 what changed, with added, changed, removed and renamed files, symlinks and permissions; a node's
 copy changed behind the host's back is put right. Needs root."""
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,42 @@ def sync(src, dest="synced", **extra):
     assert r.returncode == 0, r.stdout + r.stderr
     line = [x for x in r.stdout.splitlines() if x.startswith("SYNC ")][0]
     return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+
+
+# On h1: wait for the `cat` writing the sync's archive, kill it part way, then report the flags
+# of the next one's output (O_APPEND: the upload goes on from what arrived).
+PUT_CUT = r"""end=$(( $(date +%s) + 60 ))
+writer() { for p in $(pgrep -x cat); do case $(readlink /proc/$p/fd/1) in
+  *.skyhost-sync.tar.skyhost-part) echo $p; return;; esac; done; }
+while :; do p=$(writer); [ -n "$p" ] && break
+  [ "$(date +%s)" -ge $end ] && { echo NOCAT; exit 1; }; sleep 0.01; done
+sleep 0.15; kill -9 "$p"; echo "KILLED $p"
+while :; do q=$(writer); if [ -n "$q" ] && [ "$q" != "$p" ]; then
+    fl=$(awk '/^flags/ { print $2 }' /proc/$q/fdinfo/1)
+    echo "APPEND $(( 0$fl & 02000 ))"; exit 0; fi
+  [ "$(date +%s)" -ge $end ] && { echo NOAPPEND; exit 1; }; sleep 0.01; done"""
+
+# On h1: wait for the `cat` sending a pool:get(dir/)'s gathered files, kill it part way, then
+# report the `tail -c +N` that goes on from the first byte missing.
+GET_CUT = r"""end=$(( $(date +%s) + 60 ))
+while :; do p=$(pgrep -f '^cat /tmp/skyhost-get-' | head -n 1); [ -n "$p" ] && break
+  [ "$(date +%s)" -ge $end ] && { echo NOCAT; exit 1; }; sleep 0.01; done
+sleep 0.15; kill -9 "$p"; echo "KILLED $p"
+while :; do t=$(pgrep -af '^tail -c' | head -n 1); [ -n "$t" ] && { echo "TAIL $t"; exit 0; }
+  [ "$(date +%s)" -ge $end ] && { echo NOTAIL; exit 1; }; sleep 0.01; done"""
+
+
+def cut_while(script, fn):
+    cutter = subprocess.Popen(["ssh", "-F", f"{STATE}/ssh_config", "h1", script], env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        r = fn()
+        out, err = cutter.communicate(timeout=60)
+        return r, out + err
+    finally:
+        if cutter.poll() is None:
+            cutter.kill()
+            cutter.wait()
 
 
 def same(local, dest="synced"):
@@ -115,6 +152,25 @@ try:
                                capture_output=True, text=True, timeout=60)
             assert r.returncode == 0 and "READ new" in r.stdout, r.stdout + r.stderr
             same(src, "work")
+
+        @case("a sync whose upload is cut part way goes on from what arrived, and checks it")
+        def _():
+            sh(f"head -c 200000000 /dev/urandom > {src}/huge")
+            r, out = cut_while(PUT_CUT, lambda: sync(src))
+            assert "KILLED" in out and "APPEND" in out and "APPEND 0" not in out, out
+            # huge, and what the pool:get case changed on the node
+            assert r["sent_bytes"] >= 200000000, r
+            same(src)
+
+        @case("a pool:get(dir/) whose download is cut part way goes on, and checks every file")
+        def _():
+            back = os.path.join(d, "back")
+            on_host("head -c 200000000 /dev/urandom > synced/huge-on-node")
+            r, out = cut_while(GET_CUT, lambda: sync(back, GET="1"))
+            assert "KILLED" in out and re.search(r"TAIL \d+ tail -c \+(\d+) ", out), out
+            assert r["sent_bytes"] >= 400000000, r  # huge (the cut upload's) and huge-on-node
+            same(back)
+            on_host("test -z \"$(ls /tmp | grep skyhost-get-)\"")  # the node's stream file is gone
 
         @case("a missing local directory fails with its name; nothing is left on the node")
         def _():
