@@ -86,7 +86,7 @@ int run(int argc, char** argv) {
     if (code != nullptr) {
       return rt.run_code(code, std::vector<std::string>(argv + i, argv + argc));
     }
-    // The subcommands (stdlib/sky/commands.lua): a script cannot take these names.
+    // The subcommands (stdlib/sky/commands/init.lua): a script cannot take these names.
     if (i < argc && rt.is_command(argv[i])) {
       return rt.run_command(argv[i], std::vector<std::string>(argv + i + 1, argv + argc));
     }

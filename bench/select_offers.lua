@@ -15,10 +15,11 @@
 --              validated and filtered for the request, ordered, expanded (broker.plan)
 -- The offers are generated from a fixed seed, so every run sees the same input.
 local _here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-package.path = _here .. "/../stdlib/?.lua;" .. package.path
+package.path = _here .. "/../stdlib/?.lua;" .. _here .. "/../stdlib/?/init.lua;" .. _here .. "/../?.lua;"
+  .. _here .. "/../?/init.lua;" .. package.path
 
-local policy = require "sky.policy"
-local catalog = require "sky.catalog"
+local policy = require "sky.broker.policy"
+local catalog = require "providers.catalog"
 
 local N = tonumber(arg and arg[1]) or 10000
 local RUNS = 20
@@ -157,7 +158,7 @@ report("reference: cheapest by comparator sort", time_ms(function() comparator_c
 
 if pcall(require, "skyhost.core") then
   local broker = require "sky.broker"
-  local providers = require "sky.providers"
+  local providers = require "providers"
   local noop = function() end
   local prov = providers.define { name = "bench", offers = function() return offers end, provision = noop,
     get_instance = noop, terminate = noop }

@@ -1,5 +1,5 @@
-// skyhost.core: the loop as the Lua driver (stdlib/sky/sched.lua) sees it — poll for completed
-// waits, timers, events, signals.
+// skyhost.core: the loop as the Lua driver (stdlib/sky/internal/sched.lua) sees it — poll for
+// completed waits, timers, events, signals.
 #include <signal.h>
 #include <unistd.h>
 
@@ -150,11 +150,10 @@ int l_core_take_events(lua_State* L) {
   }
   ctx.events.clear();
   for (Scheduler* s : ctx.pools) {
-    for (Event& e : s->events_) {
+    for (Event& e : s->take_events()) {
       push_event(L, e);
       lua_rawseti(L, -2, ++n);
     }
-    s->events_.clear();
   }
   return 1;
 }

@@ -8,7 +8,7 @@ namespace skyhost {
 
 struct EmbeddedModule {
   std::string_view name;   // module name for require, e.g. "sky.pool"
-  std::string_view chunk;  // chunk name for tracebacks, e.g. "@stdlib/sky/pool.lua"
+  std::string_view chunk;  // chunk name for tracebacks, e.g. "@stdlib/sky/pool/init.lua"
   std::string_view source;
 };
 

@@ -1,6 +1,6 @@
 // skyhost.http: host/http's client as Lua sees it — start a request, and after its wait id
-// completed (stdlib/sky/sched.lua awaits it), fetch the response. Option checking and the shape
-// users meet are stdlib/sky/http.lua.
+// completed (stdlib/sky/internal/sched.lua awaits it), fetch the response. Option checking and the
+// shape users meet are stdlib/sky/http.lua.
 #include "host/http/http.hpp"
 
 #include <lua.hpp>

@@ -1,5 +1,5 @@
 // skyhost.pool: a pool's nodes and tasks (host/links/scheduler) as a Lua userdata. The lifecycle —
-// providers, events, teardown order — is stdlib/sky/pool.lua; this is check, call, push.
+// providers, events, teardown order — is stdlib/sky/pool/init.lua; this is check, call, push.
 #include <unistd.h>
 
 #include <algorithm>
@@ -156,19 +156,14 @@ int l_pool_node(lua_State* L) {
   }
   lua_pushinteger(L, s.pid(i));
   lua_setfield(L, -2, "pid");
-  const std::string& info = s.node_info(i);
-  if (!info.empty()) {
-    return guarded(L, [&] {
-      wire::Reader r(info);
-      auto host = r.get_string();
-      lua_pushlstring(L, host.data(), host.size());
-      lua_setfield(L, -2, "hostname");
-      lua_pushinteger(L, static_cast<lua_Integer>(r.get_varint()));
-      lua_setfield(L, -2, "worker_pid");
-      lua_pushinteger(L, static_cast<lua_Integer>(r.get_varint()));
-      lua_setfield(L, -2, "executors");
-      return 1;
-    });
+  const NodeInfo& info = s.node_info(i);
+  if (info.ready) {
+    lua_pushlstring(L, info.hostname.data(), info.hostname.size());
+    lua_setfield(L, -2, "hostname");
+    lua_pushinteger(L, static_cast<lua_Integer>(info.worker_pid));
+    lua_setfield(L, -2, "worker_pid");
+    lua_pushinteger(L, info.executors);
+    lua_setfield(L, -2, "executors");
   }
   return 1;
 }

@@ -1,5 +1,5 @@
 // Makes embedded Lua modules requireable: package.preload[name] loads the module's source under
-// its chunk name, so tracebacks show "stdlib/sky/pool.lua:12".
+// its chunk name, so tracebacks show "stdlib/sky/pool/init.lua:12".
 #pragma once
 
 #include <lua.hpp>

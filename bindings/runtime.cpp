@@ -20,6 +20,7 @@ extern "C" int luaopen_skyhost_http(lua_State* L);
 extern "C" int luaopen_skyhost_json(lua_State* L);
 extern "C" int luaopen_skyhost_state(lua_State* L);
 extern "C" int luaopen_skyhost_encoding(lua_State* L);
+extern "C" int luaopen_skyhost_crypto(lua_State* L);
 
 namespace skyhost {
 
@@ -77,7 +78,8 @@ int l_disk_searcher(lua_State* L) {
   std::string root = lua_tostring(L, lua_upvalueindex(1));
   std::string rel = name;
   for (char& c : rel) c = c == '.' ? '/' : c;
-  std::string dir = rel.rfind("providers/", 0) == 0 ? "" : "stdlib/";
+  bool provider = rel == "providers" || rel.rfind("providers/", 0) == 0;
+  std::string dir = provider ? "" : "stdlib/";
   for (const std::string& cand : {dir + rel + ".lua", dir + rel + "/init.lua"}) {
     std::string path = root + "/" + cand;
     FILE* f = std::fopen(path.c_str(), "r");
@@ -121,6 +123,8 @@ void install_stdlib(lua_State* L) {
   lua_setfield(L, -2, "skyhost.state");
   lua_pushcfunction(L, luaopen_skyhost_encoding);
   lua_setfield(L, -2, "skyhost.encoding");
+  lua_pushcfunction(L, luaopen_skyhost_crypto);
+  lua_setfield(L, -2, "skyhost.crypto");
   lua_pop(L, 1);  // [package]
   if (const char* dir = std::getenv("SKYHOST_STDLIB")) {
     lua_getfield(L, -1, "searchers");  // [package, searchers]
@@ -176,13 +180,13 @@ Runtime::Runtime(Options opts) : opts_(std::move(opts)), ctx_(std::make_unique<C
   }
   lua_setglobal(L_, "sky");
   lua_getglobal(L_, "require");
-  lua_pushstring(L_, "sky.cli");
+  lua_pushstring(L_, "sky.commands.cli");
   lua_call(L_, 1, 1);
   lua_pushboolean(L_, opts_.verbose);
   lua_setfield(L_, -2, "verbose");
   lua_pop(L_, 1);
   lua_pushglobaltable(L_);
-  call_module(L_, "sky.sched", "install_globals", 1, 0);
+  call_module(L_, "sky.internal.sched", "install_globals", 1, 0);
 
   g_signal_ctx.store(ctx_.get());
   ctx_->loop.watch_signals(on_signal);
@@ -196,7 +200,7 @@ Runtime::~Runtime() {
 
 void Runtime::teardown() {
   if (L_ == nullptr) return;
-  if (call_module(L_, "sky.sched", "teardown", 0, 0) != LUA_OK) {
+  if (call_module(L_, "sky.internal.sched", "teardown", 0, 0) != LUA_OK) {
     std::fprintf(stderr, "skyhost: teardown: %s\n", lua_tostring(L_, -1));
     lua_pop(L_, 1);
   }
@@ -226,7 +230,7 @@ int Runtime::run_loaded(int status, const std::string& script,
   lua_setglobal(L_, "arg");
   for (const auto& a : args) lua_pushstring(L_, a.c_str());  // [chunk, args...]
   int nargs = 1 + static_cast<int>(args.size());
-  if (call_module(L_, "sky.cli", "run_script", nargs, 1) != LUA_OK) {
+  if (call_module(L_, "sky.commands.cli", "run_script", nargs, 1) != LUA_OK) {
     std::fprintf(stderr, "skyhost: %s\n", lua_tostring(L_, -1));
     lua_pop(L_, 1);
     return 1;
@@ -283,7 +287,7 @@ std::string Runtime::commands_usage() {
 
 Runtime::Eval Runtime::eval(const std::string& code, std::string& out) {
   lua_pushlstring(L_, code.data(), code.size());
-  if (call_module(L_, "sky.cli", "eval", 1, 2) != LUA_OK) {
+  if (call_module(L_, "sky.commands.cli", "eval", 1, 2) != LUA_OK) {
     out = lua_tostring(L_, -1);
     lua_pop(L_, 1);
     return Eval::kError;

@@ -30,7 +30,7 @@ class Runtime {
   /// Runs a subcommand written in Lua (`skyhost offers ...`, `skyhost check`):
   /// require("sky.commands").run(name, args...). Returns its exit code.
   int run_command(const std::string& name, const std::vector<std::string>& args);
-  /// Whether `word` names a subcommand (the list is stdlib/sky/commands.lua's M.LIST).
+  /// Whether `word` names a subcommand (the list is stdlib/sky/commands/init.lua's M.LIST).
   bool is_command(const std::string& word);
   /// The subcommands' lines of `skyhost --help`.
   std::string commands_usage();

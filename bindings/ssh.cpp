@@ -1,15 +1,17 @@
-// skyhost.ssh: SSH sessions (host/ssh) as Lua userdata for the bootstrap in stdlib/sky/connect.lua.
-// Each operation returns a wait id; after sched.await(id), s:result(id) gives its outcome.
+// skyhost.ssh: SSH sessions (host/ssh) as Lua userdata for the bootstrap in
+// stdlib/sky/pool/connect.lua. Each operation returns a wait id; after sched.await(id),
+// s:result(id) gives its outcome.
 #include <openssl/evp.h>
 
 #include <cstdio>
 #include <lua.hpp>
-#include <map>
 #include <memory>
+#include <optional>
 
 #include "bindings/context.hpp"
 #include "bindings/object.hpp"
 #include "host/ssh/keygen.hpp"
+#include "host/ssh/operations.hpp"
 #include "host/ssh/session.hpp"
 
 namespace skyhost {
@@ -18,47 +20,16 @@ namespace {
 
 constexpr char kSessionMeta[] = "skyhost.ssh.session";
 
-struct OpResult {
-  bool ok = false;
-  std::string error;
-  int code = -1;
-  std::string signal;
-  std::string tail;  // last lines of a step's output
-};
+using ssh::Operations;
 
-OpResult failure_or_ok(const ssh::Status& st) {
-  OpResult r;
-  r.ok = st.ok();
-  r.error = st.error;
-  return r;
-}
-
-struct SessionBox {
-  // What is still in flight ends (its callbacks may record a result) while the rest of the box
-  // still exists: channels first, then their session.
-  ~SessionBox() {
-    steps.clear();
-    session.reset();
-  }
-
-  std::unique_ptr<ssh::Session> session;
-  // Bootstrap steps in flight. Held here, not by their own callbacks, and declared after the
-  // session so they are destroyed before it.
-  std::map<WaitId, ssh::Channel> steps;
-  Context* ctx = nullptr;
-  int pool = 0;
-  int node = -1;
-  std::map<WaitId, OpResult> results;
-};
-
-SessionBox& check_box(lua_State* L) {
-  return bind::check_object<SessionBox>(L, 1, kSessionMeta, "ssh session");
+Operations& check_ops(lua_State* L) {
+  return bind::check_object<Operations>(L, 1, kSessionMeta, "ssh session");
 }
 
 ssh::Session& check_session(lua_State* L) {
-  SessionBox& b = check_box(L);
-  if (!b.session) luaL_error(L, "ssh session is closed or handed to a pool");
-  return *b.session;
+  ssh::Session* s = check_ops(L).session();
+  if (s == nullptr) luaL_error(L, "ssh session is closed or handed to a pool");
+  return *s;
 }
 
 /// ssh.session{host=, port=, user=, label=, private_key= | identity_file=, known_hosts=,
@@ -95,100 +66,57 @@ int l_ssh_session(lua_State* L) {
   o.keepalive_count =
       static_cast<int>(bind::opt_number(L, 1, "keepalive_count", o.keepalive_count));
   Context& ctx = context(L);
-  auto box = std::make_unique<SessionBox>();
-  box->ctx = &ctx;
-  box->pool = static_cast<int>(bind::opt_integer(L, 1, "pool", 0));
-  box->node = static_cast<int>(bind::opt_integer(L, 1, "node", -1));
-  box->session = std::make_unique<ssh::Session>(ctx.loop.uv(), std::move(o));
-  bind::push_object(L, kSessionMeta, std::move(box));
+  int pool = static_cast<int>(bind::opt_integer(L, 1, "pool", 0));
+  int node = static_cast<int>(bind::opt_integer(L, 1, "node", -1));
+  Context* c = &ctx;
+  auto on_line = [c, pool, node](const std::string& phase, std::string line) {
+    Event e("BootstrapConsole", pool, node);
+    e.text = std::move(line);
+    e.phase = phase;
+    c->events.push_back(std::move(e));
+  };
+  bind::push_object(L, kSessionMeta,
+                    std::make_unique<Operations>(
+                        ctx.loop, std::make_unique<ssh::Session>(ctx.loop.uv(), std::move(o)),
+                        std::move(on_line)));
   return 1;
 }
 
 /// s:connect() → wait id
 int l_session_connect(lua_State* L) {
-  SessionBox& b = check_box(L);
-  ssh::Session& s = check_session(L);
-  WaitId id = b.ctx->loop.new_wait();
-  SessionBox* box = &b;
-  s.connect([box, id](const ssh::Status& st) {
-    box->results[id] = failure_or_ok(st);
-    box->ctx->loop.complete(id);
-  });
-  lua_pushinteger(L, static_cast<lua_Integer>(id));
+  check_session(L);
+  lua_pushinteger(L, static_cast<lua_Integer>(check_ops(L).connect()));
   return 1;
 }
 
 /// s:step(command, phase, timeout) → wait id. Output lines stream as BootstrapConsole events.
 int l_session_step(lua_State* L) {
-  SessionBox& b = check_box(L);
-  ssh::Session& s = check_session(L);
+  check_session(L);
   std::string cmd = luaL_checkstring(L, 2);
   std::string phase = luaL_checkstring(L, 3);
-  ssh::ExecOptions eo;
-  eo.timeout = luaL_optnumber(L, 4, 0);
-  WaitId id = b.ctx->loop.new_wait();
-  SessionBox* box = &b;
-  ssh::Channel& ch = b.steps.emplace(id, s.exec(std::move(cmd), eo)).first->second;
-  auto tail = std::make_shared<std::string>();
-  auto partial = std::make_shared<std::string>();
-  auto on_bytes = [box, tail, partial, phase](std::string_view d) {
-    tail->append(d);
-    if (tail->size() > 4096) tail->erase(0, tail->size() - 4096);
-    partial->append(d);
-    size_t nl;
-    while ((nl = partial->find('\n')) != std::string::npos) {
-      Event e("BootstrapConsole", box->pool, box->node);
-      e.text = partial->substr(0, nl);
-      e.phase = phase;
-      box->ctx->events.push_back(std::move(e));
-      partial->erase(0, nl + 1);
-    }
-  };
-  ch.on_data(on_bytes);
-  ch.on_stderr(on_bytes);
-  ch.on_exit([box, id, tail](const ssh::ExitInfo& e) {
-    OpResult r;
-    r.ok = e.ok();
-    r.error = e.error;
-    r.code = e.code;
-    r.signal = e.signal;
-    r.tail = *tail;
-    box->results[id] = std::move(r);
-    box->ctx->loop.complete(id);
-    box->steps.erase(id);  // destroys the channel whose callback this is: allowed by host/ssh
-  });
-  ch.send_eof();
+  double timeout = luaL_optnumber(L, 4, 0);
+  WaitId id = check_ops(L).step(std::move(cmd), std::move(phase), timeout);
   lua_pushinteger(L, static_cast<lua_Integer>(id));
   return 1;
 }
 
 /// s:upload(local_path, remote_path, mode) → wait id
 int l_session_upload(lua_State* L) {
-  SessionBox& b = check_box(L);
-  ssh::Session& s = check_session(L);
+  check_session(L);
   std::string src = luaL_checkstring(L, 2);
   std::string dst = luaL_checkstring(L, 3);
-  ssh::UploadOptions uo;
-  uo.mode = static_cast<int>(luaL_optinteger(L, 4, 0644));
-  WaitId id = b.ctx->loop.new_wait();
-  SessionBox* box = &b;
-  auto done = [box, id](const ssh::Status& st) {
-    box->results[id] = failure_or_ok(st);
-    box->ctx->loop.complete(id);
-  };
-  s.upload_file(std::move(src), std::move(dst), uo, done);
+  int mode = static_cast<int>(luaL_optinteger(L, 4, 0644));
+  WaitId id = check_ops(L).upload(std::move(src), std::move(dst), mode);
   lua_pushinteger(L, static_cast<lua_Integer>(id));
   return 1;
 }
 
 /// s:result(id) → {ok, error, code, signal, tail}
 int l_session_result(lua_State* L) {
-  SessionBox& b = check_box(L);
   auto id = static_cast<WaitId>(luaL_checkinteger(L, 2));
-  auto it = b.results.find(id);
-  if (it == b.results.end()) return luaL_error(L, "no result for operation %d", int(id));
-  OpResult r = std::move(it->second);
-  b.results.erase(it);
+  std::optional<ssh::StepResult> taken = check_ops(L).take(id);
+  if (!taken) return luaL_error(L, "no result for operation %d", int(id));
+  const ssh::StepResult& r = *taken;
   lua_createtable(L, 0, 5);
   lua_pushboolean(L, r.ok);
   lua_setfield(L, -2, "ok");
@@ -213,7 +141,7 @@ int l_session_describe(lua_State* L) {
 }
 
 /// s:close() (also __close, __gc): ends what is in flight and the session. Idempotent.
-constexpr lua_CFunction l_session_close = bind::close_object<SessionBox, kSessionMeta>;
+constexpr lua_CFunction l_session_close = bind::close_object<Operations, kSessionMeta>;
 
 /// ssh.keygen(comment) → public_key, private_key, fingerprint
 int l_ssh_keygen(lua_State* L) {
@@ -274,9 +202,9 @@ const luaL_Reg kSshModule[] = {
 
 /// Takes the session out of a Lua session userdata (for the pool to own); null if gone.
 std::unique_ptr<ssh::Session> take_ssh_session(lua_State* L, int idx) {
-  SessionBox* box = bind::test_object<SessionBox>(L, idx, kSessionMeta);
-  if (box == nullptr) return nullptr;
-  return std::move(box->session);
+  Operations* ops = bind::test_object<Operations>(L, idx, kSessionMeta);
+  if (ops == nullptr) return nullptr;
+  return ops->release();
 }
 
 }  // namespace skyhost

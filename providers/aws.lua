@@ -5,11 +5,14 @@
 -- skyhost-pool=<pool> that terminate themselves when they power off (the dead-man lease); at
 -- teardown the instances are terminated, waited for, and the group and key pair deleted.
 -- See docs/aws.md.
-local catalog = require "sky.catalog"
+local catalog = require "providers.catalog"
 local credentials = require "providers.aws.credentials"
 local ec2 = require "providers.aws.ec2"
 local errors = require "sky.errors"
+local hostkeys = require "providers.aws.hostkeys"
 local options = require "sky.options"
+local prices = require "providers.aws.prices"
+local orphans = require "providers.aws.orphans"
 
 local M = {}
 
@@ -17,8 +20,13 @@ local SCHEMA = {
   region = "string|table", zone = "string|table", profile = "string", image = "string",
   subnet = "string|table", security_group = "string", disk_gb = "integer", instance_profile = "string",
   endpoint = "string", public_ip = "boolean", ssh_cidr = "string", user = "string",
-  retries = "integer", poll_interval = "number",
+  retries = "integer", poll_interval = "number", live_prices = "boolean",
+  host_keys = "string", on_expiry = "string",
 }
+
+-- What a node runs when its lease expires or its skyhost is gone: it powers off, and
+-- InstanceInitiatedShutdownBehavior=terminate ends the instance (docs/aws.md).
+M.DEFAULT_ON_EXPIRY = "sudo -n /sbin/poweroff || /sbin/poweroff"
 
 -- Canonical's owner id and the name pattern of its Ubuntu server AMIs (the newest is used).
 M.DEFAULT_IMAGE_OWNER = "099720109477"
@@ -69,15 +77,38 @@ function M.new(opts)
     _bad("public_ip = false needs subnet = 'subnet-...' (a subnet this machine can reach)")
   end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
+  if opts.host_keys and not hostkeys.MODES[opts.host_keys] then
+    _bad("host_keys must be 'console', 'console-or-first-use' or 'first-use', got '%s'", opts.host_keys)
+  end
+  -- in the journal with each instance: what `skyhost down` needs to reach it without the script
+  self.journal_info = { endpoint = opts.endpoint, profile = opts.profile }
   for k, v in pairs(Provider) do
     if type(v) == "function" then self[k] = v end
   end
   return self
 end
 
--- The EC2 client of `region`, with the credentials resolved once per provider.
+-- `skyhost down --orphans` and `skyhost down --sweep aws` (providers/aws/orphans.lua).
+M.end_orphans = orphans.end_orphans
+M.sweep = orphans.sweep
+
+-- The provider's credentials, resolved once, and again (in place: the clients hold the table)
+-- when temporary ones are within 5 minutes of expiring, so that a long pool can still tear down.
+function Provider:_credentials()
+  local c = self._creds
+  if not c then
+    self._creds = credentials.resolve(self.opts.profile)
+  elseif credentials.expiring(c, 300) then
+    local new = credentials.resolve(self.opts.profile)
+    for k in pairs(c) do c[k] = nil end
+    for k, v in pairs(new) do c[k] = v end
+  end
+  return self._creds
+end
+
+-- The EC2 client of `region`.
 function Provider:_client(region)
-  self._creds = self._creds or credentials.resolve(self.opts.profile)
+  self:_credentials()
   self._clients = self._clients or {}
   local c = self._clients[region]
   if not c then
@@ -123,6 +154,10 @@ function Provider:offers(spec)
       out[#out + 1] = c
     end
   end
+  -- Spot offers at the price AWS charges now (cached; the catalog's where it cannot be read).
+  if self.opts.live_prices ~= false then
+    prices.apply(out, function(r) return self:_client(r) end)
+  end
   return out
 end
 
@@ -142,9 +177,11 @@ function Provider:_region(cluster, region)
   local tags = { { ResourceType = "key-pair", Tag = { { Key = "skyhost-pool", Value = _pool(cluster) } } } }
   r.key_name = "skyhost-" .. _pool(cluster)
   if not cluster.ssh_public_key then errors.raise("BadProvider", "sky.aws: the pool has no SSH key") end
+  -- Marked before the call: a call cut short (Ctrl-C) may still have made it; teardown deletes
+  -- by name and takes "not found" as done.
+  r.made_key = true
   c:call("ImportKeyPair", { KeyName = r.key_name, PublicKeyMaterial = require("skyhost.encoding").base64_encode(cluster.ssh_public_key),
     TagSpecification = tags })
-  r.made_key = true
   if self.opts.security_group then
     r.group = self.opts.security_group
   else
@@ -154,6 +191,7 @@ function Provider:_region(cluster, region)
       self:_subnet_zones()
       params.VpcId = self._vpc
     end
+    r.group_name = params.GroupName  -- as the key pair: found by name if the answer was lost
     r.group = ec2.text(c:call("CreateSecurityGroup", params), "groupId")
     r.made_group = true
     c:call("AuthorizeSecurityGroupIngress", { GroupId = r.group, IpPermissions = { { IpProtocol = "tcp", FromPort = 22,
@@ -258,7 +296,13 @@ function Provider:get_instance(cluster, id)
   local state = STATES[ec2.text(item, "instanceState", "name")] or "pending"
   local ip = self.public_ip and ec2.text(item, "ipAddress") or ec2.text(item, "privateIpAddress")
   if state == "running" and not ip then state = "pending" end
-  return { id = id, state = state, ip = ip, port = 22, user = self.user,
+  local keys
+  if state == "running" then
+    keys = hostkeys.for_instance(self.opts.host_keys, self:_client(region), id, cluster.aws)
+    if not keys then state = "pending" end -- host_keys = "console": not on the console yet
+  end
+  return { id = id, state = state, ip = ip, port = 22, user = self.user, host_keys = keys and #keys > 0 and keys or nil,
+    on_expiry = self.opts.on_expiry or M.DEFAULT_ON_EXPIRY,
     ssh = { host_keys = "accept-new", known_hosts = cluster.aws.known_hosts } }
 end
 
@@ -301,9 +345,18 @@ function Provider:teardown(cluster)
   for region, r in pairs(cluster.aws.regions) do
     local c = self:_client(region)
     self:_wait_terminated(cluster, region, 600)
+    if not r.made_group and r.group_name then  -- CreateSecurityGroup cut short: maybe made
+      local doc = c:call("DescribeSecurityGroups", { Filter = { { Name = "group-name", Value = { r.group_name } } } })
+      local g = ec2.items(doc, "securityGroupInfo")[1]
+      if g then r.group, r.made_group = ec2.text(g, "groupId"), true end
+    end
+    r.group_name = nil
     if r.made_group then c:call("DeleteSecurityGroup", { GroupId = r.group }) end
     r.made_group = nil
-    if r.made_key then c:call("DeleteKeyPair", { KeyName = r.key_name }) end
+    if r.made_key then
+      local ok, err = pcall(c.call, c, "DeleteKeyPair", { KeyName = r.key_name })
+      if not ok and not (type(err) == "table" and tostring(err.aws_code):find("NotFound")) then error(err, 0) end
+    end
     r.made_key = nil
   end
   if cluster.aws.known_hosts then os.remove(cluster.aws.known_hosts) end

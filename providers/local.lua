@@ -2,7 +2,7 @@
 -- protocol as every provider; its instances say transport = "local", so the pool starts a
 -- worker process for each instead of reaching a machine over SSH.
 -- Its workers follow their host's death (PR_SET_PDEATHSIG): a pool of a skyhost that is gone
--- has nothing left to end (stdlib/sky/journal.lua).
+-- has nothing left to end (stdlib/sky/pool/journal.lua).
 local M = { name = "local", ends_with_host = true }
 
 function M:offers(_spec)

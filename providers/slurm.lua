@@ -7,8 +7,8 @@
 local core = require "skyhost.core"
 local errors = require "sky.errors"
 local options = require "sky.options"
-local sched = require "sky.sched"
-local accelerators = require "sky.accelerators"
+local sched = require "sky.internal.sched"
+local accelerators = require "sky.broker.accelerators"
 
 local M = {}
 
@@ -65,7 +65,7 @@ function M.new(opts)
   for i, a in ipairs(opts.sbatch_args or {}) do
     if type(a) ~= "string" then _bad(("sbatch_args[%d] must be a string such as \"--mem=4G\", got %s"):format(i, type(a))) end
   end
-  -- ends_by_lease: a holding job ends itself once its workers are gone (stdlib/sky/journal.lua)
+  -- ends_by_lease: a holding job ends itself once its workers are gone (stdlib/sky/pool/journal.lua)
   local self = setmetatable({ name = "slurm", opts = opts, command_timeout = opts.command_timeout or 30,
     _jobs = {}, ends_by_lease = true }, Provider)
   -- Own fields, not only the metatable's: the broker copies a provider table's fields.

@@ -69,6 +69,16 @@ Settings g_settings;
   end_group();
 }
 
+/// The provider's self-termination (a node that powers itself off): run when the lease expires
+/// or the host's stream ends without a shutdown (kill -9 of the host: nobody will end this node).
+void run_on_expiry() {
+  if (g_settings.on_expiry.empty()) return;
+  std::fprintf(stderr, "skyworker: running the node's end command: %s\n",
+               g_settings.on_expiry.c_str());
+  int rc = std::system(g_settings.on_expiry.c_str());
+  (void)rc;
+}
+
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -97,10 +107,7 @@ void watch_lease() {
     } else {
       continue;
     }
-    if (!g_settings.on_expiry.empty()) {
-      int rc = std::system(g_settings.on_expiry.c_str());
-      (void)rc;
-    }
+    run_on_expiry();
     finish();
   }
 }
@@ -257,10 +264,12 @@ int main(int argc, char** argv) {
       skyworker::fatal(shared, std::string("cannot serve the host: ") + e.what());
     }
   }
-  // The stream ended: nobody is left to receive results, so running tasks are abandoned.
+  // The stream ended: nobody is left to receive results, so running tasks are abandoned. The host
+  // sends a shutdown before it ends a node, so a stream that just ends means the host is gone.
   if (inbox.pending() > 0) {
     std::fprintf(stderr, "skyworker: the stream from the host ended inside a frame (%s of it)\n",
                  skyhost::wire::size_text(inbox.pending()).c_str());
   }
+  run_on_expiry();
   finish();
 }

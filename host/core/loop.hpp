@@ -1,9 +1,9 @@
 // The host's one event loop: a libuv loop plus the bookkeeping the Lua driver needs — which
 // waits completed since it last looked, and whether SIGINT/SIGTERM arrived.
 //
-// Nothing here runs Lua. libuv callbacks call complete(); the driver (stdlib/sky/sched.lua)
-// calls poll() between resumes, outside every callback, and resumes the coroutines waiting on
-// what completed.
+// Nothing here runs Lua. libuv callbacks call complete(); the driver
+// (stdlib/sky/internal/sched.lua) calls poll() between resumes, outside every callback, and resumes
+// the coroutines waiting on what completed.
 #pragma once
 
 #include <uv.h>

@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "host/core/completions.hpp"
 #include "host/http/http_transfer.hpp"
 
 namespace skyhost {
@@ -35,10 +36,10 @@ struct HttpClient::Impl {
   CURLM* multi = nullptr;
   uv_timer_t* timer = nullptr;  // heap: freed by its close callback
   std::unordered_map<WaitId, std::unique_ptr<HttpTransfer>> active;
-  std::unordered_map<WaitId, HttpResponse> done;
+  Completions<HttpResponse> done;
   std::unordered_set<HttpPollSocket*> sockets;
 
-  explicit Impl(Loop& l) : loop(l) {}
+  explicit Impl(Loop& l) : loop(l), done(l) {}
 
   static int on_socket(CURL*, curl_socket_t fd, int what, void* userp, void* socketp) {
     auto* self = static_cast<Impl*>(userp);
@@ -118,9 +119,9 @@ struct HttpClient::Impl {
       finish_http_transfer(*t, rc);
       curl_multi_remove_handle(multi, easy);
       WaitId id = t->id;
-      done.emplace(id, std::move(t->resp));
+      HttpResponse resp = std::move(t->resp);
       active.erase(id);  // cleans up the easy handle
-      loop.complete(id);
+      done.finish(id, std::move(resp));
     }
   }
 };
@@ -156,7 +157,7 @@ WaitId HttpClient::request(HttpRequest req) {
   if (t->easy == nullptr) throw std::runtime_error("cannot create a libcurl easy handle");
   t->req = std::move(req);
   setup_http_transfer(*t);
-  t->id = impl_->loop.new_wait();
+  t->id = impl_->done.begin();
   WaitId id = t->id;
   CURLMcode rc = curl_multi_add_handle(impl_->multi, t->easy);
   if (rc != CURLM_OK) {
@@ -167,18 +168,15 @@ WaitId HttpClient::request(HttpRequest req) {
 }
 
 std::optional<HttpResponse> HttpClient::take(WaitId id) {
-  auto it = impl_->done.find(id);
-  if (it == impl_->done.end()) {
-    if (impl_->active.count(id) != 0) return std::nullopt;
+  std::optional<HttpResponse> r = impl_->done.take(id);
+  if (!r && impl_->active.count(id) == 0) {
     throw std::out_of_range("no HTTP request with id " + std::to_string(id));
   }
-  HttpResponse r = std::move(it->second);
-  impl_->done.erase(it);
   return r;
 }
 
 bool HttpClient::cancel(WaitId id) {
-  if (impl_->done.erase(id) != 0) return true;
+  if (impl_->done.discard(id)) return true;
   auto it = impl_->active.find(id);
   if (it == impl_->active.end()) return false;
   curl_multi_remove_handle(impl_->multi, it->second->easy);
@@ -191,7 +189,7 @@ size_t HttpClient::in_flight() const {
 }
 
 size_t HttpClient::unclaimed() const {
-  return impl_->done.size();
+  return impl_->done.unclaimed();
 }
 
 }  // namespace skyhost

@@ -262,10 +262,11 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
   switch (f.type) {
     case wire::Msg::kReady:
       // hostname, pid, executors: refused here if malformed, never later
-      n.info.assign(f.body);
-      r.get_string();  // hostname
-      r.get_varint();  // pid
+      n.info.hostname = std::string(r.get_string());
+      n.info.worker_pid = r.get_varint();
       n.executors = static_cast<int>(std::min<uint64_t>(r.get_varint(), 1 << 16));
+      n.info.executors = n.executors;
+      n.info.ready = true;
       n.ready = true;
       check_ready();
       break;

@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "host/core/events.hpp"
@@ -44,6 +45,14 @@ struct Batch {
   std::deque<TaskId> queued;  // a limited batch's tasks wait here, not in the shared queue
 };
 
+/// A worker's Ready frame: where it runs and how many tasks it runs at once.
+struct NodeInfo {
+  std::string hostname;
+  uint64_t worker_pid = 0;
+  int executors = 0;
+  bool ready = false;  // false until the frame arrived
+};
+
 class Scheduler {
  public:
   struct Options {
@@ -64,9 +73,8 @@ class Scheduler {
   WaitId ready_wait();
   /// Why the pool could not become ready ("" if it did).
   const std::string& start_error() const { return start_error_; }
-  /// The Ready info each node sent (checked on arrival): wire string hostname, varint pid,
-  /// varint executors.
-  const std::string& node_info(int node) const { return nodes_.at(node)->info; }
+  /// What a node said in its Ready frame (checked on arrival); empty until then.
+  const NodeInfo& node_info(int node) const { return nodes_.at(node)->info; }
   int node_count() const { return static_cast<int>(nodes_.size()); }
   int pid(int node) const { return nodes_.at(node)->link->pid(); }
   bool node_alive(int node) const { return nodes_.at(node)->alive; }
@@ -94,6 +102,8 @@ class Scheduler {
 
   /// Renews every worker's dead-man lease each `interval_ms` (0 stops renewing).
   void set_lease_interval(uint64_t interval_ms);
+  /// The events raised since the last call, oldest first.
+  std::vector<Event> take_events() { return std::exchange(events_, {}); }
   /// Report TaskStarted/TaskCompleted events (off by default: they cost on the hot path).
   void set_task_events(bool on) { task_events_ = on; }
   /// Sends queued frames. Called before each poll and after each batch of received frames.
@@ -107,7 +117,7 @@ class Scheduler {
   struct Node {
     int index = 0;
     std::unique_ptr<Link> link;
-    std::string info;
+    NodeInfo info;
     std::string last_words;  // what a worker said in a Fatal frame before it stopped
     bool ready = false;
     bool alive = true;
@@ -170,10 +180,7 @@ class Scheduler {
   WaitId gone_wait_ = 0;
   uv_timer_t* grace_timer_ = nullptr;
   uv_timer_t* lease_timer_ = nullptr;
-
- public:
-  /// Events raised since the driver last took them.
-  std::vector<Event> events_;
+  std::vector<Event> events_;  // raised since the driver last took them
 };
 
 }  // namespace skyhost

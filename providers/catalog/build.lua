@@ -12,7 +12,7 @@ local _here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = _here .. "/../../stdlib/?.lua;" .. package.path
 
 local csv = require "sky.csv"
-local accelerators = require "sky.accelerators"
+local accelerators = require "sky.broker.accelerators"
 
 -- Every input file, its provider name and how its GpuInfo states memory (SOURCES.md "Caveats"):
 --   mib      SizeInMiB is MiB per GPU (most files)
@@ -231,7 +231,7 @@ local function main(dir, out_path)
     table.sort(names)
     for _, n in ipairs(names) do
       local _, err = accelerators.resolve(n)
-      io.stderr:write(("error: %s (%d rows); add it to stdlib/sky/accelerators.lua\n"):format(err, _unknown[n]))
+      io.stderr:write(("error: %s (%d rows); add it to stdlib/sky/broker/accelerators.lua\n"):format(err, _unknown[n]))
     end
     os.exit(1)
   end

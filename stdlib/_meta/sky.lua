@@ -194,6 +194,9 @@ function sky.slurm(opts) end
 ---@param opts? {region?: string|string[], zone?: string|string[], profile?: string, image?: string, subnet?: string|string[], public_ip?: boolean, security_group?: string, ssh_cidr?: string, disk_gb?: integer, instance_profile?: string, user?: string, endpoint?: string, retries?: integer, poll_interval?: number}
 ---@return table provider  EC2 instances (docs/aws.md)
 function sky.aws(opts) end
+---@param opts? {project?: string, zone?: string|string[], region?: string|string[], credentials?: string, image?: string, disk_gb?: integer, network?: string, subnetwork?: string, public_ip?: boolean, service_account?: string, user?: string, endpoint?: string, retries?: integer, poll_interval?: number}
+---@return table provider  Compute Engine instances (docs/gcp.md)
+function sky.gcp(opts) end
 ---@param def sky.provider_def
 ---@return table provider  usable as sky.compute{provider = ...}, also by its name
 function sky.provider(def) end

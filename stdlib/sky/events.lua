@@ -3,8 +3,8 @@
 -- callback; a failing handler is reported and the others still run.
 local core = require "skyhost.core"
 local errors = require "sky.errors"
-local display = require "sky.display"
-local sched = require "sky.sched"
+local display = require "sky.pool.display"
+local sched = require "sky.internal.sched"
 
 local M = {}
 

@@ -13,7 +13,7 @@ local chttp = require "skyhost.http"
 local errors = require "sky.errors"
 local json = require "sky.json"
 local options = require "sky.options"
-local sched = require "sky.sched"
+local sched = require "sky.internal.sched"
 
 local M = {}
 

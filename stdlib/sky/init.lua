@@ -6,17 +6,17 @@ local http = require "sky.http"
 local json = require "sky.json"
 local plugin = require "sky.plugin"
 local pool = require "sky.pool"
-local sched = require "sky.sched"
-local scope = require "sky.scope"
+local sched = require "sky.internal.sched"
+local scope = require "sky.pool.scope"
 local shard = require "sky.common.shard"
 shard.fail = function(message) errors.raise("BadArgument", message) end
-local accelerators = require "sky.accelerators"
-local catalog = require "sky.catalog"
-local clouds = require "sky.clouds"
-local multipool = require "sky.multipool"
+local accelerators = require "sky.broker.accelerators"
+local catalog = require "providers.catalog"
+local clouds = require "providers.clouds"
+local multipool = require "sky.pool.multipool"
 local override = require "sky.override"
-local policy = require "sky.policy"
-local providers = require "sky.providers"
+local policy = require "sky.broker.policy"
+local providers = require "providers"
 
 local M = {}
 
@@ -30,7 +30,7 @@ M.compute = pool.compute
 M.plugin = plugin.plugin
 M._plugin_mt = plugin.meta
 
--- The scoped form (stdlib/sky/scope.lua): sky.pool{...}(main) runs main with a current pool,
+-- The scoped form (stdlib/sky/pool/scope.lua): sky.pool{...}(main) runs main with a current pool,
 -- which `task >> sky`, sky.run, sky.broadcast and sky.map use.
 M.pool = scope.pool
 M.current_pool = scope.current
@@ -46,6 +46,15 @@ M.slurm = function(opts) return require("providers.slurm").new(opts) end
 --- sky.aws{region =, zone =, profile =, image =, subnet =, endpoint =, ...}: EC2 instances
 --- (providers/aws.lua, docs/aws.md).
 M.aws = function(opts) return require("providers.aws").new(opts) end
+--- sky.gcp{project =, zone =, region =, credentials =, image =, public_ip =, ...}: Compute Engine
+--- instances (providers/gcp.lua, docs/gcp.md).
+M.gcp = function(opts) return require("providers.gcp").new(opts) end
+--- sky.runpod{}, sky.lambda{}, sky.digitalocean{}, sky.vast{}: JSON/REST clouds (providers/<cloud>.lua,
+--- docs/clouds.md).
+M.runpod = function(opts) return require("providers.runpod").new(opts) end
+M.lambda = function(opts) return require("providers.lambda").new(opts) end
+M.digitalocean = function(opts) return require("providers.digitalocean").new(opts) end
+M.vast = function(opts) return require("providers.vast").new(opts) end
 M.http = http
 M.json = json
 

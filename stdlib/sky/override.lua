@@ -18,9 +18,9 @@
 --                               returns that offer's attempts, {spot =, price =} each
 -- Returns a function that undoes the override (undo overrides in reverse order).
 local errors = require "sky.errors"
-local policy = require "sky.policy"
-local providers = require "sky.providers"
-local suggest = require "sky._suggest"
+local policy = require "sky.broker.policy"
+local providers = require "providers"
+local suggest = require "sky.internal.suggest"
 
 local M = {}
 

@@ -7,7 +7,7 @@ local ssh = require "skyhost.ssh"
 local errors = require "sky.errors"
 local fnmod = require "sky.fn"
 local options = require "sky.options"
-local sched = require "sky.sched"
+local sched = require "sky.internal.sched"
 
 local M = {}
 

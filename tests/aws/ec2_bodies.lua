@@ -20,7 +20,9 @@ emit("TerminateInstances", { InstanceId = { "i-1", "i-2" } })
 emit("ImportKeyPair", { KeyName = "skyhost-pool-7", PublicKeyMaterial = require("skyhost.encoding").base64_encode("ssh-ed25519 AAAA x"),
   TagSpecification = { { ResourceType = "key-pair", Tag = { { Key = "skyhost-pool", Value = "pool-7" } } } } })
 emit("AuthorizeSecurityGroupIngress", { GroupId = "sg-0123", IpPermissions = { { IpProtocol = "tcp", FromPort = 22,
-  ToPort = 22, IpRanges = { { CidrIp = "10.203.0.1/32" } } } } })
+  ToPort = 22, IpRanges = { { CidrIp = "10.213.0.1/32" } } } } })
 emit("DescribeImages", { Owner = { aws.DEFAULT_IMAGE_OWNER }, Filter = { { Name = "name", Value = { aws.DEFAULT_IMAGE_NAME } },
   { Name = "architecture", Value = { "x86_64" } } } })
 emit("DeleteSecurityGroup", { GroupId = "sg-0123" })
+emit("DescribeSpotPriceHistory", require("providers.aws.prices").request({ "g4dn.xlarge", "p3.2xlarge" }, 1700000000))
+emit("GetConsoleOutput", { InstanceId = "i-1" })

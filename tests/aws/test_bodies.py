@@ -6,6 +6,7 @@ requests, written as boto3 users write them, with botocore's own EC2 serializer 
 compares parameter by parameter. It also checks that skyhost percent-encodes as AWS expects
 (RFC 3986 unreserved characters only). Usage: test_bodies.py SKYHOST REPO_ROOT
 """
+import datetime
 import subprocess
 import sys
 from urllib.parse import parse_qsl, quote
@@ -39,11 +40,15 @@ EXPECTED = [
     ("ImportKeyPair", dict(KeyName="skyhost-pool-7", PublicKeyMaterial=b"ssh-ed25519 AAAA x",
                            TagSpecifications=[{"ResourceType": "key-pair", "Tags": TAG}])),
     ("AuthorizeSecurityGroupIngress", dict(GroupId="sg-0123", IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.203.0.1/32"}]}])),
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.213.0.1/32"}]}])),
     ("DescribeImages", dict(Owners=["099720109477"], Filters=[
         {"Name": "name", "Values": ["ubuntu/images/hvm-ssd*/ubuntu-*-amd64-server-*"]},
         {"Name": "architecture", "Values": ["x86_64"]}])),
     ("DeleteSecurityGroup", dict(GroupId="sg-0123")),
+    ("DescribeSpotPriceHistory", dict(InstanceTypes=["g4dn.xlarge", "p3.2xlarge"],
+                                      ProductDescriptions=["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
+                                      StartTime=datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc))),
+    ("GetConsoleOutput", dict(InstanceId="i-1")),
 ]
 
 

@@ -19,7 +19,7 @@ passed = failed = 0
 
 def run(code, env_extra, home):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(HOME=home, **env_extra)
+    env.update(HOME=home, AWS_EC2_METADATA_DISABLED="true", **env_extra)  # never 169.254.169.254
     return subprocess.run([SKYHOST, "-e", code], env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -78,6 +78,8 @@ with tempfile.TemporaryDirectory() as home:
         ("sky.aws{endpoint = 'localhost:4566'}", "http:// or https://"),
         ("sky.aws{public_ip = false}", "needs subnet"),
         ("sky.aws{ssh_cidr = '10.0.0.1'}", "IPv4 CIDR"),
+        ("sky.aws{host_keys = 'yes'}", "host_keys must be 'console'"),
+        ("sky.aws{live_prices = 1}", "live_prices"),
         ("sky.aws{region = {'us-east-1', 3}}", "item 2"),
     ]
     for code, want in bad:

@@ -23,7 +23,6 @@ PROVIDER  INSTANCE TYPE   GPU        COUNT  GPU GiB  vCPU  RAM GiB  REGION      
 gcp       a2-ultragpu-1g  A100-80GB      1       80    12      170  us-central1  us-central1-a  2.9458    2.5138
 gcp       a2-ultragpu-1g  A100-80GB      1       80    12      170  us-central1  us-central1-c  2.9458    2.5138
 2 of 45 offers; USD per hour per instance; catalog snapshot (late-2025) from skypilot-catalog, see providers/catalog/README.md
-not implemented in this build yet, listed for their prices: gcp
 
 $ skyhost offers --accelerator L4 --json --limit 2
 {"provider":"seeweb","instance_type":"ECS1GPU6","accelerator":"L4","count":1,"gpu_memory":24,"vcpus":4,"memory":32,"region":null,"zone":null,"price":0.38,"spot_price":null,"source":"seeweb_vms.csv","date":"late-2025"}
@@ -68,16 +67,16 @@ PROVIDER        STATUS           CREDENTIALS
 local           ready            none needed: workers run on this machine
 ssh             ready            machines you list with sky.ssh{hosts = ...}; keys from ~/.ssh or identity =
 aws             ready            not found (looked at $AWS_ACCESS_KEY_ID, $AWS_PROFILE, $AWS_WEB_IDENTITY_TOKEN_FILE, ~/.aws/credentials)
-gcp             not implemented  not found (looked at $GOOGLE_APPLICATION_CREDENTIALS, ~/.config/gcloud/application_default_credentials.json, ~/.config/gcloud/credentials.db)
-lambda          not implemented  not found (looked at $LAMBDA_API_KEY, ~/.lambda_cloud/lambda_keys)
-runpod          not implemented  found: $RUNPOD_API_KEY
-vast            not implemented  not found (looked at $VAST_API_KEY, $VASTAI_API_KEY, ~/.vast_api_key, ~/.config/vastai/vast_api_key)
+gcp             ready            not found (looked at $GOOGLE_APPLICATION_CREDENTIALS, ~/.config/gcloud/application_default_credentials.json, ~/.config/gcloud/credentials.db)
+lambda          ready            not found (looked at $LAMBDA_API_KEY, ~/.lambda_cloud/lambda_keys)
+runpod          ready            found: $RUNPOD_API_KEY
+vast            ready            not found (looked at $VAST_API_KEY, $VASTAI_API_KEY, ~/.vast_api_key, ~/.config/vastai/vast_api_key)
 
-$ env -i PATH="$PATH" HOME=/tmp/skyhost-check-home RUNPOD_API_KEY=s3cr3t skyhost check | grep -c s3cr3t
+$ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true HOME=/tmp/skyhost-check-home RUNPOD_API_KEY=s3cr3t skyhost check | grep -c s3cr3t
 0
 [exit 1]
 
-$ env -i PATH="$PATH" HOME=/nonexistent skyhost check | grep -c 'not found'
+$ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent skyhost check | grep -c 'not found'
 22
 
 $ skyhost check --all
@@ -98,15 +97,20 @@ cost of pool demo:
   1      steady       box                    on-demand     3.6000 +\d+\.\d +\$\d\.\d+ (re)
   total \$\d\.\d+; on demand it would have cost \$\d\.\d+ (re)
 
-$ skyhost -e 'local p <close> = sky.compute{ provider = "gcp", accelerator = "H100" }'
-skyhost: pool pool-1: provider 'gcp' has 24 matching offers in the catalog (from $1.54/h) but is not implemented in this build yet; define it with sky.provider{name = "gcp", ...} or remove it
-(command line):1: sky.compute: no offer matches H100 x1 on gcp:
-  1. gcp: provider 'gcp' has 24 matching offers in the catalog (from $1.54/h) but is not implemented in this build yet; define it with sky.provider{name = "gcp", ...} or remove it [blocked provider gcp]
+$ skyhost -e 'local p <close> = sky.compute{ provider = "nebius", accelerator = "H100" }'
+skyhost: pool pool-1: provider 'nebius' has 1 matching offers in the catalog (from $1.25/h) but is not implemented in this build yet; define it with sky.provider{name = "nebius", ...} or remove it
+(command line):1: sky.compute: no offer matches H100 x1 on nebius:
+  1. nebius: provider 'nebius' has 1 matching offers in the catalog (from $1.25/h) but is not implemented in this build yet; define it with sky.provider{name = "nebius", ...} or remove it [blocked provider nebius]
 [exit 1]
 
-$ env -i PATH="$PATH" HOME=/tmp/skyhost-no-aws skyhost -e 'local p <close> = sky.compute{ provider = "aws", accelerator = "H100", display = "quiet" }'
+$ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true HOME=/tmp/skyhost-no-gcp skyhost -e 'local p <close> = sky.compute{ provider = sky.gcp{ zone = "us-central1-a" }, accelerator = "H100", display = "quiet", allocation = "on-demand" }'
+(command line):1: sky.compute: could not provision 1 node (H100 x1 on gcp); all 1 attempts failed:
+  1. a3-highgpu-1g on gcp (us-central1-a, on-demand, $5.3833/h): prepare failed: sky.gcp: no Google credentials: GOOGLE_APPLICATION_CREDENTIALS is not set and /tmp/skyhost-no-gcp/.config/gcloud/application_default_credentials.json does not exist; create a service-account key (`gcloud iam service-accounts keys create key.json --iam-account NAME@PROJECT.iam.gserviceaccount.com`) and set GOOGLE_APPLICATION_CREDENTIALS to its path, or run `gcloud auth application-default login`, or pass sky.gcp{credentials = "key.json"} [blocked provider gcp]
+[exit 1]
+
+$ env -i PATH="$PATH" AWS_EC2_METADATA_DISABLED=true HOME=/tmp/skyhost-no-aws skyhost -e 'local p <close> = sky.compute{ provider = "aws", accelerator = "H100", display = "quiet" }'
 (command line):1: sky.compute: could not provision 1 node (H100 x1 on aws); all 1 attempts failed:
-  1. p5.4xlarge on aws (use1-az1, on-demand, $6.8800/h): prepare failed: sky.aws: no AWS credentials: no AWS_ACCESS_KEY_ID in the environment, and profile 'default' is in neither /tmp/skyhost-no-aws/.aws/credentials nor /tmp/skyhost-no-aws/.aws/config; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws configure`, or name a profile of ~/.aws/credentials with sky.aws{profile = "name"} [blocked provider aws]
+  1. p5.4xlarge on aws (use1-az1, on-demand, $6.8800/h): prepare failed: sky.aws: no AWS credentials: no AWS_ACCESS_KEY_ID in the environment, and profile 'default' is in neither /tmp/skyhost-no-aws/.aws/credentials nor /tmp/skyhost-no-aws/.aws/config, no container credentials (instance metadata disabled); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws configure`, or name a profile of ~/.aws/credentials with sky.aws{profile = "name"} [blocked provider aws]
   not tried: 26 attempts in blocked zones, regions or providers
 [exit 1]
 

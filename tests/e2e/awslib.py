@@ -113,7 +113,8 @@ class Proxy:
 def start_pool(skyhost, cloud, home, endpoint=None, nodes=2):
     """tests/e2e/aws_pool.lua in the background (stdout and stderr piped); HOME is `home`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(HOME=home, CLOUD=cloud.line, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, NODES=str(nodes))
+    env.update(HOME=home, CLOUD=cloud.line, AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID=KEY_ID,
+               AWS_SECRET_ACCESS_KEY=SECRET, NODES=str(nodes))
     if endpoint:
         env["ENDPOINT"] = endpoint
     return subprocess.Popen([skyhost, "tests/e2e/aws_pool.lua"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -124,7 +125,8 @@ def run_pool(skyhost, cloud, endpoint=None, nodes=2, allocation=None, env_extra=
     """Runs tests/e2e/aws_pool.lua; returns (rc, {key: [fields]}, failed attempts, stdout+stderr)."""
     with tempfile.TemporaryDirectory() as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(HOME=home, CLOUD=cloud.line, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
+        env.update(HOME=home, CLOUD=cloud.line, AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID=KEY_ID,
+                   AWS_SECRET_ACCESS_KEY=SECRET,
                    NODES=str(nodes))
         if endpoint:
             env["ENDPOINT"] = endpoint

@@ -98,7 +98,9 @@ elseif mode == "sh" then
     if f then f:close() end
     for _ = 1, 200 do  -- up to 10 s for the kill to land
       local stat = pid and io.open("/proc/" .. pid .. "/stat")
-      local state = stat and stat:read("a"):match("%) (%a)")
+      -- A process reaped between open and read reads as nothing: gone too.
+      local text = stat and stat:read("a")
+      local state = text and text:match("%) (%a)")
       if stat then stat:close() end
       if not state or state == "Z" then return ("%s %s gone"):format(tostring(r.timed_out), r.signal) end
       os.execute("sleep 0.05")

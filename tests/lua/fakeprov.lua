@@ -100,15 +100,7 @@ function M.all_terminated(log)
   return true
 end
 
---- Whether process `pid` runs (a zombie counts as gone).
-function M.alive(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid), "r")
-  if not f then return false end
-  local stat = f:read("a")
-  f:close()
-  local state = stat:match("%)%s+(%S)")
-  return state ~= nil and state ~= "Z"
-end
+M.alive = require("testlib").alive
 
 --- Waits (up to 5 s) until none of `pids` runs; returns the ones still running.
 function M.wait_gone(pids)

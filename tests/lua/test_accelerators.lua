@@ -1,6 +1,6 @@
 -- sky.accelerators: names, aliases, typo suggestions, constructors and their validation.
 local t = require "testlib"
-local acc = require "sky.accelerators"
+local acc = require "sky.broker.accelerators"
 
 local function name_of(s)
   local e, err = acc.resolve(s)

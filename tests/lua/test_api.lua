@@ -379,7 +379,7 @@ t.test("executors per node follow the node's cores", function()
   local said = {}
   local real = io.stderr
   io.stderr = { write = function(_, ...) for _, s in ipairs({ ... }) do said[#said + 1] = s end end }
-  local ok, e = pcall(require("sky.connect").warn_local, { name = "big", opts = {} },
+  local ok, e = pcall(require("sky.pool.connect").warn_local, { name = "big", opts = {} },
     setmetatable({}, { __pairs = function() local i = 0 return function() i = i + 1 if i <= 1000 then return i, true end end end }))
   io.stderr = real
   t.ok(ok, tostring(e))
@@ -387,7 +387,7 @@ t.test("executors per node follow the node's cores", function()
 end)
 
 t.test("progress of a running batch: done/total, failures, rate, ETA", function()
-  local display = require "sky.display"
+  local display = require "sky.pool.display"
   t.eq(display.progress_text("map", 2000, 500, 2, 2.0), "map 500/2000 done, 2 failed, 250/s, ETA 6.0s")
   t.eq(display.progress_text("map", 2000, 0, 0, 1.0), "map 0/2000 done, 0 failed, 0/s")
   t.eq(display.progress_text("map", 100, 10, 0, 10), "map 10/100 done, 0 failed, 1/s, ETA 1m30s")
@@ -397,7 +397,7 @@ t.test("progress of a running batch: done/total, failures, rate, ETA", function(
 end)
 
 t.test("a wait takes a timeout", function()
-  local sched = require "sky.sched"
+  local sched = require "sky.internal.sched"
   local core = require "skyhost.core"
   t.eq({ within(10, function() return sched.await(sched.new_wait(), 0.05) end) }, { true, false })
   t.eq(sched.await(core.sleep(0.01), 5), true)

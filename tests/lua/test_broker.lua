@@ -180,7 +180,7 @@ t.test("when everything fails the error lists every attempt, why, and what was b
   local p2, l2 = fake.new { name = "beta", offers = { offer("b", 2.0) }, behave = function() return { partial = 1 } end }
   local p3, l3 = fake.new { name = "gamma", offers = { offer("c", 2.0) }, behave = function() return "error_after_create" end }
   local err = t.raises(function()
-    sky.compute { provider = { p1, p2, p3, "gcp" }, nodes = 2, selection = "first", display = quiet }
+    sky.compute { provider = { p1, p2, p3, "nebius" }, nodes = 2, selection = "first", display = quiet }
   end, "could not provision 2 nodes")
   local text = tostring(err)
   t.ok(text:find("test_broker.lua:%d+: sky.compute"), text)
@@ -189,7 +189,7 @@ t.test("when everything fails the error lists every attempt, why, and what was b
   t.ok(text:find("boom from alpha [blocked zone z1 of alpha (on-demand)]", 1, true), text)
   t.ok(text:find("b on beta (-, on-demand, $2.0000/h): provisioned 1 of 2 nodes", 1, true), text)
   t.ok(text:find("c on gamma (-, on-demand, $2.0000/h): failed after creating some", 1, true), text)
-  t.ok(text:find("provider 'gcp' has %d+ matching offers in the catalog"), text)
+  t.ok(text:find("provider 'nebius' has %d+ matching offers in the catalog"), text)
   t.eq(#err.attempts, 5)
   all_terminated(l1, l2, l3)
   t.eq(#l3.created, 2)
@@ -198,13 +198,13 @@ end)
 
 t.test("a provider the catalog knows but skyhost does not implement is reported, never used", function()
   local good = fake.new { offers = { offer("g", 1.0) } }
-  local chosen, _, _, events = run_pool { provider = { sky.gcp { region = "us-east1" }, good }, nodes = 1 }
+  local chosen, _, _, events = run_pool { provider = { sky.nebius { region = "eu-north1" }, good }, nodes = 1 }
   t.eq(chosen.provider, good.name)
   local failed
   for _, ev in ipairs(events) do if ev.type == "AttemptFailed" then failed = ev end end
-  t.ok(failed and failed.provider == "gcp" and failed.reason:find("not implemented in this build"), failed and failed.reason)
-  t.raises(function() sky.compute { provider = "gcp", accelerator = "H100", display = quiet } end,
-    "provider 'gcp' has")
+  t.ok(failed and failed.provider == "nebius" and failed.reason:find("not implemented in this build"), failed and failed.reason)
+  t.raises(function() sky.compute { provider = "nebius", accelerator = "H100", display = quiet } end,
+    "provider 'nebius' has")
   t.raises(function() sky.compute { provider = "awz" } end, "did you mean aws?")
 end)
 

@@ -105,7 +105,7 @@ t.test("offers are cached per provider for offers_ttl seconds (sky.state)", func
   local dir = os.tmpname()
   os.remove(dir)
   local store = state.open(dir .. ".db")
-  local providers = require "sky.providers"
+  local providers = require "providers"
   providers.set_cache(store)
   local p, l = fake.new { offers = { offer("c", 1.0) }, offers_ttl = 60 }
   for _ = 1, 2 do

@@ -2,7 +2,7 @@
 -- (refuse to start; drain and tear down before the projected spend passes it).
 local t = require "testlib"
 local fake = require "fakeprov"
-local money = require "sky.money"
+local money = require "sky.broker.money"
 local sky = require "sky"
 
 local offer = fake.offer

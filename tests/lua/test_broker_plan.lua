@@ -1,10 +1,10 @@
 -- The broker's choice without provisioning (broker.plan) on the shipped catalog, and its parts:
 -- the request (sky.request) and the blocklist (sky.blocklist).
 local t = require "testlib"
-local blocklist = require "sky.blocklist"
+local blocklist = require "sky.broker.blocklist"
 local broker = require "sky.broker"
-local catalog = require "sky.catalog"
-local request = require "sky.request"
+local catalog = require "providers.catalog"
+local request = require "sky.broker.request"
 local sky = require "sky"
 
 local SNAP = catalog.snapshot()
@@ -68,10 +68,10 @@ t.test("plan: a region on the request reaches the provider and filters", functio
 end)
 
 t.test("plan: providers that are not implemented are reported", function()
-  local plan, failures = broker.plan { provider = { "lambda", market }, accelerator = "H100" }
+  local plan, failures = broker.plan { provider = { "nebius", market }, accelerator = "H100" }
   t.ok(#plan > 0)
   t.eq(#failures, 1)
-  t.ok(failures[1].reason:find("provider 'lambda' has %d+ matching offers in the catalog"), failures[1].reason)
+  t.ok(failures[1].reason:find("provider 'nebius' has %d+ matching offers in the catalog"), failures[1].reason)
 end)
 
 t.test("request: the provider forms and what specs inherit", function()

@@ -2,7 +2,7 @@
 -- shipped snapshot itself. Run from the repository root.
 local t = require "testlib"
 local csv = require "sky.csv"
-local catalog = require "sky.catalog"
+local catalog = require "providers.catalog"
 
 -- CSV -------------------------------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ local snap = catalog.snapshot()
 
 t.test("snapshot: loads, every offer complete and priced", function()
   t.ok(#snap > 1500, "snapshot has " .. #snap .. " offers")
-  local acc = require "sky.accelerators"
+  local acc = require "sky.broker.accelerators"
   for i, o in ipairs(snap) do
     t.ok(o.provider and o.instance_type and o.accelerator and o.count and o.gpu_memory, "row " .. i)
     t.ok(o.price or o.spot_price, "row " .. i .. " has a price")
@@ -145,7 +145,7 @@ local function types(list)
 end
 
 t.test("query: by accelerator name, alias or constructor spec", function()
-  local acc = require "sky.accelerators"
+  local acc = require "sky.broker.accelerators"
   t.eq(types(catalog.query(offers, { accelerator = "H100" })), { "p5.48xlarge", "gpu_1x_h100", "8x_H100" })
   t.eq(types(catalog.query(offers, { accelerator = "h100-sxm" })), { "p5.48xlarge", "gpu_1x_h100", "8x_H100" })
   t.eq(types(catalog.query(offers, { accelerator = acc.H100 { count = 8 } })), { "p5.48xlarge", "8x_H100" })

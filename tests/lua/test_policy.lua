@@ -1,8 +1,8 @@
 -- sky.policy: each selection and allocation mode gives exactly the order its name says, on a
 -- small hand-made offer set.
 local t = require "testlib"
-local policy = require "sky.policy"
-local catalog = require "sky.catalog"
+local policy = require "sky.broker.policy"
+local catalog = require "providers.catalog"
 
 -- Hand-made offers (catalog order = this order). Prices USD/h.
 local function offer(provider, id, price, spot, extra)

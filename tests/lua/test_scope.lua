@@ -8,14 +8,7 @@ local whoami = sky.fn(function() return sky.instance_info().node end)
 local pool_of = sky.fn(function() return sky.instance_info().pool end)
 local divmod = sky.fn(function(a, b) return a // b, a % b end)
 
---- Whether a process is running (a zombie counts as gone).
-local function alive(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid))
-  if not f then return false end
-  local stat = f:read("a")
-  f:close()
-  return stat:match("%) (%a)") ~= "Z"
-end
+local alive = t.alive
 
 local function pids_of(p)
   local out = {}

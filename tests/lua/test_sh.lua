@@ -21,13 +21,7 @@ local function wait_for(what, cond, limit)
   end
 end
 
-local function alive(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid))
-  if not f then return false end
-  local stat = f:read("a")
-  f:close()
-  return stat:match("%) (%a)") ~= "Z"
-end
+local alive = t.alive
 
 local function read_pids(path)
   local f = io.open(path)

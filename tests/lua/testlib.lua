@@ -89,6 +89,17 @@ function M.skip(why)
   error(SKIP, 0)
 end
 
+--- Whether process `pid` runs: a zombie counts as gone, and so does one reaped between opening
+--- its /proc entry and reading it (the read then gives nothing).
+function M.alive(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid), "r")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  local state = stat and stat:match("%)%s+(%S)")
+  return state ~= nil and state ~= "Z"
+end
+
 --- Prints the tally and exits: status 0 only if nothing failed.
 function M.done()
   print(("%d passed, %d failed, %d skipped"):format(_passed, _failed, _skipped))

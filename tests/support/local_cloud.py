@@ -4,18 +4,23 @@
 moto keeps the EC2 state (instances, key pairs, security groups, tags); a controller watches it and
 turns every instance that reaches `running` into an OpenSSH host in a network namespace
 (tests/support/netns-hosts.sh) at the private address moto gave it, with the public key of the
-instance's key pair installed as cloud-init would (root's authorized keys of the test bed). An
+instance's key pair installed as cloud-init would (root's authorized keys of the test bed), and
+its console output (GetConsoleOutput, through tests/support/moto_console.py) holding the host's
+real public keys between cloud-init's SSH HOST KEY KEYS lines. An
 instance terminated through the API loses its host; a host that goes away by itself (the node
 powered itself off: the dead-man lease) is terminated in the API.
 
-The instances live in two VPC subnets, one per zone, halves of the test bed's 10.203.0.0/24
-(zone a: .0/25, zone b: .128/25), and the provider is told not to ask for public addresses, so
-nothing but 127.0.0.1 and these hosts is ever dialled. moto hands out addresses in order from the
-fourth of a subnet: host i of the bed is 10.203.0.(3 + i) (SKYT_HOST_BASE=3).
+The bed is its own (docs/testing.md): namespaces skya-I, bridge skya-br0 on 10.213.0.0/16
+(fd5c:213::/64), state in /run/skyhost-aws (SKYA_STATE), all removed when the cloud stops. The
+instances live in two VPC subnets, one per zone, halves of 10.213.0.0/24 (zone a: .0/25, zone b:
+.128/25), and the provider is told not to ask for public addresses, so nothing but 127.0.0.1 and
+these hosts is ever dialled. moto hands out addresses in order from the fourth of a subnet: host i
+of the bed is 10.213.0.(3 + i) (SKYT_HOST_BASE=3).
 
 Usage (root, the default python3 — the one with moto and boto3):
   local_cloud.py [--lifetime S] [--region R]
-prints one JSON line, {"endpoint", "region", "vpc", "subnet" (zone a's), "subnets", "pid"}, once the API answers and the
+prints one JSON line, {"endpoint", "region", "vpc", "subnet" (zone a's), "subnets", "pid", "console" (its
+directory: a file WRONG there makes new instances' consoles show a key no host has)}, once the API answers and the
 subnet exists; then runs until SIGTERM, its parent's death or the lifetime, and on the way out
 removes every host it made and stops moto (by PID). Events go to stderr, one line each.
 """
@@ -25,8 +30,10 @@ import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -34,9 +41,14 @@ import boto3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NETNS = os.path.join(HERE, "netns-hosts.sh")
-SUBNET = ipaddress.ip_network("10.203.0.0/24")
+PREFIX, NET4, NET6 = "skya", "10.213", "fd5c:213:"
+VPC = NET4 + ".0.0/16"
+SUBNET = ipaddress.ip_network(NET4 + ".0.0/24")
 HOST_BASE = 3
-STATE = os.environ.get("SKYT_STATE", "/run/skyhost-test")
+STATE = os.environ.get("SKYA_STATE", "/run/skyhost-aws")
+# What the console shows instead of the host's key while a file WRONG is in the console
+# directory (a test of host key pinning): a well-formed ed25519 key that no host has.
+WRONG_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC not-this-host"
 
 
 def log(msg):
@@ -50,13 +62,15 @@ def free_port():
 
 
 def netns(*args):
-    env = dict(os.environ, SKYT_HOST_BASE=str(HOST_BASE), SKYT_STATE=STATE)
+    env = dict(os.environ, SKYT_HOST_BASE=str(HOST_BASE), SKYT_STATE=STATE, SKYT_PREFIX=PREFIX, SKYT_NET4=NET4,
+               SKYT_NET6=NET6)
     return subprocess.run([NETNS, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 class Controller:
-    def __init__(self, ec2):
+    def __init__(self, ec2, console):
         self.ec2 = ec2
+        self.console = console  # moto_console.py answers GetConsoleOutput with the files here
         self.hosts = {}  # instance id -> host index
         self.made = set()  # every index `add` was run for: close() removes them even if `add` failed
 
@@ -87,7 +101,27 @@ class Controller:
             netns("remove", str(index))
             return
         self.hosts[inst["InstanceId"]] = index
+        # the console as cloud-init writes it: the host's real public keys, for GetConsoleOutput
+        with open(os.path.join(STATE, "hosts", "h%d" % index, "ssh_host_ed25519_key.pub")) as f:
+            key = f.read().strip()
+        if os.path.exists(os.path.join(self.console, "WRONG")):
+            key = WRONG_KEY
+        with open(os.path.join(self.console, inst["InstanceId"]), "w") as f:
+            f.write("ci-info: no authorized SSH keys fingerprints found for user ubuntu.\n"
+                    "-----BEGIN SSH HOST KEY KEYS-----\n%s\n-----END SSH HOST KEY KEYS-----\n" % key)
         log("up %s %s h%d" % (inst["InstanceId"], ip, index))
+
+    @staticmethod
+    def _alive(index):
+        """Whether host `index`'s sshd (PID 1 of the host) still runs: `pid` only reads its file."""
+        r = netns("pid", str(index))
+        if r.returncode != 0 or not r.stdout.strip().isdigit():
+            return False
+        try:
+            with open("/proc/%s/stat" % r.stdout.strip()) as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
 
     def _remove(self, iid, why):
         index = self.hosts.pop(iid)
@@ -105,7 +139,7 @@ class Controller:
                 self._add(inst)
             elif state != "running" and iid in self.hosts:
                 self._remove(iid, state)
-            elif iid in self.hosts and netns("pid", str(self.hosts[iid])).returncode != 0:
+            elif iid in self.hosts and not self._alive(self.hosts[iid]):
                 # the machine went away by itself: it powered off, and shutdown terminates it
                 self._remove(iid, "powered off")
                 self.ec2.terminate_instances(InstanceIds=[iid])
@@ -117,6 +151,7 @@ class Controller:
             self._remove(iid, "local cloud stopping")
         for index in self.made:
             netns("remove", str(index))  # idempotent: nothing to do for hosts removed above
+        netns("down")  # the bed is this cloud's alone: its bridge and state directory go too
 
 
 def main():
@@ -126,9 +161,11 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("local_cloud.py: must run as root (network namespaces)")
+    netns("down")  # what a killed earlier run may have left of this bed
     port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    console = tempfile.mkdtemp(prefix="skyhost-aws-console-")
+    moto = subprocess.Popen([sys.executable, os.path.join(HERE, "moto_console.py"), console, "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = "http://127.0.0.1:%d/" % port
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -147,13 +184,13 @@ def main():
                 time.sleep(0.1)
         ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=args.region,
                            aws_access_key_id="AKIDLOCALCLOUD", aws_secret_access_key="local-cloud-secret")
-        vpc = ec2.create_vpc(CidrBlock="10.203.0.0/16")["Vpc"]["VpcId"]
+        vpc = ec2.create_vpc(CidrBlock=VPC)["Vpc"]["VpcId"]
         # two zones, one subnet each, both halves of the bed's /24
         subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=str(half), AvailabilityZone=args.region + zone)
                    ["Subnet"]["SubnetId"] for half, zone in zip(SUBNET.subnets(1), "ab")]
-        ctl = Controller(ec2)
+        ctl = Controller(ec2, console)
         print(json.dumps({"endpoint": endpoint, "region": args.region, "vpc": vpc, "subnet": subnets[0],
-                          "subnets": subnets, "pid": os.getpid()}), flush=True)
+                          "subnets": subnets, "pid": os.getpid(), "console": console}), flush=True)
         parent = os.getppid()
         until = time.time() + args.lifetime
         while not stop and time.time() < until and os.getppid() == parent:
@@ -168,6 +205,7 @@ def main():
         except subprocess.TimeoutExpired:
             moto.kill()
             moto.wait()
+        shutil.rmtree(console, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -133,11 +133,17 @@ TEST_CASE("every node gets Init, and the pool is ready once all nodes are", "[sc
   Fixture f(2);
   for (auto* l : f.links) REQUIRE(l->count(Msg::kInit) == 1);
   WaitId ready = f.sched->ready_wait();
-  f.links[0]->ready();
+  f.links[0]->ready(3);
   REQUIRE_FALSE(f.completed(ready));
+  REQUIRE_FALSE(f.sched->node_info(1).ready);
   f.links[1]->ready();
   REQUIRE(f.completed(ready));
   REQUIRE(f.sched->start_error().empty());
+  const NodeInfo& info = f.sched->node_info(0);  // what its Ready frame said
+  REQUIRE(info.ready);
+  REQUIRE(info.hostname == "host");
+  REQUIRE(info.worker_pid == 1);
+  REQUIRE(info.executors == 3);
 }
 
 TEST_CASE("a node dying before it is ready fails the start with a reason", "[scheduler]") {
@@ -248,7 +254,7 @@ TEST_CASE("tasks of a lost node run again elsewhere, within retries", "[schedule
   REQUIRE(f.links[0]->tasks() == std::vector<uint64_t>{t1});
   f.links[0]->drop("connection reset");
   f.sched->flush();
-  auto ev = f.sched->events_;
+  auto ev = f.sched->take_events();
   REQUIRE(std::any_of(ev.begin(), ev.end(), [](const Event& e) {
     return e.type == "InstanceLost" && e.node == 0 && e.text == "connection reset";
   }));
@@ -429,15 +435,17 @@ TEST_CASE("task events are produced only when asked for", "[scheduler]") {
   TaskId t = f.sched->submit(b, fn, "");
   f.sched->flush();
   f.links[0]->result(t, true, "");
-  REQUIRE(f.sched->events_.empty());
+  REQUIRE(f.sched->take_events().empty());
   f.sched->set_task_events(true);
   t = f.sched->submit(b, fn, "");
   f.sched->flush();
   f.links[0]->result(t, true, "");
-  REQUIRE(f.sched->events_.size() == 2);
-  REQUIRE(f.sched->events_[0].type == "TaskStarted");
-  REQUIRE(f.sched->events_[1].type == "TaskCompleted");
-  REQUIRE(f.sched->events_[1].ok);
+  std::vector<Event> ev = f.sched->take_events();
+  REQUIRE(ev.size() == 2);
+  REQUIRE(ev[0].type == "TaskStarted");
+  REQUIRE(ev[1].type == "TaskCompleted");
+  REQUIRE(ev[1].ok);
+  REQUIRE(f.sched->take_events().empty());  // taken once
 }
 
 namespace {

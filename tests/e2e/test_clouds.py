@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""sky.runpod, sky.lambda, sky.digitalocean and sky.vast end to end on their fakes
+(tests/support/cloud_fake/: stateful APIs whose instances are netns OpenSSH hosts of the skyc
+bed, each behind `prism proxy --errors` with the cloud's official OpenAPI spec).
+
+Per cloud, a pool of 2 H100 nodes runs a task and a broadcast on two real hosts (DigitalOcean's
+first requests answered 429 with Retry-After, then 500, both retried); afterwards the
+fake holds no instance or SSH key, every request carried the pool's name, and Prism saw no request
+or answer its spec rejects. Then one `provider = {runpod, lambda, digitalocean}` list with no
+capacity at Lambda and RunPod: the pool falls back to DigitalOcean, the failed attempts named.
+Needs root; run it under `flock /tmp/skyhost-netns.lock` like the other netns tests.
+Usage: test_clouds.py SKYHOST
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+SKYHOST = sys.argv[1]
+TOKEN = "fake-token-e2e"
+
+
+class Checks:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def __call__(self, name, cond, detail=""):
+        self.passed += bool(cond)
+        self.failed += not cond
+        print("ok" if cond else "FAIL", name, "" if cond else detail, flush=True)
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        sys.exit(1 if self.failed else 0)
+
+
+class Fake:
+    def __enter__(self):
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/support/cloud_fake/cloud_fake.py"),
+                                      "--lifetime", "400", "--token", TOKEN], stdout=subprocess.PIPE,
+                                     stderr=self.err, text=True)
+        self.line = self.proc.stdout.readline().strip()
+        if not self.line:
+            self.__exit__()
+            sys.exit("the fake clouds did not start:\n" + self.log())
+        self.info = json.loads(self.line)
+        return self
+
+    def log(self):
+        self.err.seek(0)
+        return self.err.read()
+
+    def prism_errors(self):
+        with open(self.info["prism_log"]) as f:
+            return [l for l in f if ("✖" in l or "iolation" in l) and "_prism_ready" not in l]
+
+    def control(self, cloud, path, body=None):
+        req = urllib.request.Request(self.info["control"][cloud] + path, method="POST" if body is not None else "GET",
+                                     data=json.dumps(body).encode() if body is not None else None)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def state(self):
+        return self.control("runpod", "/_fake/state")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if getattr(self, "info", None):
+            os.unlink(self.info["prism_log"])
+
+
+def run_pool(fake, clouds, nodes=2, timeout=240):
+    with tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, HOME=home, FAKE=fake.line, CLOUDS=clouds, NODES=str(nodes), RUNPOD_API_KEY=TOKEN,
+                   LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN, VAST_API_KEY=TOKEN)
+        r = subprocess.run([SKYHOST, "tests/e2e/clouds_pool.lua"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=timeout)
+    out, failed = {}, []
+    for line in r.stdout.splitlines():
+        fields = line.split("\t")
+        if fields[0] == "failed":
+            failed.append(fields[1:])
+        else:
+            out[fields[0]] = fields[1:]
+    return r.returncode, out, failed, r.stdout + r.stderr
+
+
+def settled(fake, timeout=15):
+    """The fake's state once no instance is left (or after `timeout`)."""
+    deadline = time.time() + timeout
+    while True:
+        st = fake.state()
+        if not st["instances"] or time.time() > deadline:
+            return st
+        time.sleep(0.2)
+
+
+def check_pool(check, fake, cloud, rc, out, text):
+    check("%s: the script ran to its end" % cloud, rc == 0 and "closed" in out, text)
+    check("%s: a task ran on a node" % cloud, out.get("one") == ["42"], text)
+    b = out.get("broadcast", [])
+    check("%s: broadcast reached both nodes, each a host of its own" % cloud,
+          len(b) == 3 and b[0] == "2" and b[1] != b[2] and all(h.startswith("h") for h in b[1:]), text)
+    st = settled(fake)
+    check("%s: nothing of the pool is left in the fake (instances, SSH keys)" % cloud,
+          not st["instances"] and not st["keys"], st)
+
+
+def main():
+    check = Checks()
+    with Fake() as fake:
+        for cloud in ("runpod", "lambda", "digitalocean", "vast"):
+            t0 = time.time()
+            before = len(fake.state()["requests"])
+            if cloud == "digitalocean":
+                fake.control(cloud, "/_fake/faults", {"statuses": [429, 500]})
+            rc, out, _, text = run_pool(fake, cloud)
+            check_pool(check, fake, cloud, rc, out, text + "\nthe fake's log:\n" + fake.log()[-3000:])
+            made = [r for r in fake.state()["requests"][before:] if r[0] == cloud and r[1] in ("POST", "PUT")]
+            check("%s: it launched through its own API (%d POSTs, %.1f s)" % (cloud, len(made), time.time() - t0),
+                  len(made) >= 1, made)
+        faulted = [r for r in fake.state()["requests"] if len(r) == 4]
+        check("digitalocean: its first requests got a 429 (Retry-After) and a 500 (the pool's checks above say it ran)",
+              [r[3] for r in faulted] == [429, 500] and not fake.state()["faults"]["digitalocean"], faulted)
+        for cloud, path in (("lambda", "/instance-types"), ("digitalocean", "/v2/sizes")):
+            asked = [r for r in fake.state()["requests"] if r[0] == cloud and r[2] == path]
+            check("%s: offers were refreshed from the live API (%s)" % (cloud, path), len(asked) >= 1,
+                  fake.state()["requests"])
+        log = fake.log()
+        check("every instance became a host and every host was removed",
+              log.count(" up ") >= 8 and log.count(" down ") == log.count(" up "), log)
+        for cloud in ("lambda", "runpod"):
+            fake.control(cloud, "/_fake/capacity", {"available": False})
+        rc, out, failed, text = run_pool(fake, "runpod,lambda,digitalocean")
+        check_pool(check, fake, "fallback", rc, out, text)
+        tried = sorted({f[0] for f in failed})
+        reasons = {f[0]: f[-1] for f in failed}
+        check("no capacity at Lambda and RunPod: one attempt each (the region blocked), then DigitalOcean",
+              tried == ["lambda", "runpod"] and len(failed) == 2
+              and "insufficient-capacity" in reasons["lambda"] and "no longer any instances" in reasons["runpod"],
+              failed)
+        errs = fake.prism_errors()
+        check("Prism found no request or answer its specs reject", not errs, "".join(errs[:20]))
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    check("no skyc host left behind", "skyc-" not in left, left)
+    check.finish()
+
+
+if __name__ == "__main__":
+    main()
