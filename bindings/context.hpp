@@ -13,6 +13,7 @@
 #include "host/core/loop.hpp"
 #include "host/http/http.hpp"
 #include "host/links/scheduler.hpp"
+#include "host/transfer/sync.hpp"
 
 namespace skyhost {
 
@@ -23,6 +24,8 @@ struct Context {
   std::vector<Event> events;
   /// Outcomes of pool:put/get transfers by wait id ("" for success).
   std::map<WaitId, std::string> transfer_errors;
+  /// What pool:put of a directory did, by wait id (its error, if any, is in transfer_errors).
+  std::map<WaitId, SyncReport> sync_reports;
   /// The coroutine running now, so a signal can stop the Lua code that is actually executing.
   lua_State* running = nullptr;
   lua_State* main = nullptr;

@@ -15,6 +15,7 @@
 #include "bindings/object.hpp"
 #include "host/links/local_link.hpp"
 #include "host/links/ssh_link.hpp"
+#include "host/transfer/sync.hpp"
 #include "host/transfer/transfer.hpp"
 
 namespace skyhost {
@@ -380,6 +381,53 @@ int l_pool_transfer(lua_State* L) {
   return 1;
 }
 
+/// pool:sync(node, "put"|"get", local_dir, remote_dir) → wait id; after it completes,
+/// pool:transfer_error(id)
+/// and pool:sync_report(id) → {sent, sent_bytes, copied, removed, entries}.
+int l_pool_sync(lua_State* L) {
+  Scheduler& s = check_pool(L);
+  int node = static_cast<int>(luaL_checkinteger(L, 2));
+  luaL_argcheck(L, node >= 0 && node < s.node_count(), 2, "no such node");
+  std::string dir = luaL_checkstring(L, 3);
+  luaL_argcheck(L, dir == "put" || dir == "get", 3, "'put' or 'get'");
+  std::string local = luaL_checkstring(L, 4);
+  std::string remote = luaL_checkstring(L, 5);
+  if (!s.node_alive(node)) return luaL_error(L, "node %d is gone", node);
+  Context* ctx = &context(L);
+  WaitId id = ctx->loop.new_wait();
+  auto done = [ctx, id](const std::string& err, const SyncReport& r) {
+    ctx->transfer_errors[id] = err;
+    ctx->sync_reports[id] = r;
+    ctx->loop.complete(id);
+  };
+  if (dir == "put")
+    put_tree(s.link(node), ctx->loop.uv(), local, remote, done);
+  else
+    get_tree(s.link(node), ctx->loop.uv(), remote, local, done);
+  lua_pushinteger(L, static_cast<lua_Integer>(id));
+  return 1;
+}
+
+int l_pool_sync_report(lua_State* L) {
+  Context& ctx = context(L);
+  auto id = static_cast<WaitId>(luaL_checkinteger(L, 2));
+  auto it = ctx.sync_reports.find(id);
+  if (it == ctx.sync_reports.end()) return luaL_error(L, "no sync %d", int(id));
+  SyncReport r = it->second;
+  ctx.sync_reports.erase(it);
+  lua_createtable(L, 0, 5);
+  auto field = [L](const char* k, uint64_t v) {
+    lua_pushinteger(L, static_cast<lua_Integer>(v));
+    lua_setfield(L, -2, k);
+  };
+  field("sent", r.sent);
+  field("sent_bytes", r.sent_bytes);
+  field("copied", r.copied);
+  field("removed", r.removed);
+  field("entries", r.entries);
+  return 1;
+}
+
 int l_pool_transfer_error(lua_State* L) {
   Context& ctx = context(L);
   auto id = static_cast<WaitId>(luaL_checkinteger(L, 2));
@@ -466,6 +514,8 @@ const luaL_Reg kPoolMethods[] = {
     {"set_lease_interval", l_pool_set_lease_interval},
     {"transfer", l_pool_transfer},
     {"transfer_error", l_pool_transfer_error},
+    {"sync", l_pool_sync},
+    {"sync_report", l_pool_sync_report},
     {"shutdown", l_pool_shutdown},
     {"destroy", l_pool_destroy},
     {nullptr, nullptr},

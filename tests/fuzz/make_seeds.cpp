@@ -3,7 +3,7 @@
 // failures, and the frames around them. Regenerated on every run (tests/fuzz/run.sh), so the
 // seeds follow the format as it changes.
 //
-//   fuzz_seeds DIR   writes DIR/fuzz_frames, DIR/fuzz_data, DIR/fuzz_worker
+//   fuzz_seeds DIR   writes DIR/fuzz_frames, DIR/fuzz_data, DIR/fuzz_worker, DIR/fuzz_tree
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   fs::path root = argv[1];
-  for (const char* t : {"fuzz_frames", "fuzz_data", "fuzz_worker"})
+  for (const char* t : {"fuzz_frames", "fuzz_data", "fuzz_worker", "fuzz_tree"})
     fs::create_directories(root / t);
   lua_State* L = luaL_newstate();
   luaL_openlibs(L);
@@ -130,6 +130,14 @@ int main(int argc, char** argv) {
   write(root / "fuzz_worker", n, std::string(1, '\0') + down + frame(wire::Msg::kShutdown, ""));
   write(root / "fuzz_worker", n, std::string(1, '\0') + init);
   write(root / "fuzz_worker", n, std::string(1, '\0') + frame(wire::Msg::kInit, data[2]));
+  // A listing as `find -printf` prints it (cut after 2 * 64 bytes), then sha256sum -z output.
+  std::string listing("d 755 4096 sub\0\0f 644 3 sub/a.txt\0\0l 777 5 ln\0sub/a\0", 52);
+  listing.resize(128, '\0');
+  std::string hashes =
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  ./sub/a.txt" +
+      std::string(1, '\0');
+  write(root / "fuzz_tree", n, std::string(1, '\2') + listing + hashes);
+  write(root / "fuzz_tree", n, std::string(1, '\4') + std::string("f 600 0 x\0\0", 11));
   lua_close(L);
   return 0;
 }

@@ -17,7 +17,7 @@ mkdir -p "$work/corpus" "$work/artifacts"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
-for t in fuzz_frames fuzz_data fuzz_worker; do
+for t in fuzz_frames fuzz_data fuzz_worker fuzz_tree; do
   log=$work/$t.log
   start=$(date +%s)
   if "$build/bin/$t" -max_total_time="$secs" -timeout=25 -rss_limit_mb=2048 -max_len=16384 \

@@ -14,7 +14,8 @@ local M = {}
 -- pool -> the SSH sessions its bootstrap opened, closed if its workers never start (close_sessions)
 local _sessions = setmetatable({}, { __mode = "k" })
 
-M.IMAGE_SCHEMA = { apt = "table", pip = "table", env = "table", setup = "string", workdir = "string" }
+M.IMAGE_SCHEMA = { apt = "table", pip = "table", env = "table", setup = "string", workdir = "string",
+  sync = "string" }
 
 local function _q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -22,6 +23,10 @@ end
 
 function M.check_image(image)
   image = options.check("sky.compute: image", image, M.IMAGE_SCHEMA)
+  -- image.sync replaces the workdir's contents: without a workdir it would empty the home.
+  if image.sync and not image.workdir then
+    errors.raise("BadOption", "sky.compute: image.sync needs image.workdir, the directory it fills")
+  end
   for k, v in pairs(image.env or {}) do
     if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
       errors.raise("BadOption", ("sky.compute: image.env key %q is not a valid variable name"):format(tostring(k)))

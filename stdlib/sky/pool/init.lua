@@ -172,6 +172,8 @@ function Pool:_start()
   end
   -- Renew the workers' dead-man lease well within its ttl.
   self.core:set_lease_interval(math.min(self.ttl / 4, 10))
+  local image = self.opts.image
+  if image and image.sync then self:_put(image.sync, image.workdir) end  -- docs/data.md
   self:_set_state("ready")
   _emit(self, "ClusterReady", { nodes = self.nodes, seconds = core.now() - self.started })
 end
@@ -435,41 +437,69 @@ end
 
 local function _transfers(self, what, jobs)
   local waits = {}
-  for i, j in ipairs(jobs) do waits[i] = self.core:transfer(j.node, j.dir, j.local_path, j.remote) end
-  local failures = {}
+  for i, j in ipairs(jobs) do
+    if j.dir == "sync" or j.dir == "sync_get" then
+      waits[i] = self.core:sync(j.node, j.dir == "sync" and "put" or "get", j.local_path, j.remote)
+    else
+      waits[i] = self.core:transfer(j.node, j.dir, j.local_path, j.remote)
+    end
+  end
+  local failures, reports = {}, {}
   for i, id in ipairs(waits) do
     sched.await(id)
     local err = self.core:transfer_error(id)
+    if jobs[i].dir == "sync" or jobs[i].dir == "sync_get" then reports[i] = self.core:sync_report(id) end
     if err then failures[#failures + 1] = ("node %d: %s"):format(jobs[i].node, err) end
   end
   if #failures > 0 then
     errors.raise("TransferFailed", what .. " failed on " .. table.concat(failures, "; "))
   end
+  return reports
 end
 
 --- Copies the local file to `remote` on every node (or {node = i}), all at once. A relative
 --- remote path is relative to the remote user's home; parent directories are created.
+--- A local directory is synced: `remote` becomes a copy of its tree and only what differs
+--- (by content) moves (docs/data.md, "Directories"); returns one report per node
+--- ({sent, sent_bytes, copied, removed, entries}).
 function Pool:put(local_path, remote, opts)
   self:_check_open()
+  return self:_put(local_path, remote, opts)
+end
+
+function Pool:_put(local_path, remote, opts)
   if type(local_path) ~= "string" or type(remote) ~= "string" then
     errors.raise("BadArgument", "pool:put(local_path, remote_path [, {node = i}]) takes two paths")
   end
   local f = io.open(local_path, "rb")
   if not f then errors.raise("BadArgument", ("pool:put: cannot read %s"):format(local_path)) end
+  local _, _, errno = f:read(0)
   f:close()
+  local dir = errno == 21  -- EISDIR
+  if dir and (remote:gsub("/+$", "") == "" or remote:match("^/+$")) then
+    errors.raise("BadArgument", "pool:put: a directory needs a destination directory other than /")
+  end
   local jobs = {}
   for _, n in ipairs((_nodes_for(self, "pool:put", opts))) do
-    jobs[#jobs + 1] = { node = n, dir = "put", local_path = local_path, remote = remote }
+    jobs[#jobs + 1] = { node = n, dir = dir and "sync" or "put", local_path = local_path,
+      remote = dir and remote:gsub("/+$", "") or remote }
   end
-  _transfers(self, "pool:put", jobs)
+  local reports = _transfers(self, "pool:put", jobs)
+  if dir then return reports end
 end
 
 --- Copies `remote` from one node ({node = i}: to exactly `local_path`) or from every node (then
 --- `local_path` is a directory: it gets <node>/<file name> per node). Returns the paths written.
+--- A `remote` ending in "/" is a directory: the local one becomes a copy of its tree, only what
+--- differs moving (docs/data.md, "Directories"); a second result lists one report per node.
 function Pool:get(remote, local_path, opts)
   self:_check_open()
   if type(local_path) ~= "string" or type(remote) ~= "string" then
     errors.raise("BadArgument", "pool:get(remote_path, local_path [, {node = i}]) takes two paths")
+  end
+  local tree = remote:sub(-1) == "/"
+  if tree and remote:match("^/+$") then
+    errors.raise("BadArgument", "pool:get: a directory other than / (it would copy the whole machine)")
   end
   local nodes, one = _nodes_for(self, "pool:get", opts)
   local jobs, paths = {}, {}
@@ -481,10 +511,12 @@ function Pool:get(remote, local_path, opts)
       os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
       dest = dir .. "/" .. name
     end
-    jobs[#jobs + 1] = { node = n, dir = "get", local_path = dest, remote = remote }
+    jobs[#jobs + 1] = { node = n, dir = tree and "sync_get" or "get", local_path = dest,
+      remote = tree and remote:gsub("/+$", "") or remote }
     paths[#paths + 1] = dest
   end
-  _transfers(self, "pool:get", jobs)
+  local reports = _transfers(self, "pool:get", jobs)
+  if tree then return paths, reports end
   return paths
 end
 
