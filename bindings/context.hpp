@@ -13,7 +13,7 @@
 #include "host/core/loop.hpp"
 #include "host/http/http.hpp"
 #include "host/links/scheduler.hpp"
-#include "host/transfer/sync.hpp"
+#include "host/transfer/transfers.hpp"
 
 namespace skyhost {
 
@@ -22,10 +22,8 @@ struct Context {
   std::set<Scheduler*> pools;
   /// Events raised outside any pool's scheduler (SSH bootstrap output), for the driver.
   std::vector<Event> events;
-  /// Outcomes of pool:put/get transfers by wait id ("" for success).
-  std::map<WaitId, std::string> transfer_errors;
-  /// What pool:put of a directory did, by wait id (its error, if any, is in transfer_errors).
-  std::map<WaitId, SyncReport> sync_reports;
+  /// pool:put/get of files and trees, each under a wait id until its result is taken.
+  Transfers transfers{loop};
   /// The coroutine running now, so a signal can stop the Lua code that is actually executing.
   lua_State* running = nullptr;
   lua_State* main = nullptr;

@@ -356,8 +356,9 @@ int l_pool_results(lua_State* L) {
   });
 }
 
-/// pool:transfer(node, "put"|"put_once"|"get", local, remote) → wait id; after it completes,
-/// pool:transfer_error(id) → nil or the error message. put_once keeps a file already there.
+/// pool:transfer(node, "put"|"put_once"|"get"|"put_dir"|"get_dir", local, remote) → wait id;
+/// after it completes, pool:transfer_result(id) → nil or the error message, then for a tree
+/// what it did: {sent, sent_bytes, copied, removed, entries}. put_once keeps a file already there.
 int l_pool_transfer(lua_State* L) {
   Scheduler& s = check_pool(L);
   int node = static_cast<int>(luaL_checkinteger(L, 2));
@@ -366,78 +367,44 @@ int l_pool_transfer(lua_State* L) {
   std::string local = luaL_checkstring(L, 4);
   std::string remote = luaL_checkstring(L, 5);
   if (!s.node_alive(node)) return luaL_error(L, "node %d is gone", node);
-  Context* ctx = &context(L);
-  WaitId id = ctx->loop.new_wait();
-  auto done = [ctx, id](const std::string& err) {
-    ctx->transfer_errors[id] = err;
-    ctx->loop.complete(id);
-  };
+  Transfers& t = context(L).transfers;
+  WaitId id;
   if (dir == "put" || dir == "put_once") {
-    put_file(s.link(node), ctx->loop.uv(), local, remote, done, dir == "put_once");
+    id = t.put(s.link(node), local, remote, dir == "put_once");
+  } else if (dir == "get") {
+    id = t.get(s.link(node), remote, local);
+  } else if (dir == "put_dir") {
+    id = t.put_dir(s.link(node), local, remote);
+  } else if (dir == "get_dir") {
+    id = t.get_dir(s.link(node), remote, local);
   } else {
-    get_file(s.link(node), ctx->loop.uv(), remote, local, done);
+    return luaL_argerror(L, 3, "'put', 'put_once', 'get', 'put_dir' or 'get_dir'");
   }
   lua_pushinteger(L, static_cast<lua_Integer>(id));
   return 1;
 }
 
-/// pool:sync(node, "put"|"get", local_dir, remote_dir) → wait id; after it completes,
-/// pool:transfer_error(id)
-/// and pool:sync_report(id) → {sent, sent_bytes, copied, removed, entries}.
-int l_pool_sync(lua_State* L) {
-  Scheduler& s = check_pool(L);
-  int node = static_cast<int>(luaL_checkinteger(L, 2));
-  luaL_argcheck(L, node >= 0 && node < s.node_count(), 2, "no such node");
-  std::string dir = luaL_checkstring(L, 3);
-  luaL_argcheck(L, dir == "put" || dir == "get", 3, "'put' or 'get'");
-  std::string local = luaL_checkstring(L, 4);
-  std::string remote = luaL_checkstring(L, 5);
-  if (!s.node_alive(node)) return luaL_error(L, "node %d is gone", node);
-  Context* ctx = &context(L);
-  WaitId id = ctx->loop.new_wait();
-  auto done = [ctx, id](const std::string& err, const SyncReport& r) {
-    ctx->transfer_errors[id] = err;
-    ctx->sync_reports[id] = r;
-    ctx->loop.complete(id);
-  };
-  if (dir == "put")
-    put_tree(s.link(node), ctx->loop.uv(), local, remote, done);
-  else
-    get_tree(s.link(node), ctx->loop.uv(), remote, local, done);
-  lua_pushinteger(L, static_cast<lua_Integer>(id));
-  return 1;
-}
-
-int l_pool_sync_report(lua_State* L) {
-  Context& ctx = context(L);
+int l_pool_transfer_result(lua_State* L) {
   auto id = static_cast<WaitId>(luaL_checkinteger(L, 2));
-  auto it = ctx.sync_reports.find(id);
-  if (it == ctx.sync_reports.end()) return luaL_error(L, "no sync %d", int(id));
-  SyncReport r = it->second;
-  ctx.sync_reports.erase(it);
+  std::optional<TransferResult> r = context(L).transfers.take(id);
+  if (!r) return luaL_error(L, "no transfer %d", int(id));
+  if (r->error.empty()) {
+    lua_pushnil(L);
+  } else {
+    lua_pushlstring(L, r->error.data(), r->error.size());
+  }
+  if (!r->sync) return 1;
   lua_createtable(L, 0, 5);
   auto field = [L](const char* k, uint64_t v) {
     lua_pushinteger(L, static_cast<lua_Integer>(v));
     lua_setfield(L, -2, k);
   };
-  field("sent", r.sent);
-  field("sent_bytes", r.sent_bytes);
-  field("copied", r.copied);
-  field("removed", r.removed);
-  field("entries", r.entries);
-  return 1;
-}
-
-int l_pool_transfer_error(lua_State* L) {
-  Context& ctx = context(L);
-  auto id = static_cast<WaitId>(luaL_checkinteger(L, 2));
-  auto it = ctx.transfer_errors.find(id);
-  if (it == ctx.transfer_errors.end()) return luaL_error(L, "no transfer %d", int(id));
-  std::string err = std::move(it->second);
-  ctx.transfer_errors.erase(it);
-  if (err.empty()) return 0;
-  lua_pushstring(L, err.c_str());
-  return 1;
+  field("sent", r->sync->sent);
+  field("sent_bytes", r->sync->sent_bytes);
+  field("copied", r->sync->copied);
+  field("removed", r->sync->removed);
+  field("entries", r->sync->entries);
+  return 2;
 }
 
 /// pool:set_lease_interval(seconds)
@@ -513,9 +480,7 @@ const luaL_Reg kPoolMethods[] = {
     {"set_task_events", l_pool_set_task_events},
     {"set_lease_interval", l_pool_set_lease_interval},
     {"transfer", l_pool_transfer},
-    {"transfer_error", l_pool_transfer_error},
-    {"sync", l_pool_sync},
-    {"sync_report", l_pool_sync_report},
+    {"transfer_result", l_pool_transfer_result},
     {"shutdown", l_pool_shutdown},
     {"destroy", l_pool_destroy},
     {nullptr, nullptr},

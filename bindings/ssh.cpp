@@ -1,9 +1,6 @@
 // skyhost.ssh: SSH sessions (host/ssh) as Lua userdata for the bootstrap in
 // stdlib/sky/pool/connect.lua. Each operation returns a wait id; after sched.await(id),
 // s:result(id) gives its outcome.
-#include <openssl/evp.h>
-
-#include <cstdio>
 #include <lua.hpp>
 #include <memory>
 #include <optional>
@@ -13,6 +10,7 @@
 #include "host/ssh/keygen.hpp"
 #include "host/ssh/operations.hpp"
 #include "host/ssh/session.hpp"
+#include "host/transfer/transfer_util.hpp"
 
 namespace skyhost {
 
@@ -159,25 +157,14 @@ int l_ssh_keygen(lua_State* L) {
 /// worker is not sent again.
 int l_ssh_file_sha256(lua_State* L) {
   const char* path = luaL_checkstring(L, 1);
-  FILE* f = std::fopen(path, "rb");
-  if (f == nullptr) {
+  std::string hex;
+  std::string err = transfer_detail::sha256_file(path, hex);
+  if (!err.empty()) {
     lua_pushnil(L);
-    lua_pushfstring(L, "cannot read %s", path);
+    lua_pushfstring(L, "cannot read %s: %s", path, err.c_str());
     return 2;
   }
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
-  std::fclose(f);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(md, digest, &len);
-  EVP_MD_CTX_free(md);
-  char hex[2 * EVP_MAX_MD_SIZE + 1];
-  for (unsigned i = 0; i < len; i++) std::snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-  lua_pushstring(L, hex);
+  lua_pushlstring(L, hex.data(), hex.size());
   return 1;
 }
 

@@ -54,6 +54,24 @@ struct HashJob {
 
 }  // namespace
 
+std::string sha256_file(const std::string& path, std::string& hex) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return std::strerror(errno);
+  std::string error;
+  try {
+    Digest d;
+    std::vector<char> buf(1 << 20);
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) d.update({buf.data(), n});
+    if (std::ferror(f)) error = "read error";
+    hex = d.hex();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  std::fclose(f);
+  return error;
+}
+
 void hash_file(uv_loop_t* loop, std::string path,
                std::function<void(const std::string& hex, const std::string& error)> done) {
   auto* j = new HashJob;
@@ -62,22 +80,7 @@ void hash_file(uv_loop_t* loop, std::string path,
   j->req.data = j;
   auto work = [](uv_work_t* r) {
     auto* j = static_cast<HashJob*>(r->data);
-    std::FILE* f = std::fopen(j->path.c_str(), "rb");
-    if (f == nullptr) {
-      j->error = std::strerror(errno);
-      return;
-    }
-    try {
-      Digest d;
-      std::vector<char> buf(1 << 20);
-      size_t n;
-      while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) d.update({buf.data(), n});
-      if (std::ferror(f)) j->error = "read error";
-      j->hex = d.hex();
-    } catch (const std::exception& e) {
-      j->error = e.what();
-    }
-    std::fclose(f);
+    j->error = sha256_file(j->path, j->hex);
   };
   auto after = [](uv_work_t* r, int status) {
     auto* j = static_cast<HashJob*>(r->data);

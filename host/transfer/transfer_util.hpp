@@ -33,6 +33,11 @@ class Digest {
   EVP_MD_CTX* ctx_;
 };
 
+/// SHA-256 of the local file `path` into `hex` (lower-case); returns "" or why it could not be
+/// read (the reason alone, e.g. "No such file or directory"). Blocks: off the loop thread for large
+/// files (hash_file).
+std::string sha256_file(const std::string& path, std::string& hex);
+
 /// The first word of `sha256sum FILE`'s output if it is a digest, else "".
 std::string digest_of(const std::string& out);
 

@@ -45,20 +45,6 @@ bool parse_number(std::string_view s, int base, uint64_t& out) {
   return true;
 }
 
-std::string hash_path(const std::string& path, std::string& hex) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "cannot read " + path + ": " + std::strerror(errno);
-  transfer_detail::Digest d;
-  std::string buf(1 << 20, '\0');
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    d.update(std::string_view(buf.data(), static_cast<size_t>(in.gcount())));
-  }
-  if (in.bad()) return "cannot read " + path;
-  hex = d.hex();
-  return "";
-}
-
 }  // namespace
 
 std::string scan(const std::string& root, Manifest& out, bool hash) {
@@ -79,7 +65,8 @@ std::string scan(const std::string& root, Manifest& out, bool hash) {
       e.type = 'f';
       e.size = static_cast<uint64_t>(st.st_size);
       if (hash)
-        if (std::string err = hash_path(p.string(), e.hash); !err.empty()) return err;
+        if (std::string err = transfer_detail::sha256_file(p.string(), e.hash); !err.empty())
+          return "cannot read " + p.string() + ": " + err;
     } else if (S_ISDIR(st.st_mode)) {
       e.type = 'd';
     } else if (S_ISLNK(st.st_mode)) {
@@ -97,7 +84,8 @@ std::string scan(const std::string& root, Manifest& out, bool hash) {
 std::string hash_files(const std::string& root, Manifest& m,
                        const std::vector<std::string>& paths) {
   for (const auto& p : paths)
-    if (std::string err = hash_path(root + "/" + p, m.at(p).hash); !err.empty()) return err;
+    if (std::string err = transfer_detail::sha256_file(root + "/" + p, m.at(p).hash); !err.empty())
+      return "cannot read " + root + "/" + p + ": " + err;
   return "";
 }
 

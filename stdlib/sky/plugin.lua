@@ -108,7 +108,7 @@ local function _ship(pool)
   local failures = {}
   for _, j in ipairs(jobs) do
     sched.await(j.wait)
-    local err = pool.core:transfer_error(j.wait)
+    local err = pool.core:transfer_result(j.wait)
     if err then failures[#failures + 1] = ("node %d: %s"):format(j.node, err) end
   end
   if #failures > 0 then

@@ -435,20 +435,19 @@ local function _nodes_for(self, what, opts)
   return { opts.node }, true
 end
 
+-- A job's kind as pool:transfer names it: a directory sync is a tree transfer.
+local TRANSFER_KIND = { sync = "put_dir", sync_get = "get_dir" }
+
 local function _transfers(self, what, jobs)
   local waits = {}
   for i, j in ipairs(jobs) do
-    if j.dir == "sync" or j.dir == "sync_get" then
-      waits[i] = self.core:sync(j.node, j.dir == "sync" and "put" or "get", j.local_path, j.remote)
-    else
-      waits[i] = self.core:transfer(j.node, j.dir, j.local_path, j.remote)
-    end
+    waits[i] = self.core:transfer(j.node, TRANSFER_KIND[j.dir] or j.dir, j.local_path, j.remote)
   end
   local failures, reports = {}, {}
   for i, id in ipairs(waits) do
     sched.await(id)
-    local err = self.core:transfer_error(id)
-    if jobs[i].dir == "sync" or jobs[i].dir == "sync_get" then reports[i] = self.core:sync_report(id) end
+    local err, report = self.core:transfer_result(id)
+    reports[i] = report
     if err then failures[#failures + 1] = ("node %d: %s"):format(jobs[i].node, err) end
   end
   if #failures > 0 then
