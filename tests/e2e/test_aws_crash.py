@@ -86,7 +86,7 @@ def count(cloud, uid):
 
 
 def phase_case(cloud, proxy, phase, sig):
-    name = "%s %s" % ("kill -9" if sig == signal.SIGKILL else "SIGTERM", phase)
+    name = "%s %s" % ({signal.SIGKILL: "kill -9", signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}[sig], phase)
     rules = {"before the create call returns": [{"action": "RunInstances", "delay": 3}],
              "while the instances are pending": [{"action": "DescribeInstances", "delay": 1}],
              "during SSH and bootstrap": [],
@@ -138,7 +138,7 @@ def phase_case(cloud, proxy, phase, sig):
     # A create call whose answer the signal cut off may still land after skyhost's teardown looked:
     # its intent is kept (journal.md, fault 2) and `down --orphans` above settles it, so only the
     # later phases must be torn down by skyhost alone.
-    if sig == signal.SIGTERM and phase != "before the create call returns":
+    if sig in (signal.SIGTERM, signal.SIGINT) and phase != "before the create call returns":
         check("%s: skyhost tore the pool down itself" % name, alone == (0, 0), (alone, run.text()))
 
 
@@ -251,6 +251,8 @@ def main():
                           "during SSH and bootstrap", "during a task", "during teardown"):
                 for sig in (signal.SIGKILL, signal.SIGTERM):
                     phase_case(cloud, proxy, phase, sig)
+            # Ctrl-C as a user presses it while the nodes boot (issue 11); while pending: e2e/aws_faults
+            phase_case(cloud, proxy, "during SSH and bootstrap", signal.SIGINT)
         finally:
             proxy.close()
         settled(cloud)
