@@ -251,12 +251,9 @@ int push_values(lua_State* L, wire::Reader& r, std::string& why) {
 /// refused.
 void push_failure(lua_State* L, const Outcome& o, TaskId task, size_t index,
                   const std::string& refused = {}) {
-  wire::Reader r(o.payload);
-  std::string_view msg = refused, trace;
-  if (refused.empty()) {
-    msg = r.get_string();  // checked by the scheduler: message, traceback
-    trace = r.get_string();
-  }
+  wire::Reader r(o.payload);  // the value the task raised, if any
+  std::string_view msg = refused.empty() ? std::string_view(o.message) : refused;
+  std::string_view trace = refused.empty() ? std::string_view(o.traceback) : std::string_view();
   lua_createtable(L, 0, 7);  // [.., failure]
   lua_pushlstring(L, msg.data(), msg.size());
   lua_setfield(L, -2, "message");

@@ -11,18 +11,6 @@ double seconds(uint64_t ns) {
   return static_cast<double>(ns) / 1e9;
 }
 
-// A failure's body is two wire strings, message and traceback, then maybe the table the task
-// raised (worker/executor.cpp).
-bool failure_ok(wire::Reader r) {
-  try {
-    r.get_string();
-    r.get_string();
-    return true;  // maybe followed by the table the task raised, decoded later as data
-  } catch (const wire::Error&) {
-    return false;
-  }
-}
-
 }  // namespace
 
 Scheduler::Scheduler(Loop& loop, Options opts) : loop_(loop), opts_(opts) {
@@ -318,8 +306,20 @@ void Scheduler::on_result(Node& n, wire::Reader& r) {
     batch_task_ended(it->second);
     if (it->second.batch == 0) {
       tasks_.erase(it);  // its batch was released while it ran
-    } else if (status != wire::Status::kOk && !failure_ok(r)) {
-      fail_task(id, it->second, "the worker sent a malformed failure", n.index);
+    } else if (status != wire::Status::kOk) {
+      std::string message, traceback;
+      try {
+        message = r.get_string();
+        traceback = r.get_string();
+      } catch (const wire::Error&) {
+        fail_task(id, it->second, "the worker sent a malformed failure", n.index);
+        dispatch();
+        return;
+      }
+      // A failure's body (worker/executor.cpp): message, traceback, then maybe the table the task
+      // raised, decoded later as data.
+      finish(id, it->second, status, n.link->take({r.position(), r.remaining()}), exec_ns, n.index,
+             std::move(message), std::move(traceback));
     } else {
       // A large result keeps the buffer it was read into: no copy before it is decoded.
       finish(id, it->second, status, n.link->take({r.position(), r.remaining()}), exec_ns, n.index);
@@ -329,10 +329,11 @@ void Scheduler::on_result(Node& n, wire::Reader& r) {
 }
 
 void Scheduler::finish(TaskId id, Task& t, wire::Status status, wire::Payload payload,
-                       uint64_t exec_ns, int node) {
+                       uint64_t exec_ns, int node, std::string message, std::string traceback) {
   bool ok = status == wire::Status::kOk;
   t.done = true;
-  t.outcome = Outcome{ok, status, std::move(payload), exec_ns, node};
+  t.outcome = Outcome{
+      ok, status, std::move(payload), exec_ns, node, std::move(message), std::move(traceback)};
   t.args.reset();
   if (task_events_) {
     Event e("TaskCompleted", opts_.pool_id, node, id);
@@ -367,11 +368,7 @@ void Scheduler::finish(TaskId id, Task& t, wire::Status status, wire::Payload pa
 }
 
 void Scheduler::fail_task(TaskId id, Task& t, const std::string& message, int node) {
-  // Same shape as a worker's failure: message, traceback.
-  wire::Writer w;
-  w.put_string(message);
-  w.put_string("");
-  finish(id, t, wire::Status::kFailed, wire::Payload(w.take()), 0, node);
+  finish(id, t, wire::Status::kFailed, wire::Payload(), 0, node, message);
 }
 
 void Scheduler::on_lost(Node& n, const std::string& reason) {

@@ -24,10 +24,12 @@ using BatchId = uint64_t;
 struct Outcome {
   bool ok = false;
   wire::Status status = wire::Status::kFailed;
-  // codec values; on failure two wire strings (message, traceback), then maybe the error value
+  // codec values: the task's results, or on failure the value it raised (maybe none)
   wire::Payload payload;
   uint64_t exec_ns = 0;
   int node = -1;
+  std::string message;    // a failure's: the worker's error message, or why the host failed it
+  std::string traceback;  // a failure's traceback on the node ("" when the host failed it)
 };
 
 /// Tasks submitted together and awaited together: one wait completes when all are done, or at
@@ -148,7 +150,7 @@ class Scheduler {
   void on_result(Node& n, wire::Reader& r);
   void check_fits(size_t body, const char* what) const;
   void finish(TaskId id, Task& t, wire::Status status, wire::Payload payload, uint64_t exec_ns,
-              int node);
+              int node, std::string message = {}, std::string traceback = {});
   void fail_task(TaskId id, Task& t, const std::string& message, int node);
   void dispatch();
   bool send_one(Node& n);

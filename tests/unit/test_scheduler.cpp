@@ -277,8 +277,7 @@ TEST_CASE("past its retries a task fails naming the lost node", "[scheduler]") {
   REQUIRE(f.completed(f.sched->batch(b).wait));
   const Outcome* o = f.sched->outcome(t);
   REQUIRE_FALSE(o->ok);
-  wire::Reader r(o->payload);
-  REQUIRE(std::string(r.get_string()).find("was lost: host unreachable") != std::string::npos);
+  REQUIRE(o->message.find("was lost: host unreachable") != std::string::npos);
 }
 
 TEST_CASE("pinned tasks run on their node and fail if it is lost", "[scheduler]") {
@@ -310,8 +309,7 @@ TEST_CASE("when every node is lost, queued work fails instead of waiting", "[sch
   f.links[0]->drop("gone");
   auto done = f.poll();
   REQUIRE(std::count(done.begin(), done.end(), f.sched->batch(waiting).wait) == 1);
-  wire::Reader r(f.sched->outcome(queued)->payload);
-  REQUIRE(std::string(r.get_string()) == "no live nodes left in the pool (node 0: gone)");
+  REQUIRE(f.sched->outcome(queued)->message == "no live nodes left in the pool (node 0: gone)");
 }
 
 TEST_CASE("a task for a pool whose nodes are all lost fails at once, naming why", "[scheduler]") {
@@ -324,8 +322,7 @@ TEST_CASE("a task for a pool whose nodes are all lost fails at once, naming why"
   BatchId b = f.sched->new_batch();
   TaskId t = f.sched->submit(b, f.sched->define("fn"), "");
   REQUIRE(f.completed(f.sched->batch(b).wait));
-  wire::Reader r(f.sched->outcome(t)->payload);
-  REQUIRE(std::string(r.get_string()) ==
+  REQUIRE(f.sched->outcome(t)->message ==
           "no live nodes left in the pool (node 0: worker killed by signal 9; node 1: connection "
           "reset)");
 }
@@ -534,8 +531,24 @@ TEST_CASE("a malformed failure from a worker becomes the host's own", "[schedule
   const Outcome* o = f.sched->outcome(t);
   REQUIRE(o != nullptr);
   CHECK_FALSE(o->ok);
-  wire::Reader r(o->payload);
-  CHECK(r.get_string() == "the worker sent a malformed failure");
+  CHECK(o->message == "the worker sent a malformed failure");
+}
+
+TEST_CASE("a worker's failure comes as its message and traceback, the raised value apart",
+          "[scheduler]") {
+  Fixture f(1);
+  f.all_ready();
+  BatchId b = f.sched->new_batch();
+  TaskId t = f.sched->submit(b, f.sched->define("fn"), "args");
+  f.sched->flush();
+  f.links[0]->result(t, false);
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  const Outcome* o = f.sched->outcome(t);
+  REQUIRE(o != nullptr);
+  CHECK_FALSE(o->ok);
+  CHECK(o->message == "boom");
+  CHECK(o->traceback == "trace");
+  CHECK(o->payload == "");  // no value raised
 }
 
 TEST_CASE("a worker's last words say why it was lost", "[scheduler]") {
