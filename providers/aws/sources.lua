@@ -99,6 +99,12 @@ end
 --- assume-role: `get` reads the profile's keys; `source_creds` resolves the source profile.
 function M.assume_role(profile, get, source_creds)
   local role, src = get("role_arn"), get("source_profile")
+  if get("mfa_serial") then
+    -- The AWS CLI prompts for the code; a script's host cannot (it may run unattended).
+    _fail("profile '%s' assumes %s with an MFA device (mfa_serial), and skyhost cannot ask for the code: "
+      .. "put the role's temporary credentials in a profile of their own (aws sts assume-role --serial-number ... "
+      .. "--token-code ...), or give the profile a credential_process that prompts", profile, role)
+  end
   local base, via
   if src then
     base, via = source_creds(src), ("source profile '%s'"):format(src)

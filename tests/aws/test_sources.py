@@ -182,6 +182,7 @@ def cases(home, local, sts):
                 "[profile broken]\ncredential_process = /bin/false\n"
                 "[profile role]\nrole_arn = %s\nsource_profile = base\nrole_session_name = skyhost-role\n"
                 "[profile nosource]\nrole_arn = %s\n"
+                "[profile mfa]\nrole_arn = %s\nsource_profile = base\nmfa_serial = arn:aws:iam::123456789012:mfa/u\n"
                 "[profile loop]\nrole_arn = %s\nsource_profile = loop\n"
                 "[profile web]\nrole_arn = %s\nweb_identity_token_file = %s\n"
                 "[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = SkyhostRole\n"
@@ -190,7 +191,7 @@ def cases(home, local, sts):
                 "sso_account_id = 123456789012\nsso_role_name = SkyhostRole\n"
                 "[profile ssogone]\nsso_start_url = https://expired.awsapps.com/start\nsso_region = us-east-1\n"
                 "sso_account_id = 123456789012\nsso_role_name = SkyhostRole\n"
-                % (helper, ROLE, ROLE, ROLE, ROLE, token_file))
+                % (helper, ROLE, ROLE, ROLE, ROLE, ROLE, token_file))
     os.makedirs(home + "/.aws/sso/cache")
     for key, expires in (("corp", "2099-01-01T00:00:00Z"), ("https://legacy.awsapps.com/start", "2099-01-01T00:00:00Z"),
                          ("https://expired.awsapps.com/start", "2020-01-01T00:00:00Z")):
@@ -223,6 +224,9 @@ def cases(home, local, sts):
     r = run(RESOLVE % '"nosource"', {"AWS_ENDPOINT_URL_STS": sts}, home)
     check("role_arn without a source is a clear error", r.returncode != 0 and "neither source_profile" in r.stderr,
           r.stderr)
+    r = run(RESOLVE % '"mfa"', {"AWS_ENDPOINT_URL_STS": sts}, home)
+    check("a role behind an MFA device is a clear error, not a prompt or STS's AccessDenied",
+          r.returncode != 0 and "MFA device (mfa_serial)" in r.stderr and "AccessDenied" not in r.stderr, r.stderr)
     r = run(RESOLVE % '"loop"', {"AWS_ENDPOINT_URL_STS": sts}, home)
     check("a source_profile loop is a clear error", r.returncode != 0 and "chain longer than 5" in r.stderr, r.stderr)
 
