@@ -94,6 +94,10 @@ t.test("a preempted node is replaced, and a map started before completes with ev
   end
   t.eq(results, expected(80))
   t.ok(all_ended(l, l.created[2]))
+  local cost = wait_event(seen, "CostSummary")
+  local billed = {}
+  for _, r in ipairs(cost.rows) do billed[r.id] = r.node end
+  t.eq({ billed[l.created[1]], billed[l.created[2]], billed[l.created[3]] }, { 0, 1, 2 })
   t.eq(count(seen, "ReplaceFailed"), 0)
 end)
 

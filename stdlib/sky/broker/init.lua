@@ -371,6 +371,12 @@ function M.replace(pool, emit, hooks)
   return false, placement.reason
 end
 
+--- Instance `id` of `prov` became the pool's node `node` (the cost summary names it so).
+function M.node_placed(pool, prov, id, node)
+  local search = _searches[pool]
+  if search then search.ledger:set_node(prov.name, id, node) end
+end
+
 --- The attempts that failed for `pool` so far, as AttemptFailed reports them (tests, tools).
 function M.failures(pool)
   local search = _searches[pool]

@@ -19,7 +19,7 @@ end
 
 -- Starts the worker for `inst` as a new node of the pool's scheduler and waits until it is
 -- ready; raises if it cannot start or the pool closes meanwhile.
-local function _join(pool, inst, old)
+local function _join(pool, inst, old, emit)
   if not _live(pool) then errors.raise("PoolClosed", "the pool closed during the replacement") end
   local c, info = pool.core, inst.info
   local identity = { node = c:node_count(), total_nodes = pool.nodes, is_head = false,
@@ -33,7 +33,7 @@ local function _join(pool, inst, old)
     connect.check_command(inst)
     idx = c:add_command_node(connect.command_argv(pool, info), identity)
   else
-    local s, cmd = connect.bootstrap(pool, identity.node, inst, function() end)
+    local s, cmd = connect.bootstrap(pool, identity.node, inst, emit)
     if not _live(pool) then
       s:close()
       errors.raise("PoolClosed", "the pool closed during the replacement")
@@ -61,13 +61,19 @@ function M.node_lost(pool, node, emit)
   pool.replacements = pool.replacements + 1
   local old = pool.instances[node + 1] and pool.instances[node + 1].id
   local new_idx
-  local ok, placed, why = pcall(broker.replace, pool, emit, {
-    start = function(placement) new_idx = _join(pool, placement.instances[1], old) end,
+  -- The attempt numbers its one instance node 0: say which node it replaces instead.
+  local function attempt_emit(type_, fields)
+    if type_ == "InstanceRunning" then fields.node, fields.replaces = nil, node end
+    emit(type_, fields)
+  end
+  local ok, placed, why = pcall(broker.replace, pool, attempt_emit, {
+    start = function(placement) new_idx = _join(pool, placement.instances[1], old, emit) end,
     stop = function() end,  -- a worker that never became ready has exited; close kills the rest
   })
   if ok and placed then
     local inst = why.instances[1]
     pool.instances[new_idx + 1] = inst  -- its own loss is checked as any node's
+    broker.node_placed(pool, why.provider, inst.id, new_idx)
     if pool.state == "failed" then pool:_set_state("ready") end  -- it has a live node again
     emit("InstanceReplaced", { node = node, new_node = new_idx, old_instance = old, new_instance = inst.id })
   elseif _live(pool) then
