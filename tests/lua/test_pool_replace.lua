@@ -118,6 +118,29 @@ t.test("a lost link (the worker killed) is replaced", function()
   t.ok(fake.all_terminated(l))
 end)
 
+t.test("two nodes lost at once: each gets its own replacement", function()
+  local p, l = fake.new { offers = { offer("s", 2.0, 0.5) } }
+  local seen = {}
+  do
+    local pool <close> = sky.compute { provider = p, nodes = 3, replace = true, display = quiet,
+      on_event = function(ev) seen[#seen + 1] = ev end }
+    local pids = fake.pids(pool)
+    os.execute(("kill -9 %d %d"):format(pids[1], pids[3]))
+    local deadline = core.now() + 20
+    while count(seen, "InstanceReplaced") < 2 and core.now() < deadline do sky.sleep(0.02) end
+    local got = {}
+    for _, e in ipairs(seen) do
+      if e.type == "InstanceReplaced" then got[e.node] = e.new_node end
+    end
+    t.ok(got[0] and got[2], "not both replaced")
+    t.eq({ math.min(got[0], got[2]), math.max(got[0], got[2]) }, { 3, 4 })
+    t.eq(pool.core:alive_count(), 3)
+    t.eq(pool:map(slow_double, items(9)), expected(9))
+  end
+  t.ok(fake.all_terminated(l))
+  t.eq(#l.created, 5)
+end)
+
 t.test("a replacement that fails: ReplaceFailed, and the tasks go on on the other nodes", function()
   local p, l = fake.new { offers = { offer("s", 2.0, 0.5) },
     behave = function(_, _, call) return call == 1 and "ok" or "capacity" end }

@@ -19,25 +19,33 @@ end
 
 -- Starts the worker for `inst` as a new node of the pool's scheduler and waits until it is
 -- ready; raises if it cannot start or the pool closes meanwhile.
-local function _join(pool, inst, old, emit)
-  if not _live(pool) then errors.raise("PoolClosed", "the pool closed during the replacement") end
+local function _join(pool, inst, old, emit, cancelled)
+  local function check()
+    if not _live(pool) then errors.raise("PoolClosed", "the pool closed during the replacement") end
+    if cancelled() then errors.raise("Timeout", "the replacement's attempt ran out of time") end
+  end
+  check()
   local c, info = pool.core, inst.info
-  local identity = { node = c:node_count(), total_nodes = pool.nodes, is_head = false,
+  local identity = { total_nodes = pool.nodes, is_head = false,
     head_addr = pool.instances[1] and pool.instances[1].info.ip or "127.0.0.1",
     provider = pool.provider and pool.provider.name or "unknown", pool = pool.name,
     instance = inst.id, metrics_interval = pool.opts.metrics_interval or 5, replaces = old }
   local idx
   if info.transport == "local" then
+    identity.node = c:node_count()
     idx = c:add_local_node(core.worker_path(), identity, pool.opts.concurrency or 0, lifetime.worker_deadline(pool))
   elseif info.transport == "command" then
     connect.check_command(inst)
+    identity.node = c:node_count()
     idx = c:add_command_node(connect.command_argv(pool, info), identity)
   else
-    local s, cmd = connect.bootstrap(pool, identity.node, inst, emit)
-    if not _live(pool) then
+    local s, cmd = connect.bootstrap(pool, c:node_count(), inst, emit)
+    local ok, err = pcall(check)
+    if not ok then
       s:close()
-      errors.raise("PoolClosed", "the pool closed during the replacement")
+      error(err, 0)
     end
+    identity.node = c:node_count()  -- another replacement may have joined meanwhile
     idx = c:add_ssh_node(s, cmd, identity)
   end
   while true do
@@ -60,15 +68,19 @@ function M.node_lost(pool, node, emit)
   end
   pool.replacements = pool.replacements + 1
   local old = pool.instances[node + 1] and pool.instances[node + 1].id
-  local new_idx
+  local new_idx, cancelled = nil, false
   -- The attempt numbers its one instance node 0: say which node it replaces instead.
   local function attempt_emit(type_, fields)
     if type_ == "InstanceRunning" then fields.node, fields.replaces = nil, node end
     emit(type_, fields)
   end
   local ok, placed, why = pcall(broker.replace, pool, attempt_emit, {
-    start = function(placement) new_idx = _join(pool, placement.instances[1], old, emit) end,
-    stop = function() end,  -- a worker that never became ready has exited; close kills the rest
+    start = function(placement)
+      new_idx = _join(pool, placement.instances[1], old, emit, function() return cancelled end)
+    end,
+    -- The attempt failed or ran out of time: a bootstrap still under way adds no node; a worker
+    -- already added has exited or ends with its instance (close kills any left).
+    stop = function() cancelled = true end,
   })
   if ok and placed then
     local inst = why.instances[1]
