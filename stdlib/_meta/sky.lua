@@ -66,6 +66,7 @@
 ---@field spot? boolean            true: always-spot, false: on-demand
 ---@field max_price? number        USD/h per node
 ---@field provision_timeout? number seconds per attempt (default 600)
+---@field replace? boolean         a lost or preempted node gets a new instance of the same offer (default false)
 
 ---@class sky.offer
 ---@field provider string

@@ -12,7 +12,8 @@ local _pools = setmetatable({}, { __mode = "v" })  -- id -> pool
 
 M.TYPES = {
   "ClusterRequested", "OffersSelected", "InstanceLaunched", "InstanceRunning", "BootstrapPhase",
-  "BootstrapConsole", "InstanceReady", "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "Metric", "InstanceLost", "InstancePreempted", "ClusterDraining",
+  "BootstrapConsole", "InstanceReady", "ClusterReady", "TaskStarted", "TaskCompleted", "Log", "Metric", "InstanceLost", "InstancePreempted", "InstanceReplaced",
+  "ReplaceFailed", "ClusterDraining",
   "ClusterDestroyed", "AttemptFailed", "CostSummary",
 }
 local _known = {}

@@ -312,7 +312,7 @@ local function _search(search, hooks)
         if not ok then failure = placement end
       end
       if ok then
-        search.placement = placement
+        search.placement, search.run = placement, run
         local ids = {}
         for j, inst in ipairs(placement.instances) do ids[j] = inst.id end
         search.ledger:set_nodes(prov.name, ids)
@@ -343,6 +343,38 @@ local _searches = setmetatable({}, { __mode = "k" })
 function M.instances_ended(pool, prov, ids)
   local search = _searches[pool]
   if search then search.ledger:stopped(prov.name, ids) end
+end
+
+--- One more node for `pool` (a replacement for a lost one, `replace = true`): the offer, market
+--- and provider its placement came from, through the same attempt (journal, ledger, cleanup of
+--- a failure). hooks.start(placement) brings its worker up. Returns true, placement | false,
+--- reason. `emit` reports progress as for provision.
+function M.replace(pool, emit, hooks)
+  local search = _searches[pool]
+  local run = search and search.run
+  if not run then return false, "the pool has no placement to replace a node in" end
+  local req = setmetatable({ nodes = 1 }, { __index = search.req })
+  local sub = setmetatable({ req = req, emit = emit or search.emit }, { __index = search })
+  local a = { offer = run.offer, spot = run.spot, price = run.price, prov = run.prov, spec = run.spec,
+    cluster = run.cluster, record = { provider = run.prov.name, instance_type = run.offer.instance_type,
+      region = run.offer.region, zone = run.offer.zone, spot = run.spot, price = run.price } }
+  -- release() waits for it: what it launches after the pool began closing is terminated there.
+  local straggler = { done = false }
+  search.stragglers[#search.stragglers + 1] = straggler
+  local r = table.pack(pcall(attempt.run, sub, a, hooks))
+  straggler.done = true
+  if not r[1] then error(r[2], 0) end
+  local ok, placement = r[2], r[3]
+  if ok then return true, placement end
+  a.record.reason = placement.reason
+  search.failures[#search.failures + 1] = a.record
+  return false, placement.reason
+end
+
+--- Instance `id` of `prov` became the pool's node `node` (the cost summary names it so).
+function M.node_placed(pool, prov, id, node)
+  local search = _searches[pool]
+  if search then search.ledger:set_node(prov.name, id, node) end
 end
 
 --- The attempts that failed for `pool` so far, as AttemptFailed reports them (tests, tools).

@@ -47,6 +47,12 @@ function Ledger:set_nodes(provider_name, ids)
   end
 end
 
+--- Instance `id` of `provider_name` is the pool's node `node` (a replacement, `replace = true`).
+function Ledger:set_node(provider_name, id, node)
+  local e = self.by_id[provider_name .. "\0" .. tostring(id)]
+  if e then e.node = node end
+end
+
 --- Instances still billed (not terminated), grouped by provider in launch order:
 --- { {prov =, cluster =, ids = {...}}, ... }.
 function Ledger:live()

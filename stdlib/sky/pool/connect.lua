@@ -109,6 +109,7 @@ local function _bootstrap(pool, node, inst, emit)
     pinned = info.host_keys, connect_timeout = opts.connect_timeout or pool.opts.connect_timeout,
     pool = pool.id, node = node,
   }
+  _sessions[pool] = _sessions[pool] or {}
   table.insert(_sessions[pool], s)
   local function phase(name) emit("BootstrapPhase", { node = node, instance = inst.id, phase = name }) end
   local function fail(step, r)
@@ -150,6 +151,8 @@ local function _bootstrap(pool, node, inst, emit)
   if info.on_expiry then cmd = cmd .. " --on-expiry " .. _q(info.on_expiry) end
   return s, cmd, master_port
 end
+
+M.bootstrap = _bootstrap  -- a replacement node's (stdlib/sky/pool/replace.lua)
 
 --- A port free on this machine, for the head of a local pool.
 local function _local_free_port()

@@ -42,7 +42,18 @@ local LIFECYCLE = {
   ClusterRequested = true, OffersSelected = true, InstanceLaunched = true, InstanceRunning = true,
   BootstrapPhase = true, InstanceReady = true, ClusterReady = true, InstanceLost = true,
   ClusterDraining = true, ClusterDestroyed = true, CostSummary = true, JobPending = true,
+  InstanceReplaced = true, ReplaceFailed = true,
 }
+
+-- A line about a lost node's replacement (replace = true), or nil.
+local function _replacement(pool, ev)
+  if ev.type == "InstanceReplaced" then
+    return ("%s replaced node %d (%s) by node %d (%s)"):format(pool.name, ev.node,
+      tostring(ev.old_instance), ev.new_node, tostring(ev.new_instance))
+  elseif ev.type == "ReplaceFailed" then
+    return ("%s could not replace node %d: %s"):format(pool.name, ev.node, ev.reason)
+  end
+end
 
 local function _fields(ev)
   local keys = {}
@@ -281,13 +292,17 @@ function M.show(pool, ev)
       _redraw()
       return
     end
-    if ev.type == "InstanceLost" then
+    local line = _replacement(pool, ev)
+    if ev.type == "InstanceLost" then line = ("%s lost node %d: %s"):format(pool.name, ev.node, ev.reason) end
+    if line then
       _clear()
-      io.stderr:write(("%s lost node %d: %s\n"):format(pool.name, ev.node, ev.reason))
+      io.stderr:write(line, "\n")
     end
     _redraw()
   elseif ev.type == "InstanceLost" then
     io.stderr:write(("skyhost: pool %s lost node %d: %s\n"):format(pool.name, ev.node, ev.reason))
+  elseif _replacement(pool, ev) then
+    io.stderr:write("skyhost: pool ", _replacement(pool, ev), "\n")
   end
 end
 

@@ -16,6 +16,7 @@ local fnmod = require "sky.fn"
 local ssh = require "skyhost.ssh"
 local display = require "sky.pool.display"
 local journal = require "sky.pool.journal"
+local replace = require "sky.pool.replace"
 
 local M = {}
 
@@ -53,6 +54,7 @@ local SCHEMA = {
   max_price = "number",
   budget = "number",
   provision_timeout = "number",
+  replace = "boolean",  -- a lost node gets a new instance (stdlib/sky/pool/replace.lua)
 }
 
 M.DISPLAYS = { "auto", "log", "quiet", "spinner" }
@@ -142,7 +144,7 @@ function M.compute(opts)
   if opts.on_event then self:on("*", opts.on_event) end
   events.subscribe(self, "InstanceLost", function(ev)
     self:_check_alive(false)
-    self:_check_preempted(ev.node)
+    self:_node_lost(ev.node)
   end)
   self.display = display.resolve(opts.display)
   events.attach(self)
@@ -228,15 +230,22 @@ end
 function Pool:_check_preempted(node)
   local prov, inst = self.provider, self.instances[node + 1]
   if not prov or not inst or prov.ends_with_host or prov.name == "ssh" then return end
+  local ok, now = pcall(prov.get_instance, prov, self.cluster, inst.id)
+  if not ok or type(now) ~= "table" or now.state ~= "terminated" then return end
+  journal.terminated(self, prov, { inst.id })
+  broker.instances_ended(self, prov, { inst.id })
+  if now.preempted then
+    _emit(self, "InstancePreempted", { node = node, instance = inst.id,
+      reason = now.reason or "spot interruption" })
+  end
+end
+
+--- Node `node` was lost: what became of its instance (_check_preempted), then, with
+--- `replace = true`, a new node in its place (stdlib/sky/pool/replace.lua).
+function Pool:_node_lost(node)
   sched.spawn(function()
-    local ok, now = pcall(prov.get_instance, prov, self.cluster, inst.id)
-    if not ok or type(now) ~= "table" or now.state ~= "terminated" then return end
-    journal.terminated(self, prov, { inst.id })
-    broker.instances_ended(self, prov, { inst.id })
-    if now.preempted then
-      _emit(self, "InstancePreempted", { node = node, instance = inst.id,
-        reason = now.reason or "spot interruption" })
-    end
+    self:_check_preempted(node)
+    replace.node_lost(self, node, function(type_, fields) _emit(self, type_, fields) end)
   end)
 end
 
