@@ -27,7 +27,9 @@ trap cleanup EXIT
 read -r fake <&3 || { echo "the fake clouds did not start:" >&2; cat "$err" >&2; exit 1; }
 url() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$fake" "$1"; }
 export HOME=$home FAKE=$fake RUNPOD_API_KEY=$token LAMBDA_API_KEY=$token DIGITALOCEAN_ACCESS_TOKEN=$token
-export VAST_API_KEY=$token SKYHOST_LAMBDA_API=$(url lambda) SKYHOST_DIGITALOCEAN_API=$(url digitalocean)
+SKYHOST_LAMBDA_API=$(url lambda)
+SKYHOST_DIGITALOCEAN_API=$(url digitalocean)
+export VAST_API_KEY=$token SKYHOST_LAMBDA_API SKYHOST_DIGITALOCEAN_API
 
 # Median wall time in ms of `skyhost offers ARGS`, run $runs times (output checked once).
 median_ms() {
