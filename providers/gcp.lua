@@ -17,8 +17,12 @@ local SCHEMA = {
   project = "string", zone = "string|table", region = "string|table", credentials = "string",
   image = "string", disk_gb = "integer", network = "string", subnetwork = "string", public_ip = "boolean",
   endpoint = "string", user = "string", retries = "integer", poll_interval = "number",
-  service_account = "string",
+  service_account = "string", on_expiry = "string",
 }
+
+--- What a node runs when its lease expires or its host is gone: powered off, a VM stops billing
+--- (it is TERMINATED; its disk bills until the host's teardown or `skyhost down` deletes it).
+M.DEFAULT_ON_EXPIRY = "sudo -n /sbin/poweroff || /sbin/poweroff"
 
 M.DEFAULT_IMAGE = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2204-lts"
 
@@ -182,6 +186,7 @@ function Provider:get_instance(cluster, id)
   local ip = self.public_ip and ac and ac.natIP or (not self.public_ip and nic.networkIP) or nil
   if state == "running" and not ip then state = "pending" end
   return { id = id, state = state, ip = ip, port = 22, user = self.user,
+    on_expiry = self.opts.on_expiry ~= "" and (self.opts.on_expiry or M.DEFAULT_ON_EXPIRY) or nil,
     ssh = { host_keys = "accept-new", known_hosts = cluster.gcp.known_hosts } }
 end
 

@@ -56,7 +56,7 @@ Try 'skyhost offers --help'.
 
 $ skyhost offers --help | head -2
 usage: skyhost offers [--accelerator NAME] [--count N] [--spot] [--provider P]... [--region R]
-                      [--limit N] [--json]
+                      [--limit N] [--offline] [--json]
 
 $ cd /tmp && skyhost offers --accelerator B200 --count 8 --limit 1 | tail -2
 1 of \d+ offers; USD per hour per instance; catalog snapshot \(late-2025\) from skypilot-catalog, see providers/catalog/README.md (re)

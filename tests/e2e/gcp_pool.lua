@@ -8,7 +8,8 @@ local f = sky.fn(function(x) return { x = x * 2, host = sky.instance_info().host
 do
   local pool <close> = sky.compute {
     provider = sky.gcp { project = "skyhost-test", zone = zones, endpoint = assert(os.getenv("ENDPOINT")),
-      public_ip = os.getenv("PUBLIC_IP") == "1", user = "root", poll_interval = 0.2, retries = 2 },
+      public_ip = os.getenv("PUBLIC_IP") == "1", user = "root", poll_interval = 0.2, retries = 2,
+      on_expiry = "kill -TERM 1" },  -- powers the test host off (sshd is its PID 1), never this machine
     accelerator = "H100", nodes = tonumber(os.getenv("NODES") or "2"), display = "quiet",
     allocation = "on-demand",
     on_event = function(ev)

@@ -6,7 +6,8 @@ bed, each behind `prism proxy --errors` with the cloud's official OpenAPI spec).
 Per cloud, a pool of 2 H100 nodes runs a task and a broadcast on two real hosts (DigitalOcean's
 first requests answered 429 with Retry-After, then 500, both retried); afterwards the
 fake holds no instance or SSH key, every request carried the pool's name, and Prism saw no request
-or answer its spec rejects. Then one `provider = {runpod, lambda, digitalocean}` list with no
+or answer its spec rejects. `skyhost offers --accelerator H100` shows Lambda's and DigitalOcean's
+live prices from their fakes. Then one `provider = {runpod, lambda, digitalocean}` list with no
 capacity at Lambda and RunPod: the pool falls back to DigitalOcean, the failed attempts named.
 Needs root; run it under `flock /tmp/skyhost-netns.lock` like the other netns tests.
 Usage: test_clouds.py SKYHOST
@@ -58,8 +59,11 @@ class Fake:
         return self.err.read()
 
     def prism_errors(self):
+        """Each line of Prism's log that reports a violation, with the two lines before it (the request)."""
         with open(self.info["prism_log"]) as f:
-            return [l for l in f if ("✖" in l or "iolation" in l) and "_prism_ready" not in l]
+            lines = f.readlines()
+        return ["".join(lines[max(0, i - 2):i + 1]) for i, l in enumerate(lines)
+                if ("✖" in l or "iolation" in l) and "_prism_ready" not in l]
 
     def control(self, cloud, path, body=None):
         req = urllib.request.Request(self.info["control"][cloud] + path, method="POST" if body is not None else "GET",
@@ -97,6 +101,42 @@ def run_pool(fake, clouds, nodes=2, timeout=240):
     return r.returncode, out, failed, r.stdout + r.stderr
 
 
+def offers(fake, *args):
+    """`skyhost offers ARGS` with Lambda's and DigitalOcean's credentials, pointed at their fakes."""
+    with tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, HOME=home, LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN,
+                   SKYHOST_LAMBDA_API=fake.info["lambda"], SKYHOST_DIGITALOCEAN_API=fake.info["digitalocean"])
+        t0 = time.time()
+        r = subprocess.run([SKYHOST, "offers"] + list(args), cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=60)
+    return r.returncode, r.stdout + r.stderr, time.time() - t0
+
+
+def check_offers(check, fake):
+    before = len(fake.state()["requests"])
+    rc, text, took = offers(fake, "--accelerator", "H100")
+    asked = {r[0] for r in fake.state()["requests"][before:]}
+    rows = [l.split() for l in text.splitlines()]
+    lam = [r for r in rows if r[:2] == ["lambda", "gpu_1x_h100_pcie"]]
+    do = [r for r in rows if r[:2] == ["digitalocean", "gpu-h100x1-80gb"]]
+    check("offers: Lambda's live price (the fake's 249 cents) and only the region with capacity (%.2f s)" % took,
+          rc == 0 and [(r[7], r[9]) for r in lam] == [("us-east-1", "2.4900")], text)
+    check("offers: DigitalOcean's live price_hourly (the fake's 5.99, the catalog's 6.74)",
+          [r[-2] for r in do] == ["5.9900"], text)
+    check("offers: the footer names the live providers",
+          "live prices from lambda, digitalocean (their APIs, just now)" in text, text)
+    check("offers: both were asked through Prism", asked == {"lambda", "digitalocean"}, asked)
+    rc, text, _ = offers(fake, "--accelerator", "H100", "--count", "1", "--provider", "lambda", "--json")
+    docs = [json.loads(l) for l in text.splitlines()]
+    check("offers --json: the types the API lists carry source \"live\" and its prices",
+          rc == 0 and [(d["instance_type"], d["region"], d["price"], d["source"]) for d in docs]
+          == [("gpu_1x_h100_pcie", "us-east-1", 2.49, "live"), ("gpu_1x_h100_sxm5", "us-east-1", 3.29, "live")],
+          (rc, text))
+    rc, text, _ = offers(fake, "--accelerator", "H100", "--provider", "lambda", "--region", "us-east-1", "--offline")
+    check("offers --offline: the catalog's price, no live footer",
+          rc == 0 and "3.2900" in text and "live prices" not in text, text)
+
+
 def settled(fake, timeout=15):
     """The fake's state once no instance is left (or after `timeout`)."""
     deadline = time.time() + timeout
@@ -131,6 +171,7 @@ def main():
             made = [r for r in fake.state()["requests"][before:] if r[0] == cloud and r[1] in ("POST", "PUT")]
             check("%s: it launched through its own API (%d POSTs, %.1f s)" % (cloud, len(made), time.time() - t0),
                   len(made) >= 1, made)
+        check_offers(check, fake)
         faulted = [r for r in fake.state()["requests"] if len(r) == 4]
         check("digitalocean: its first requests got a 429 (Retry-After) and a 500 (the pool's checks above say it ran)",
               [r[3] for r in faulted] == [429, 500] and not fake.state()["faults"]["digitalocean"], faulted)

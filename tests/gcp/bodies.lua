@@ -35,4 +35,17 @@ ok, e = pcall(gcp.new, { endpoint = "ftp://x" })
 out.bad_endpoint = tostring(e)
 local long = { uid = ("Very_Long.Pool-Name"):rep(5) .. "-ab12cd" }
 out.long_names = { gcp.instance_name(long, 7), gcp.instance_name(long, 12345) }
+-- The instance table of a running instance (instances.get answered by a stub): the node's
+-- on_expiry, by default powering off (which stops a VM's billing), "" for none.
+local function running(opts)
+  local p = gcp.new(opts)
+  p._client = function()
+    return { url = function() return "u" end,
+      call = function() return { status = "RUNNING", networkInterfaces = { { accessConfigs = { { natIP = "192.0.2.7" } } } } } end }
+  end
+  local info = p:get_instance({ gcp = { instances = { i1 = "us-central1-a" }, known_hosts = "/dev/null" } }, "i1")
+  return { ip = info.ip, state = info.state, on_expiry = info.on_expiry or sky.json.null }
+end
+out.expiry = { default = running({ project = "p-1" }), custom = running({ project = "p-1", on_expiry = "shutdown -h now" }),
+  none = running({ project = "p-1", on_expiry = "" }) }
 print(sky.json.encode(out))

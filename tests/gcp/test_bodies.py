@@ -113,5 +113,10 @@ check("503 is retried", e["server"]["retry"] is True, e["server"])
 check("bad project id refused", "project must be a project id" in out["bad_project"], out["bad_project"])
 check("zone of the wrong type refused", "zone" in out["bad_zone"], out["bad_zone"])
 check("bad endpoint refused", "endpoint must be an http" in out["bad_endpoint"], out["bad_endpoint"])
+x = out["expiry"]
+check("a running node powers itself off at lease expiry by default (a stopped VM stops billing)",
+      x["default"] == {"ip": "192.0.2.7", "state": "running", "on_expiry": "sudo -n /sbin/poweroff || /sbin/poweroff"}, x)
+check("on_expiry = CMD replaces it, \"\" leaves the node running",
+      x["custom"]["on_expiry"] == "shutdown -h now" and x["none"]["on_expiry"] is None, x)
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

@@ -12,11 +12,14 @@ local M = {}
 
 local OFFERS_USAGE = [[
 usage: skyhost offers [--accelerator NAME] [--count N] [--spot] [--provider P]... [--region R]
-                      [--limit N] [--json]
+                      [--limit N] [--offline] [--json]
 
 Lists GPU offers from the catalog snapshot that ships with skyhost, cheapest first (USD per hour
 for the whole instance). Without --spot, offers sort by on-demand price, then spot-only offers;
-with --spot, only offers with a spot price, sorted by it.
+with --spot, only offers with a spot price, sorted by it. Providers with a live offers API
+(Lambda, DigitalOcean) whose credentials are found are asked for their prices now (their offers
+without capacity left out); the footer names them. SKYHOST_<PROVIDER>_API (for example
+SKYHOST_LAMBDA_API) points a provider at another endpoint.
 
   --accelerator NAME  H100, A100-80GB, L4, ... (aliases and any case work: h100-sxm)
   --count N           accelerators per instance
@@ -24,8 +27,56 @@ with --spot, only offers with a spot price, sorted by it.
   --provider P        only this provider (repeat it or give a comma-separated list)
   --region R          only this region
   --limit N           print the N cheapest only
+  --offline           the catalog snapshot only, no provider is asked
   --json              one JSON object per offer, one per line
 ]]
+
+-- Providers whose offers() asks the cloud's API for prices and capacity (providers/*.lua M.merge_live).
+local LIVE = { "lambda", "digitalocean" }
+
+-- Replaces the catalog rows of each LIVE provider that the query covers and whose credentials are
+-- found with what its provider's offers() returns (the broker's path). Returns the new list, the
+-- providers that answered, and how many of their offers were left out for lack of capacity.
+local function _refresh(list, q)
+  local wanted
+  if q.provider then
+    wanted = {}
+    for _, p in ipairs(q.provider) do wanted[p] = true end
+  end
+  local hj = require "providers.http_json"
+  local live, replaced, dropped = {}, {}, 0
+  local fresh = {}
+  for _, name in ipairs(LIVE) do
+    local mod = require(providers.FACTORY[name])
+    if (not wanted or wanted[name]) and hj.find(mod.CREDENTIALS) then
+      local api = os.getenv("SKYHOST_" .. name:upper() .. "_API")
+      local ok, offers = pcall(function()
+        local spec = {}
+        for k, v in pairs(q) do spec[k] = v end
+        spec.provider = nil
+        return mod.new({ api = api ~= "" and api or nil }):offers(spec)
+      end)
+      local answered = false
+      if ok then
+        for _, o in ipairs(offers) do answered = answered or o.source == "live" end
+      end
+      if answered then
+        live[#live + 1] = name
+        replaced[name] = true
+        for _, o in ipairs(offers) do
+          if o.available == false then dropped = dropped + 1 else fresh[#fresh + 1] = o end
+        end
+      end
+    end
+  end
+  if #live == 0 then return list, live, 0 end
+  local out = {}
+  for _, o in ipairs(list) do
+    if not replaced[o.provider] then out[#out + 1] = o end
+  end
+  for _, o in ipairs(fresh) do out[#out + 1] = o end
+  return out, live, dropped
+end
 
 -- Arguments: "--flag value", "--flag=value", boolean flags. Returns opts or nil, err.
 local function _parse(args, spec)
@@ -96,7 +147,7 @@ end
 --- skyhost offers [...]: returns the exit status.
 function M.offers(...)
   local opts, err = _parse({ ... }, { accelerator = "string", count = "int", spot = "flag", provider = "list",
-    region = "string", limit = "int", json = "flag", help = "flag" })
+    region = "string", limit = "int", json = "flag", offline = "flag", help = "flag" })
   if not opts then
     io.stderr:write("skyhost offers: ", err, "\n", "Try 'skyhost offers --help'.\n")
     return 2
@@ -114,6 +165,8 @@ function M.offers(...)
   end
   local all = catalog.snapshot()
   local list = catalog.query(all, q)
+  local live, dropped = {}, 0
+  if not opts.offline then list, live, dropped = _refresh(list, q) end
   -- Sort by the price a buyer would pay first; ties keep catalog order.
   local key, index = {}, {}
   for i, o in ipairs(list) do
@@ -159,6 +212,10 @@ function M.offers(...)
   local date = list[1].date or "unknown date"
   io.stdout:write(("%d of %d offers; USD per hour per instance; catalog snapshot (%s) from skypilot-catalog, see providers/catalog/README.md\n")
     :format(n, #list, date))
+  if #live > 0 then
+    io.stdout:write("live prices from ", table.concat(live, ", "), " (their APIs, just now)",
+      dropped > 0 and ("; %d of their offers without capacity now left out"):format(dropped) or "", "\n")
+  end
   if #unimplemented > 0 then
     table.sort(unimplemented)
     io.stdout:write("not implemented in this build yet, listed for their prices: ", table.concat(unimplemented, ", "), "\n")
@@ -219,7 +276,7 @@ end
 -- one (a script cannot take these names) and prints M.usage() in `skyhost --help`.
 M.LIST = {
   { name = "offers", args = "[--accelerator NAME] [--count N] [--spot] [--provider P] [--json]",
-    about = "GPU offers and prices from the catalog, cheapest first", run = M.offers },
+    about = "GPU offers and prices from the catalog (live where a cloud answers), cheapest first", run = M.offers },
   { name = "check", about = "each provider: implemented, credentials found (and where)", run = M.check },
   { name = "ls", args = "[--json]", about = "pools in the journal: running, and orphans of a skyhost gone",
     run = require("sky.commands.fleet").ls },
