@@ -56,7 +56,10 @@ def runpod_list(store, m, body, q):
 
 
 def runpod_delete(store, m, body, q):
-    return (204, None) if store.delete("runpod", m.group(1)) else (404, None)
+    # The spec allows 204, 400 and 401 only: deleting a pod that is already gone answers 204, as
+    # an idempotent delete (a retried DELETE after a lost answer got a 404 the spec rejects).
+    store.delete("runpod", m.group(1))
+    return 204, None
 
 
 # --- Lambda -------------------------------------------------------------------------------------
