@@ -220,4 +220,80 @@ t.test("a pool closed during a replacement leaves no process and no instance", f
   t.eq(children(), "")
 end)
 
+local whoami = sky.fn(function()
+  local info = sky.instance_info()
+  return { node = info.node, pid = info.pid }
+end)
+
+t.test("a replacement answers to its lost node's index: broadcast, sh, put, get, nodes_info", function()
+  local p, l = fake.new { offers = { offer("s", 2.0, 0.5) } }
+  local seen = {}
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. dir)
+  do
+    local pool <close> = sky.compute { provider = p, nodes = 2, replace = true, display = quiet,
+      on_event = function(ev) seen[#seen + 1] = ev end }
+    os.execute("kill -9 " .. fake.pids(pool)[2])
+    local rep = wait_event(seen, "InstanceReplaced")
+    t.ok(rep, "no InstanceReplaced")
+    t.eq({ rep.node, rep.new_node }, { 1, 2 })
+    local new_pid = pool.core:node(2).pid
+    local info = pool:nodes_info()
+    t.eq(#info, 2)
+    t.eq({ info[2].node, info[2].worker, info[2].pid, info[2].alive }, { 1, 2, new_pid, true })
+    local r = pool:broadcast(whoami())
+    t.eq(#r, 2)
+    t.eq({ r[1].node, r[2].node, r[2].pid }, { 0, 1, new_pid })  -- it says it is node 1
+    t.eq(#pool:sh("true"), 2)
+    -- Transfers to node 1 go to the live replacement (worker 1 is dead: they would fail there).
+    local f = assert(io.open(dir .. "/in", "w"))
+    f:write("payload")
+    f:close()
+    pool:put(dir .. "/in", dir .. "/remote1", { node = 1 })
+    t.eq(pool:get(dir .. "/remote1", dir .. "/back", { node = 1 }), { dir .. "/back" })
+    t.eq(#pool:get(dir .. "/remote1", dir .. "/each"), 2)
+    f = assert(io.open(dir .. "/each/1/remote1"))
+    t.eq(f:read("a"), "payload")
+    f:close()
+  end
+  os.execute("rm -rf '" .. dir .. "'")
+  t.ok(fake.all_terminated(l))
+end)
+
+t.test("a broadcast started while a node is being replaced waits for the replacement", function()
+  local p, l = fake.new { offers = { offer("s", 2.0, 0.5) },
+    behave = function(_, _, call) return call == 1 and "ok" or { slow = 0.5 } end }
+  local seen = {}
+  do
+    local pool <close> = sky.compute { provider = p, nodes = 2, replace = true, display = quiet,
+      on_event = function(ev) seen[#seen + 1] = ev end }
+    os.execute("kill -9 " .. fake.pids(pool)[2])
+    t.ok(wait_event(seen, "InstanceLost"), "no InstanceLost")
+    t.eq(count(seen, "InstanceReplaced"), 0)  -- its provision call takes 0.5 s
+    local r = pool:broadcast(whoami())
+    local rep = wait_event(seen, "InstanceReplaced")
+    t.ok(rep, "no InstanceReplaced")
+    t.eq({ r[1].node, r[2].node, r[2].pid }, { 0, 1, pool.core:node(rep.new_node).pid })
+  end
+  t.ok(fake.all_terminated(l))
+end)
+
+t.test("a broadcast started while a replacement fails: that node's task fails, saying why", function()
+  local p, l = fake.new { offers = { offer("s", 2.0, 0.5) },
+    behave = function(_, _, call) return call == 1 and "ok" or { slow = 0.3, ["then"] = "capacity" } end }
+  local seen = {}
+  do
+    local pool <close> = sky.compute { provider = p, nodes = 2, replace = true, display = quiet,
+      on_event = function(ev) seen[#seen + 1] = ev end }
+    os.execute("kill -9 " .. fake.pids(pool)[2])
+    t.ok(wait_event(seen, "InstanceLost"), "no InstanceLost")
+    t.raises(function() pool:broadcast(whoami()) end, "node 1")
+    t.ok(wait_event(seen, "ReplaceFailed"), "no ReplaceFailed")
+    t.raises(function() pool:put("/etc/hostname", "/tmp/x", { node = 1 }) end, "node 1")
+    t.eq(pool:run(whoami()).node, 0)  -- the pool as a whole goes on with node 0
+  end
+  t.ok(fake.all_terminated(l))
+end)
+
 t.done()

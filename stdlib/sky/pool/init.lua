@@ -143,6 +143,7 @@ function M.compute(opts)
   journal.open_pool(self)  -- before anything billable can exist
   if opts.on_event then self:on("*", opts.on_event) end
   events.subscribe(self, "InstanceLost", function(ev)
+    replace.lost(self, ev.node)  -- before anything else runs: a broadcast now waits for it
     self:_check_alive(false)
     self:_node_lost(ev.node)
   end)
@@ -258,7 +259,7 @@ function Pool:_check_alive(raise)
   if not raise then return end
   local why = {}
   for i = 0, self.nodes - 1 do
-    local n = c:node(i)
+    local n = c:node(replace.worker(self, i))
     why[#why + 1] = ("node %d: %s"):format(i, n.lost or "?")
   end
   errors.raise("NoLiveNodes", ("pool '%s' has no live nodes left (%s)"):format(self.name,
@@ -358,16 +359,21 @@ function Pool:run(p, opts)
   return self:dispatch({ p }, "all", nil, opts.timeout)
 end
 
---- The task on every node; results in node order (results[1] is node 0).
+--- The task on every node; results in node order (results[1] is node 0). A node being
+--- replaced is waited for, and its replacement runs the task (stdlib/sky/pool/replace.lua).
 function Pool:broadcast(p, opts)
   opts = _run_options("pool:broadcast", opts)
   if not fnmod.is_pending(p) then
     errors.raise("BadArgument", ("pool:broadcast: expected a pending task, got %s%s")
       :format(type(p), fnmod.is_fn(p) and " (a sky.fn: call it, pool:broadcast(f(args)))" or ""))
   end
+  self:_check_open()
+  local all = {}
+  for i = 1, self.nodes do all[i] = i - 1 end
+  replace.await(self, all)
   local tasks, pins = {}, {}
   for i = 1, self.nodes do
-    tasks[i], pins[i] = p, i - 1
+    tasks[i], pins[i] = p, replace.worker(self, i - 1)
   end
   return self:dispatch(tasks, "list", pins, opts.timeout)
 end
@@ -435,12 +441,14 @@ local function _nodes_for(self, what, opts)
   if opts.node == nil then
     local all = {}
     for i = 0, self.nodes - 1 do all[#all + 1] = i end
+    replace.await(self, all)
     return all, false
   end
   if opts.node < 0 or opts.node >= self.nodes then
     errors.raise("BadArgument", ("%s: node %d does not exist (nodes are 0 to %d)")
       :format(what, opts.node, self.nodes - 1))
   end
+  replace.await(self, { opts.node })
   return { opts.node }, true
 end
 
@@ -450,7 +458,7 @@ local TRANSFER_KIND = { sync = "put_dir", sync_get = "get_dir" }
 local function _transfers(self, what, jobs)
   local waits = {}
   for i, j in ipairs(jobs) do
-    waits[i] = self.core:transfer(j.node, TRANSFER_KIND[j.dir] or j.dir, j.local_path, j.remote)
+    waits[i] = self.core:transfer(replace.worker(self, j.node), TRANSFER_KIND[j.dir] or j.dir, j.local_path, j.remote)
   end
   local failures, reports = {}, {}
   for i, id in ipairs(waits) do
@@ -543,12 +551,14 @@ function Pool:on(name, fn)
   return self
 end
 
---- Per node: {node, hostname, pid, alive, executors, lost = why it was lost}.
+--- Per node: {node, worker, hostname, pid, alive, executors, lost = why it was lost}; a
+--- replaced node's is its replacement's (worker: its index in events).
 function Pool:nodes_info()
   local out = {}
   for i = 0, self.nodes - 1 do
-    local n = self.core:node(i)
-    n.node = i
+    local w = replace.worker(self, i)
+    local n = self.core:node(w)
+    n.node, n.worker = i, w
     out[#out + 1] = n
   end
   return out
