@@ -110,13 +110,14 @@ class Proxy:
         self.dir.cleanup()
 
 
-def start_pool(skyhost, cloud, home, endpoint=None, nodes=2):
+def start_pool(skyhost, cloud, home, endpoint=None, nodes=2, env_extra=None):
     """tests/e2e/aws_pool.lua in the background (stdout and stderr piped); HOME is `home`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(HOME=home, CLOUD=cloud.line, AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID=KEY_ID,
                AWS_SECRET_ACCESS_KEY=SECRET, NODES=str(nodes))
     if endpoint:
         env["ENDPOINT"] = endpoint
+    env.update(env_extra or {})
     return subprocess.Popen([skyhost, "tests/e2e/aws_pool.lua"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

@@ -6,6 +6,7 @@
 - throttling (RequestLimitExceeded), 5xx and a dropped connection: retried, the pool comes up;
 - bad credentials (AuthFailure): the provider is blocked, the message says how to fix it;
 - Ctrl-C while the instances are pending: they are terminated before skyhost exits;
+- the journal's disk full, before the pool and after its intents (aws_journal_full.py);
 and after each, nothing of the pool is left in the API. Needs what test_aws.py needs.
 Usage: test_aws_faults.py SKYHOST
 """
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 
+from aws_journal_full import run_cases as journal_full_cases
 from awslib import Checks, Cloud, Proxy, run_pool, start_pool
 
 SKYHOST = sys.argv[1]
@@ -98,6 +100,9 @@ def main():
             live = [i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]
                     if i["State"]["Name"] != "terminated"]
             check("and terminated them before exiting", not live, live)
+
+            # 6. the journal's disk full (docs/journal.md, the fault suite)
+            journal_full_cases(SKYHOST, cloud, proxy, check)
         finally:
             proxy.close()
         live = [i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]

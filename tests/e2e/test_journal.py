@@ -153,13 +153,22 @@ def _():
     assert pools() == []
 
 
-@case("a journal that cannot be written: the pool runs, skyhost says so once")
+@case("a journal that cannot be written: a local pool runs, skyhost says so once; a billable one is refused")
 def _():
     env = dict(ENV, SKYHOST_STATE_DIR="/proc/skyhost-no-such-dir")
     r = sky("-e", "for _ = 1, 2 do local p <close> = sky.compute{display = 'quiet'}; "
             "print(sky.fn(function() return 7 end)() >> p) end", env=env)
     assert r.returncode == 0 and r.stdout == "7\n7\n", r
     assert r.stderr.count("cannot write the journal") == 1, r.stderr
+    # A provider whose machines would not end by themselves: nothing is prepared or provisioned.
+    r = sky("-e", "local p = sky.provider{name = 'mycloud', offers = function() return {{provider = 'mycloud', "
+            "instance_type = 'm1', count = 0, price = 1.0}} end, prepare = function() print('PREPARED') end, "
+            "provision = function() print('PROVISIONED') return {'i-1'} end, "
+            "get_instance = function(_, _, id) return {id = id, state = 'running', transport = 'local'} end, "
+            "terminate = function() end}; local pool <close> = sky.compute{provider = p, display = 'quiet'}", env=env)
+    assert r.returncode != 0 and "PREPARED" not in r.stdout and "PROVISIONED" not in r.stdout, r
+    assert "/proc/skyhost-no-such-dir/state.db cannot be written" in r.stderr, r.stderr
+    assert "nothing was created on mycloud" in r.stderr and "SKYHOST_STATE_DIR" in r.stderr, r.stderr
     r = sky("ls", env=env)
     assert r.returncode == 1 and "cannot open the journal" in r.stderr, r
 

@@ -15,6 +15,7 @@ local attempt = require "sky.broker.attempt"
 local blocklist = require "sky.broker.blocklist"
 local catalog = require "providers.catalog"
 local errors = require "sky.errors"
+local journal = require "sky.pool.journal"
 local money = require "sky.broker.money"
 local policy = require "sky.broker.policy"
 local providers = require "providers"
@@ -166,6 +167,9 @@ local function _cluster(search, s)
     spec = s.query, ssh_public_key = pool.ssh_key and pool.ssh_key.public, tags = { ["skyhost-pool"] = pool.name },
     -- what a provider whose machines outlive a dead host by themselves needs (providers/slurm.lua)
     ttl = pool.ttl, emit = search.emit }
+  -- A journal that cannot record this provider's machines stops the search before anything
+  -- (a key pair, a group) is made.
+  journal.require(pool, prov)
   local ok, err = attempt.within(search.req.timeout, nil, prov.prepare, prov, c)
   -- Even a failed prepare may have made something: teardown runs for it at the end.
   search.clusters[prov] = c

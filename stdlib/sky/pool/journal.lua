@@ -3,8 +3,11 @@
 -- next to them; an instance is marked terminated only once its provider's terminate returned.
 -- `skyhost ls` and `skyhost down` read the journal, and a pool whose skyhost died is an orphan.
 --
--- The journal is a safety net, not a dependency: if it cannot be written (a read-only home, a
--- full disk) skyhost says so once and the pool runs without it.
+-- The journal is a safety net: if it cannot be written (a read-only home, a full disk, a corrupt
+-- file) skyhost says so once, and a pool runs without it only on providers whose machines end by
+-- themselves (local workers, SSH hosts and Slurm jobs by their lease). Anything billable is
+-- refused before it is created (M.require); what a pool could not record once its machines
+-- existed is listed when it closes (M.close_pool).
 local core = require "skyhost.core"
 local errors = require "sky.errors"
 local state = require "sky.state"
@@ -22,18 +25,40 @@ local function _warn(err)
     .. "will not see this run's pools\n"):format(state.default_path(), _broken))
 end
 
--- Runs fn(store); a journal that fails is reported once and left alone.
-local function _with(fn)
-  if _broken then return nil end
-  local ok, r = pcall(function()
-    _store = _store or state.open()
-    return fn(_store)
-  end)
+-- Runs fn(store); a journal that fails is reported once and left alone. `what`, for a pool's
+-- entry `e`: what is lost if it is not written (listed when the pool closes).
+local function _with(fn, e, what)
+  local ok, r = false, nil
+  if not _broken then
+    ok, r = pcall(function()
+      _store = _store or state.open()
+      return fn(_store)
+    end)
+    if not ok then _warn(errors.is(r) and r.message or errors.message(r)) end
+  end
   if not ok then
-    _warn(errors.message(r))
+    if e and what then e.lost[#e.lost + 1] = what end
     return nil
   end
   return r
+end
+
+-- Machines of these providers end without skyhost: a pool may run on them without a journal.
+local function _ends_by_itself(prov)
+  return prov.ends_with_host or prov.ends_by_lease
+end
+
+--- Before `prov` may create anything for `pool` (its prepare, each provision): raises
+--- JournalFailed, naming the journal and the fix, if the journal cannot record it and `prov`'s
+--- machines would not end by themselves. Nothing is created then.
+function M.require(pool, prov)
+  if _entries[pool] and not _broken then return end
+  if _ends_by_itself(prov) then return end
+  errors.raise("JournalFailed", ("sky.compute: the journal %s cannot be written (%s), so nothing was "
+    .. "created on %s: a machine it does not record could be forgotten and billed. Free space there "
+    .. "or fix its permissions (a corrupt file: move it away), or set SKYHOST_STATE_DIR to a "
+    .. "writable directory (docs/journal.md)"):format(state.default_path(), _broken or "not opened",
+    tostring(prov.name)), { path = state.default_path() })
 end
 
 local function _read(path)
@@ -80,7 +105,7 @@ function M.open_pool(pool)
     return st:record_pool { id = pool.uid, name = pool.name, provider = "",
       info = { owner = M.owner(), script = arg and arg[0] or nil, nodes = pool.nodes } }
   end)
-  if id then _entries[pool] = { id = id, keys = {} } end
+  if id then _entries[pool] = { id = id, keys = {}, lost = {} } end
 end
 
 function M.mark_pool(pool, st_name)
@@ -89,10 +114,12 @@ function M.mark_pool(pool, st_name)
 end
 
 --- Before `prov.provision(cluster, n, offer)`: n intents. Returns their keys (maybe empty).
+--- Raises JournalFailed (M.require) if they could not be recorded and `prov` is billable.
 function M.intend(pool, prov, n, offer)
+  M.require(pool, prov)
   local e = _entries[pool]
   if not e then return {} end
-  return _with(function(st)
+  local keys = _with(function(st)
     return st:atomically(function()
       local keys = {}
       for i = 1, n do
@@ -110,7 +137,15 @@ function M.intend(pool, prov, n, offer)
       end
       return keys
     end)
-  end) or {}
+  end)
+  if not keys then M.require(pool, prov) end  -- broken just now
+  return keys or {}
+end
+
+local function _ids_text(ids)
+  local shown = {}
+  for i, id in ipairs(ids) do shown[i] = tostring(id) end
+  return table.concat(shown, ", ")
 end
 
 --- The provision call returned `ids` (maybe fewer than asked, maybe none): each recorded by its
@@ -129,7 +164,7 @@ function M.launched(pool, keys, ids, prov)
         end
       end
     end)
-  end)
+  end, e, #ids > 0 and ("the launch of %s (%s)"):format(_ids_text(ids), prov.name) or nil)
 end
 
 --- `prov` confirmed that `ids` are terminated.
@@ -147,7 +182,7 @@ function M.terminated(pool, prov, ids)
         end
       end
     end)
-  end)
+  end, e, #ids > 0 and ("the termination of %s"):format(_ids_text(ids)) or nil)
 end
 
 --- The pool is destroyed: forgotten if nothing of it may still run, else kept for `skyhost ls`.
@@ -157,7 +192,13 @@ function M.close_pool(pool)
   _entries[pool] = nil
   _with(function(st)
     if #st:finish_pool(e.id) == 0 then st:forget_pool(e.id) end
-  end)
+  end, e, "the pool's end")
+  if #e.lost > 0 then
+    io.stderr:write(("skyhost: pool %s: the journal %s could not record %s (%s); it may still list "
+      .. "the pool with machines it never learned the fate of: `skyhost ls` shows it, and once the "
+      .. "journal can be written `skyhost down --orphans` confirms them through the provider\n")
+      :format(pool.name, state.default_path(), table.concat(e.lost, "; "), _broken or "?"))
+  end
 end
 
 --- The journal's pools with their owner's state ("alive", "gone", "elsewhere") and instances.
