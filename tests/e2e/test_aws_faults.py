@@ -7,10 +7,14 @@
 - bad credentials (AuthFailure): the provider is blocked, the message says how to fix it;
 - Ctrl-C while the instances are pending: they are terminated before skyhost exits;
 - the journal's disk full, before the pool and after its intents (aws_journal_full.py);
+- partial provisioning: one of the instances a RunInstances made ends before it runs (capacity
+  taken back): the attempt's instances are all terminated, the pool comes up in the next zone;
 and after each, nothing of the pool is left in the API. Needs what test_aws.py needs.
 Usage: test_aws_faults.py SKYHOST
 """
+import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +27,43 @@ SKYHOST = sys.argv[1]
 
 def zone_names(cloud):
     return {z["ZoneId"]: z["ZoneName"] for z in cloud.ec2.describe_availability_zones()["AvailabilityZones"]}
+
+
+def partial_case(cloud, proxy, check):
+    before = {i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    proxy.set_rules([{"action": "DescribeInstances", "delay": 1.0, "times": 1}])
+    state = tempfile.mkdtemp(prefix="skyhost-partial-")
+    with tempfile.TemporaryDirectory() as home:
+        p = start_pool(SKYHOST, cloud, home, proxy.endpoint, nodes=2,
+                       env_extra={"ALLOCATION": "on-demand", "SKYHOST_STATE_DIR": state})
+        new = []
+        deadline = time.time() + 60
+        while time.time() < deadline and p.poll() is None and len(new) < 2:
+            new = [i for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]
+                   if i["InstanceId"] not in before]
+            time.sleep(0.02)
+        if new:
+            cloud.ec2.terminate_instances(InstanceIds=[new[0]["InstanceId"]])
+        text = p.communicate(timeout=120)[0]
+    out = dict((l.split("\t")[0], l.split("\t")[1:]) for l in text.splitlines() if "\t" in l)
+    failed = [l.split("\t")[1:] for l in text.splitlines() if l.startswith("failed\t")]
+    uid = out.get("uid", ["?"])[0]
+    insts = cloud.instances(uid)
+    runs = [e for e in proxy.log() if e["action"] == "RunInstances"]
+    check("partial provisioning: the pool came up on 2 nodes after one failed attempt",
+          len(new) == 2 and p.returncode == 0 and out.get("broadcast", [""])[0] == "2" and len(failed) == 1
+          and "terminated before it ran" in failed[0][2], (len(new), text))
+    first = {i["InstanceId"] for i in new}
+    check("the failed attempt's other instance was terminated too, and the pool's 2 came from another zone",
+          len(runs) == 2 and len(insts) == 4 and all(i["State"]["Name"] == "terminated" for i in insts)
+          and {i["Placement"]["AvailabilityZone"] for i in insts if i["InstanceId"] in first}
+          .isdisjoint({i["Placement"]["AvailabilityZone"] for i in insts if i["InstanceId"] not in first}),
+          (runs, [(i["InstanceId"], i["State"]["Name"], i["Placement"]) for i in insts]))
+    ls = subprocess.run([SKYHOST, "ls", "--json"], env=dict(os.environ, SKYHOST_STATE_DIR=state),
+                        capture_output=True, text=True)
+    check("partial provisioning: 0 left in the API, 0 pools in the journal",
+          not cloud.leftovers(uid) and ls.returncode == 0 and ls.stdout.strip() == "", (cloud.leftovers(uid), ls))
+    subprocess.run(["rm", "-rf", state])
 
 
 def main():
@@ -103,6 +144,10 @@ def main():
 
             # 6. the journal's disk full (docs/journal.md, the fault suite)
             journal_full_cases(SKYHOST, cloud, proxy, check)
+
+            # 7. partial provisioning: 1 of 2 instances ends before it runs (the cloud's doing,
+            # through its own API while skyhost's first DescribeInstances is held)
+            partial_case(cloud, proxy, check)
         finally:
             proxy.close()
         live = [i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]
