@@ -3,7 +3,8 @@
 -- seconds on every node (or, with MAP=n, n tasks of HOLD seconds, printing `map COUNT SUM` of
 -- their results x*2), and ends. TTL is the pool's lease, ON_EXPIRY the nodes' power-off command
 -- (sky.aws{on_expiry = ...}); by default the test host's: sshd is PID 1 of its PID namespace, and
--- the local cloud terminates an instance whose host went away.
+-- the local cloud terminates an instance whose host went away. Each InstanceLost prints
+-- `lost NODE REASON`.
 local cloud = sky.json.decode((assert(os.getenv("CLOUD"), "CLOUD is not set")))
 do
   local pool <close> = sky.compute {
@@ -12,6 +13,12 @@ do
       on_expiry = os.getenv("ON_EXPIRY") or "kill -TERM 1" },
     accelerator = "T4", nodes = tonumber(os.getenv("NODES") or "1"), display = "quiet", allocation = "on-demand",
     ttl = tonumber(os.getenv("TTL") or "600"),
+    -- KEEPALIVE=s: an SSH node silent about 2 s + 1 s is lost (test_aws_crash.py's link dropped)
+    keepalive_interval = tonumber(os.getenv("KEEPALIVE") or "15"),
+    keepalive_count = os.getenv("KEEPALIVE") and 1 or nil,
+    on_event = function(ev)
+      if ev.type == "InstanceLost" then print("lost", ev.node, ev.reason) end
+    end,
   }
   print("uid", pool.uid)
   print("READY")

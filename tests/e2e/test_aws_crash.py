@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The fault suite on the AWS local cloud (docs/journal.md lists every fault and where it is
 tested): skyhost killed (-9) and stopped (SIGTERM) at each phase of a pool's life, the API failing
-TerminateInstances, two `skyhost down` racing, a node's sshd or worker killed, a corrupt journal.
+TerminateInstances, two `skyhost down` racing, a node's sshd or worker killed or its link dropped,
+a corrupt journal.
 Each case ends by counting what is left of its pool in the API (instances not terminated, security
 groups, key pairs) and in the journal: 0 and 0 once skyhost itself, its nodes' lease or
 `skyhost down --orphans` (where the case needs it) has run. Needs what test_aws.py needs.
@@ -191,25 +192,42 @@ def pids_of(uid):
     return out
 
 
+def bed(*args):
+    """netns-hosts.sh on the local cloud's own bed (tests/support/local_cloud.py's names)."""
+    env = dict(os.environ, SKYT_HOST_BASE="3", SKYT_PREFIX="skya", SKYT_NET4="10.213", SKYT_NET6="fd5c:213:",
+               SKYT_STATE=os.environ.get("SKYA_STATE", "/run/skyhost-aws"))
+    return subprocess.run([NETNS, *args], env=env, capture_output=True, text=True)
+
+
 def lost_node(cloud, proxy, how):
     proxy.set_rules([])
-    run = Run(cloud, proxy, NODES="2", MAP="6", HOLD="2")
+    run = Run(cloud, proxy, NODES="2", MAP="6", HOLD="2", **({"KEEPALIVE": "1"} if how == "link" else {}))
     run.wait(lambda: run.line("READY") is not None)
     uid = run.line("uid")[1]
     time.sleep(1)
     workers = pids_of(uid)
+    ips = sorted(i["PrivateIpAddress"] for i in cloud.instances(uid))
+    index = int(ips[-1].rsplit(".", 1)[1]) - 3  # local_cloud.py: host i is 10.213.0.(3 + i)
+    cut = None
     if how == "sshd":
-        ips = sorted(i["PrivateIpAddress"] for i in cloud.instances(uid))
-        index = int(ips[-1].rsplit(".", 1)[1]) - 3  # local_cloud.py: host i is 10.213.0.(3 + i)
-        subprocess.run([NETNS, "kill", str(index)], env=dict(os.environ, SKYT_HOST_BASE="3"), capture_output=True)
+        cut = bed("kill", str(index))
+    elif how == "link":
+        cut = bed("link", str(index), "down")  # frames dropped, the TCP connection left open
     else:
         os.kill(workers[-1], signal.SIGKILL)
     rc = run.end()
+    if how == "link":
+        bed("link", str(index), "up")  # (the host is gone with its instance by now, if all went well)
     m = run.line("map")
-    check("a node's %s killed during a map: its tasks ran on the other node, every result once, 0 left"
-          % ("sshd" if how == "sshd" else "worker"),
-          len(workers) == 2 and rc == 0 and m == ["map", "6", "42"] and count(cloud, uid) == (0, 0),
-          (workers, rc, m, count(cloud, uid), run.text()))
+    lost = run.line("lost")
+    what = {"sshd": "sshd killed", "worker": "worker killed", "link": "link dropped"}[how]
+    check("a node's %s during a map: InstanceLost, its tasks ran on the other node, every result once, 0 left"
+          % what,
+          len(workers) == 2 and (cut is None or cut.returncode == 0) and rc == 0 and m == ["map", "6", "42"]
+          and lost is not None and count(cloud, uid) == (0, 0),
+          (workers, cut and (cut.returncode, cut.stderr), rc, m, count(cloud, uid), run.text()))
+    if how == "link":
+        check("the link dropped: lost by the keepalive", "keepalive" in lost[2], lost)
 
 
 def corrupt_journal(cloud, proxy):
@@ -273,6 +291,7 @@ def main():
                             [{"action": "TerminateInstances", "error": "Unavailable", "status": 503}], False)
             racing_downs(cloud, proxy)
             lost_node(cloud, proxy, "sshd")
+            lost_node(cloud, proxy, "link")
             lost_node(cloud, proxy, "worker")
             corrupt_journal(cloud, proxy)
         finally:

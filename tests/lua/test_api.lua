@@ -216,6 +216,8 @@ t.test("options are validated", function()
   t.raises(function() sky.fn(42) end, "sky.fn: expected a function, got number")
   t.raises(function() return add(1, 2) >> 5 end, "must be a pool")
   t.raises(function() sky.compute { task_timeout = -1 } end, "option 'task_timeout' must be a positive number")
+  t.raises(function() sky.compute { keepalive_interval = 0 } end, "'keepalive_interval' must be a positive number")
+  t.raises(function() sky.compute { keepalive_count = 0 } end, "'keepalive_count' must be at least 1")
   t.raises(function() pool:map(add, { 1 }, { concurency = 2 }) end, "unknown option 'concurency'")
 end)
 

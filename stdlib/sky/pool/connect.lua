@@ -107,6 +107,7 @@ local function _bootstrap(pool, node, inst, emit)
     private_key = (not opts.identity_file and key) and key.private or nil,
     known_hosts = opts.known_hosts, host_keys = opts.host_keys,
     pinned = info.host_keys, connect_timeout = opts.connect_timeout or pool.opts.connect_timeout,
+    keepalive_interval = pool.opts.keepalive_interval, keepalive_count = pool.opts.keepalive_count,
     pool = pool.id, node = node,
   }
   _sessions[pool] = _sessions[pool] or {}

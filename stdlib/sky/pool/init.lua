@@ -39,6 +39,9 @@ local SCHEMA = {
   timeout = "number",  -- the pool's maximum lifetime (stdlib/sky/pool/lifetime.lua)
   image = "table",
   connect_timeout = "number",
+  -- an SSH node silent this long is lost: keepalives every interval, lost after count of them
+  keepalive_interval = "number",
+  keepalive_count = "integer",
   setup_timeout = "number",
   name = "string",
   on_event = "callable",
@@ -70,6 +73,10 @@ local function _check_options(opts)
   end
   positive("nodes")
   positive("concurrency")
+  positive("keepalive_count")
+  if opts.keepalive_interval ~= nil and opts.keepalive_interval <= 0 then
+    errors.raise("BadOption", "sky.compute: option 'keepalive_interval' must be a positive number of seconds")
+  end
   if opts.retries and opts.retries < 0 then
     errors.raise("BadOption", "sky.compute: option 'retries' must be 0 or more")
   end
