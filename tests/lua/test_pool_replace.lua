@@ -261,6 +261,30 @@ t.test("a replacement answers to its lost node's index: broadcast, sh, put, get,
   t.ok(fake.all_terminated(l))
 end)
 
+t.test("a replacement's replacement is node 1 too", function()
+  local p, l = fake.new { offers = { offer("s", 2.0, 0.5) } }
+  local seen = {}
+  do
+    local pool <close> = sky.compute { provider = p, nodes = 2, replace = true, display = quiet,
+      on_event = function(ev) seen[#seen + 1] = ev end }
+    os.execute("kill -9 " .. fake.pids(pool)[2])
+    t.ok(wait_event(seen, "InstanceReplaced"), "no first InstanceReplaced")
+    os.execute("kill -9 " .. fake.pids(pool)[2])  -- node 1 again: now the replacement's worker
+    local deadline = core.now() + 20
+    while count(seen, "InstanceReplaced") < 2 and core.now() < deadline do sky.sleep(0.02) end
+    local reps = {}
+    for _, e in ipairs(seen) do
+      if e.type == "InstanceReplaced" then reps[#reps + 1] = { e.node, e.new_node } end
+    end
+    t.eq(reps, { { 1, 2 }, { 1, 3 } })
+    t.eq(pool:nodes_info()[2].worker, 3)
+    local r = pool:broadcast(whoami())
+    t.eq({ r[2].node, r[2].pid }, { 1, pool.core:node(3).pid })
+  end
+  t.ok(fake.all_terminated(l))
+  t.eq(#l.created, 4)
+end)
+
 t.test("a broadcast started while a node is being replaced waits for the replacement", function()
   local p, l = fake.new { offers = { offer("s", 2.0, 0.5) },
     behave = function(_, _, call) return call == 1 and "ok" or { slow = 0.5 } end }

@@ -4,6 +4,7 @@
 local errors = require "sky.errors"
 local fnmod = require "sky.fn"
 local options = require "sky.options"
+local replace = require "sky.pool.replace"  -- which worker is node 0 now
 
 local M = {}
 
@@ -118,8 +119,8 @@ function M.torchrun(self, script, opts)
   end
   -- A port free on the head node now, rather than the one picked when the pool started: an
   -- earlier launch may still hold that one.
-  require("sky.pool.replace").await(self, { 0 })
-  local port = self:dispatch({ free_port() }, "first", { require("sky.pool.replace").worker(self, 0) })
+  replace.await(self, { 0 })
+  local port = self:dispatch({ free_port() }, "first", { replace.worker(self, 0) })
   local o = {
     script = script, args = args, nproc_per_node = opts.nproc_per_node, env = _copy(opts.env),
     cwd = opts.cwd, timeout = opts.timeout, launcher = opts.launcher or "torchrun", port = port,

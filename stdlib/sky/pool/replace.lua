@@ -28,18 +28,20 @@ function M.worker(pool, node)
   return pool.workers and pool.workers[node + 1] or node
 end
 
---- The node index worker `w` stands for.
+--- The node index worker `w` stands for (nil: a replacement's worker that never joined).
 function M.node_of(pool, w)
-  return pool.node_of and pool.node_of[w] or w
+  if w < pool.nodes then return w end  -- an original worker
+  return pool.node_of and pool.node_of[w]
 end
 
 --- Worker `w` was lost and will be replaced (`replace = true`, the pool still live): marks its
 --- node as being replaced at once, so that a broadcast started meanwhile waits for the
 --- replacement (M.await) rather than pinning a task on the dead worker.
 function M.lost(pool, w)
-  if not pool.opts.replace or not _live(pool) then return end
+  local node = M.node_of(pool, w)
+  if not pool.opts.replace or not _live(pool) or not node then return end
   pool.replacing = pool.replacing or {}
-  pool.replacing[M.node_of(pool, w)] = true
+  pool.replacing[node] = true
 end
 
 --- Waits until no replacement is under way for any of `nodes` (node indexes): one under way
@@ -135,6 +137,8 @@ end
 --- emit(type, fields) reports InstanceReplaced or ReplaceFailed.
 function M.node_lost(pool, w, emit)
   local node = M.node_of(pool, w)
+  -- A replacement's worker lost before it joined: its own attempt reports ReplaceFailed.
+  if not node then return end
   local ok, err = pcall(_replace, pool, w, node, emit)
   if pool.replacing then pool.replacing[node] = nil end  -- a waiting broadcast goes on
   if not ok then error(err, 0) end
