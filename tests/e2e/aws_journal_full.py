@@ -77,18 +77,22 @@ def _cases(skyhost, cloud, proxy, check, state):
 
     # 2. full once the intents are recorded: the pool runs, is torn down, and says what was lost
     os.remove(filler)
-    proxy.set_rules([{"action": "RunInstances", "delay": 1.5}])
+    proxy.set_rules([{"action": "RunInstances", "delay": 2.0}])
+
+    def intent():
+        return any(i["state"] == "intent" for p in _pools(skyhost, cloud, state) for i in p["instances"])
+
     with tempfile.TemporaryDirectory() as home:
         p = start_pool(skyhost, cloud, home, proxy.endpoint, nodes=1, env_extra={"SKYHOST_STATE_DIR": state})
         deadline = time.time() + 60
-        while time.time() < deadline and p.poll() is None \
-                and not any(e["action"] == "RunInstances" for e in proxy.log()):
-            time.sleep(0.02)
-        filler = fill(state)  # RunInstances is held 1.5 s: its answer cannot be recorded
+        while time.time() < deadline and p.poll() is None and not intent():
+            time.sleep(0.05)
+        recorded = intent()
+        filler = fill(state)  # RunInstances is held 2 s after its intent: its answer cannot be recorded
         text = p.communicate(timeout=120)[0]
     uid = next((l.split("\t")[1] for l in text.splitlines() if l.startswith("uid\t")), "?")
     check("journal disk full after the intents: the pool ran and closed",
-          p.returncode == 0 and "one\t42" in text and "closed" in text, text)
+          recorded and p.returncode == 0 and "one\t42" in text and "closed" in text, text)
     check("and skyhost said what the journal could not record",
           "could not record the launch of i-" in text and "skyhost down --orphans" in text, text)
     check("every instance of it was terminated, no group or key pair left",
