@@ -59,7 +59,7 @@ $ skyhost -e 'local p <close> = sky.compute{nodes = 1}; local f = sky.fn(functio
 [exit 1]
 
 $ skyhost -e 'sky.compute{nodez = 2}'
-(command line):1: sky.compute: unknown option 'nodez' (valid options: accelerator, allocation, budget, concurrency, connect_timeout, display, image, max_frame, max_price, metrics_interval, name, nodes, on_event, prefetch, provider, provision_timeout, region, replace, retries, selection, setup_timeout, spot, task_timeout, timeout, ttl, zone)
+(command line):1: sky.compute: unknown option 'nodez' (valid options: accelerator, allocation, budget, concurrency, connect_timeout, display, image, keepalive_count, keepalive_interval, max_frame, max_price, metrics_interval, name, nodes, on_event, prefetch, provider, provision_timeout, region, replace, retries, selection, setup_timeout, spot, task_timeout, timeout, ttl, zone)
 [exit 1]
 
 $ skyhost -e 'sky.compute{nodes = "two"}'
