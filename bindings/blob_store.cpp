@@ -59,7 +59,7 @@ class LuaBlobStore : public wire::BlobStore, public std::enable_shared_from_this
     MakeArgs a{zeros(n), n};
     lua_State* T = thread_;
     // No collection while the loop is inside a callback: a step could run finalizers, that is
-    // Lua code, from here. The debt is paid at the script's next allocation.
+    // Lua code, from here. The data decoder charges the string's cost when it hands it over.
     bool running = lua_gc(T, LUA_GCISRUNNING) != 0;
     if (running) lua_gc(T, LUA_GCSTOP);
     lua_pushcfunction(T, make_string);

@@ -131,6 +131,11 @@ void DataDecoder::blob(uint64_t n) {
   if (lua_rawgeti(L_, LUA_REGISTRYINDEX, b.token) != LUA_TSTRING ||
       lua_tolstring(L_, -1, &len) != b.data || len != b.size)
     throw DecodeError("codec: a large string sent apart is not where it was received");
+  // The store made it with the collector stopped, which dropped its cost from the collector's
+  // pace (LUA_GCRESTART zeroes the debt): charge it here, where a step may run finalizers, so
+  // that a script taking large results one after another still collects the old ones.
+  if (lua_gc(L_, LUA_GCISRUNNING))
+    lua_gc(L_, LUA_GCSTEP, static_cast<int>(std::min<size_t>(b.size >> 10, INT_MAX)));
 }
 
 void DataDecoder::table() {
