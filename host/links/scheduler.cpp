@@ -389,6 +389,8 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
   if (!n.alive) return;
   n.alive = false;
   lost_++;
+  n.blobs.clear();  // no result will claim them: free them now, not when the pool ends
+  n.blob_bytes = 0;
   n.lost_reason = reason.empty() ? "worker exited" : reason;
   if (!n.last_words.empty()) n.lost_reason = n.last_words + " (" + n.lost_reason + ")";
   bool expected = shutting_down_;
