@@ -239,6 +239,10 @@ void Encoder::value(int idx) {
     case LUA_TSTRING: {
       size_t n;
       const char* s = lua_tolstring(L_, idx, &n);
+      if (out_.take_blob(std::string_view(s, n))) {  // its bytes go in a frame of their own
+        out_.put_u8(kBlob);
+        return out_.put_varint(n);
+      }
       out_.put_u8(kString);
       return out_.put_string(std::string_view(s, n));
     }

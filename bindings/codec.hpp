@@ -25,6 +25,7 @@
 
 #include <lua.hpp>
 #include <stdexcept>
+#include <vector>
 
 #include "host/links/wire.hpp"
 
@@ -58,8 +59,10 @@ int decode_values(lua_State* L, wire::Reader& in);
 /// table in the input is refused with a DecodeError that says so, as is anything malformed;
 /// the stack is then as it was. Table size hints are budgeted by the input's size, so that
 /// decoding n bytes allocates at most kDataCostFactor * n + kDataCostSlack bytes of Lua memory
-/// (tests/unit/test_codec_data.cpp and the fuzz target check it).
-int decode_data(lua_State* L, wire::Reader& in);
+/// (tests/unit/test_codec_data.cpp and the fuzz target check it). `blobs`: the large strings
+/// that came apart (wire::Blob), used in order by the values' blob tags, each once; all of them
+/// must be used. Without them a blob tag is refused.
+int decode_data(lua_State* L, wire::Reader& in, const std::vector<wire::Blob>* blobs = nullptr);
 
 inline constexpr size_t kDataCostFactor = 64;
 inline constexpr size_t kDataCostSlack = 4096;

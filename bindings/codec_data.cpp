@@ -13,6 +13,7 @@
 #include <climits>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "bindings/codec.hpp"
 #include "bindings/codec_format.hpp"
@@ -27,12 +28,20 @@ const char* kNoCode = " (a node returns data only: the host never runs code that
 
 class DataDecoder {
  public:
-  DataDecoder(lua_State* L, wire::Reader& in) : L_(L), in_(in), hints_(in.remaining()) {}
+  DataDecoder(lua_State* L, wire::Reader& in, const std::vector<wire::Blob>* blobs)
+      : L_(L), in_(in), hints_(in.remaining()), blobs_(blobs) {}
   int decode();
+  void finish() const {
+    size_t have = blobs_ ? blobs_->size() : 0;
+    if (next_blob_ != have)
+      throw DecodeError("codec: " + std::to_string(have) + " large strings sent apart but " +
+                        std::to_string(next_blob_) + " used");
+  }
 
  private:
   void value();
   void table();
+  void blob(uint64_t n);
   void push_ref(uint64_t id) {
     if (id >= nrefs_)
       throw DecodeError("codec: reference " + std::to_string(id) + " out of range (" +
@@ -53,6 +62,8 @@ class DataDecoder {
   int refs_ = 0;    // stack slot of the id -> table array (nil until the first table)
   uint64_t nrefs_ = 0;
   int depth_ = 0;
+  const std::vector<wire::Blob>* blobs_;
+  size_t next_blob_ = 0;  // blobs are used once each, in the order they arrived
 };
 
 int DataDecoder::decode() {
@@ -87,6 +98,8 @@ void DataDecoder::value() {
       return table();
     case kRef:
       return push_ref(in_.get_varint());
+    case kBlob:
+      return blob(in_.get_varint());
     case kFunction:
       throw DecodeError(std::string("codec: refused a function") + kNoCode);
     case kGlobals:
@@ -101,6 +114,28 @@ void DataDecoder::value() {
     default:
       throw DecodeError("codec: bad value tag " + std::to_string(tag));
   }
+}
+
+// A large string whose bytes came in a frame of their own (wire::Blob). The bindings' store
+// (blob_store.cpp) received them into the Lua string itself, anchored in the registry under
+// the blob's token: pushing it copies nothing. A blob without a token is a plain copy.
+void DataDecoder::blob(uint64_t n) {
+  if (blobs_ == nullptr || next_blob_ >= blobs_->size())
+    throw DecodeError("codec: a large string sent apart that did not arrive");
+  const wire::Blob& b = (*blobs_)[next_blob_++];
+  if (b.size != n)
+    throw DecodeError("codec: a large string sent apart of " + std::to_string(b.size) +
+                      " bytes, announced as " + std::to_string(n));
+  if (b.token == 0) return static_cast<void>(lua_pushlstring(L_, b.data, b.size));
+  size_t len = 0;
+  if (lua_rawgeti(L_, LUA_REGISTRYINDEX, b.token) != LUA_TSTRING ||
+      lua_tolstring(L_, -1, &len) != b.data || len != b.size)
+    throw DecodeError("codec: a large string sent apart is not where it was received");
+  // The store made it with the collector stopped, which dropped its cost from the collector's
+  // pace (LUA_GCRESTART zeroes the debt): charge it here, where a step may run finalizers, so
+  // that a script taking large results one after another still collects the old ones.
+  if (lua_gc(L_, LUA_GCISRUNNING))
+    lua_gc(L_, LUA_GCSTEP, static_cast<int>(std::min<size_t>(b.size >> 10, INT_MAX)));
 }
 
 void DataDecoder::table() {
@@ -144,10 +179,13 @@ void DataDecoder::table() {
 
 }  // namespace
 
-int decode_data(lua_State* L, wire::Reader& in) {
+int decode_data(lua_State* L, wire::Reader& in, const std::vector<wire::Blob>* blobs) {
   int top = lua_gettop(L);
   try {
-    return DataDecoder(L, in).decode();
+    DataDecoder d(L, in, blobs);
+    int n = d.decode();
+    d.finish();
+    return n;
   } catch (const std::exception&) {
     lua_settop(L, top);
     throw;

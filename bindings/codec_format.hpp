@@ -5,7 +5,8 @@
 //   list     = varint count, value*
 //   value    = tag byte, then by tag: nothing (nil, false, true), zigzag varint (integer),
 //              f64 (float), varint length + bytes (string), table, varint id (ref), function,
-//              nothing (globals), varint length + name (named)
+//              nothing (globals), varint length + name (named), varint length (blob: a
+//              large string whose bytes came apart, in the next kBlob frame not yet used)
 //   table    = varint narr, varint nhash, value*narr (nil for holes), (key value)*nhash,
 //              metatable (a table value, or nil for none)
 //   function = u32 length, bytecode, u8 nups, upvalue*nups
@@ -21,6 +22,8 @@ namespace skyhost::codec::format {
 // Tag bytes: scalar values, then values that involve references or names.
 enum Tag : uint8_t { kNil, kFalse, kTrue, kInt, kFloat, kString };
 enum ObjectTag : uint8_t { kTable = 6, kRef, kFunction, kGlobals, kNamed };
+// Data mode only, from a Writer with blobs on (wire::Blob).
+enum BlobTag : uint8_t { kBlob = 11 };
 enum UpvalueMode : uint8_t { kUpValue = 0, kUpShared = 1 };
 
 /// Deepest nesting of tables and functions, in both directions.

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bindings/blob_store.hpp"
 #include "bindings/codec.hpp"
 #include "bindings/context.hpp"
 #include "bindings/object.hpp"
@@ -57,7 +58,10 @@ int l_pool_new(lua_State* L) {
   lua_Integer max = bind::opt_integer(L, 1, "max_frame", wire::kMaxFrame);
   luaL_argcheck(L, max >= 1024 && max <= wire::kMaxFrame, 1, "max_frame out of range");
   o.max_frame = static_cast<uint32_t>(max);
-  bind::push_object(L, kPoolMeta, std::make_unique<PoolHandle>(context(L), o));  // [opts, pool]
+  auto handle = std::make_unique<PoolHandle>(context(L), o);
+  // Large strings of results are received into the Lua strings themselves (blob_store.cpp).
+  handle->sched->set_blob_store(codec::make_blob_store(L));
+  bind::push_object(L, kPoolMeta, std::move(handle));  // [opts, pool]
   return 1;
 }
 
@@ -231,10 +235,11 @@ const char* kind_name(wire::Status s) {
 /// Pushes a task's values, decoded as data: a node's bytes never load code or set a metatable
 /// here (bindings/codec_data.cpp). Returns how many, or -1 with the stack as it was and `why`
 /// set if the host refuses them.
-int push_values(lua_State* L, wire::Reader& r, std::string& why) {
+int push_values(lua_State* L, wire::Reader& r, std::string& why,
+                const std::vector<wire::Blob>* blobs = nullptr) {
   int top = lua_gettop(L);
   try {
-    int n = codec::decode_data(L, r);
+    int n = codec::decode_data(L, r, blobs);
     if (r.empty()) return n;
     why = "the host refused its result: codec: " + std::to_string(r.remaining()) +
           " bytes after the values";
@@ -279,7 +284,7 @@ void push_failure(lua_State* L, const Outcome& o, TaskId task, size_t index,
 /// nothing, with `why` set if the host refuses its values.
 bool push_first_value(lua_State* L, const Outcome& o, std::string& why) {
   wire::Reader r(o.payload);
-  int n = push_values(L, r, why);  // [.., v1..vn]
+  int n = push_values(L, r, why, &o.blobs);  // [.., v1..vn]
   if (n < 0) return false;
   if (n == 0) {
     lua_pushnil(L);
@@ -336,7 +341,7 @@ int l_pool_results(lua_State* L) {
     if (all) {
       const Outcome* o = s.outcome(b.tasks.at(0));
       wire::Reader r(o->payload);
-      int n = push_values(L, r, why);
+      int n = push_values(L, r, why, &o->blobs);
       if (n < 0) return fail(*o, 0, why);
       nret = 1 + n;
     } else {

@@ -168,12 +168,15 @@ int l_run(lua_State* L) {
         // Large strings are sent from the Lua strings themselves (refs): l_run returns the
         // results so that they stay on the stack until the frame is written.
         body.set_refs(true);
+        body.set_blobs(true);  // 1 MiB or more: a frame of its own, received into its Lua string
         skyhost::codec::encode_values(L, 2, nres, body, skyhost::codec::Mode::kData);
         body.set_refs(false);
+        body.set_blobs(false);
         job->ok = true;
         return nres;
       } catch (const skyhost::codec::EncodeError& e) {
         body.set_refs(false);
+        body.set_blobs(false);
         body.clear();
         put_error(body, e.what(), "");
       }
@@ -247,10 +250,11 @@ void run_task(Shared& shared, Supervisor& sup, Slot& slot, lua_State* L, TaskMsg
   }
   // A result too large for a frame fails the task: the host gets a message, not a broken
   // stream, and the node stays.
-  if (job.body.size() + skyhost::wire::kFrameOverhead > shared.max_frame) {
+  // Its large strings go apart (blobs) but are held to the same limit, all together.
+  size_t size = job.body.size() + job.body.blob_bytes();
+  if (size + skyhost::wire::kFrameOverhead > shared.max_frame) {
     std::string why = std::string(job.ok ? "the result" : "the error") + " takes " +
-                      skyhost::wire::size_text(job.body.size()) +
-                      ", more than the frame limit of " +
+                      skyhost::wire::size_text(size) + ", more than the frame limit of " +
                       skyhost::wire::size_text(shared.max_frame) + " (max_frame)";
     job.ok = false;
     job.body = Writer();
@@ -260,13 +264,17 @@ void run_task(Shared& shared, Supervisor& sup, Slot& slot, lua_State* L, TaskMsg
   uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
           .count());
-  bool refs = !job.body.refs().empty();
-  uint64_t batch = shared.out.frame(Msg::kResult, [&](Writer& w) {
-    w.put_u64(task.id);
-    w.put_u8(static_cast<uint8_t>(status));
-    w.put_u64(ns);
-    w.append(std::move(job.body));
-  });
+  bool refs = !job.body.refs().empty() || !job.body.blobs().empty();
+  std::vector<std::string_view> blobs = job.body.blobs();
+  uint64_t batch = shared.out.frame(
+      Msg::kResult,
+      [&](Writer& w) {
+        w.put_u64(task.id);
+        w.put_u8(static_cast<uint8_t>(status));
+        w.put_u64(ns);
+        w.append(std::move(job.body));
+      },
+      blobs);
   if (refs) shared.out.wait_written(batch);
   lua_settop(L, 0);
 }

@@ -72,15 +72,25 @@ class Output {
   /// Appends one frame: `fill` writes the body into the writer. If that throws (no memory, a
   /// frame past kMaxFrame), nothing of the frame stays. Returns the frame's batch number, for
   /// wait_written: a body whose refs point at the caller's memory must wait for it.
+  /// `blobs`: large strings sent apart, each in a kBlob frame just before this one, written from
+  /// where they are; nothing else comes between them (the host gives them to this frame).
   template <typename Fill>
-  uint64_t frame(skyhost::wire::Msg type, Fill&& fill) {
+  uint64_t frame(skyhost::wire::Msg type, Fill&& fill,
+                 const std::vector<std::string_view>& blobs = {}) {
     std::lock_guard lock(mu_);
-    size_t mark = buf_.begin_frame(type);
+    size_t first = buf_.data().size();
+    size_t mark = first;
     try {
+      for (std::string_view b : blobs) {
+        mark = buf_.begin_frame(skyhost::wire::Msg::kBlob);
+        buf_.put_ref(b.data(), b.size());
+        buf_.end_frame(mark);
+      }
+      mark = buf_.begin_frame(type);
       fill(buf_);
       buf_.end_frame(mark);
     } catch (...) {
-      buf_.truncate(mark);
+      buf_.truncate(first);
       throw;
     }
     cv_.notify_one();

@@ -35,6 +35,10 @@ class Link {
   /// The bytes of `part`, a piece of the frame being handed to on_frame, as memory of their
   /// own: a large frame's buffer is handed over, not copied (wire::FrameDecoder::take).
   wire::Payload take(std::string_view part) { return in_.take(part); }
+  /// Large strings sent apart are read into `store`'s storage (wire::Blob).
+  void set_blob_store(std::shared_ptr<wire::BlobStore> store) { in_.set_store(std::move(store)); }
+  /// The blob of a kBlob frame being handed to on_frame (wire::FrameDecoder::take_blob).
+  wire::Blob take_blob(std::string_view body) { return in_.take_blob(body); }
 
   /// Called for each whole frame received, from a libuv callback.
   std::function<void(const wire::Frame&)> on_frame;

@@ -40,6 +40,7 @@ void Scheduler::check_fits(size_t body, const char* what) const {
 int Scheduler::add_node(std::unique_ptr<Link> link, std::string init) {
   check_fits(init.size(), "the node's settings");
   link->set_max_frame(opts_.max_frame);
+  link->set_blob_store(blob_store_);
   auto node = std::make_unique<Node>();
   node->index = static_cast<int>(nodes_.size());
   node->link = std::move(link);
@@ -258,6 +259,15 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
       n.ready = true;
       check_ready();
       break;
+    case wire::Msg::kBlob: {
+      // Bounded like one frame: together, a result's large strings take at most max_frame.
+      if (f.body.size() < wire::kBlobMin || n.blob_bytes + f.body.size() > opts_.max_frame)
+        throw wire::Error("a large string sent apart of " + wire::size_text(f.body.size()) +
+                          (f.body.size() < wire::kBlobMin ? ", too small" : ", past max_frame"));
+      n.blobs.push_back(n.link->take_blob(f.body));
+      n.blob_bytes += f.body.size();
+      break;
+    }
     case wire::Msg::kResult:
       on_result(n, r);
       break;
@@ -294,6 +304,8 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
 }
 
 void Scheduler::on_result(Node& n, wire::Reader& r) {
+  std::vector<wire::Blob> blobs = std::exchange(n.blobs, {});  // they belong to this result
+  n.blob_bytes = 0;
   TaskId id = r.get_u64();
   uint8_t code = r.get_u8();
   auto status =
@@ -322,18 +334,20 @@ void Scheduler::on_result(Node& n, wire::Reader& r) {
              std::move(message), std::move(traceback));
     } else {
       // A large result keeps the buffer it was read into: no copy before it is decoded.
-      finish(id, it->second, status, n.link->take({r.position(), r.remaining()}), exec_ns, n.index);
+      finish(id, it->second, status, n.link->take({r.position(), r.remaining()}), exec_ns, n.index,
+             {}, {}, std::move(blobs));
     }
   }
   dispatch();
 }
 
 void Scheduler::finish(TaskId id, Task& t, wire::Status status, wire::Payload payload,
-                       uint64_t exec_ns, int node, std::string message, std::string traceback) {
+                       uint64_t exec_ns, int node, std::string message, std::string traceback,
+                       std::vector<wire::Blob> blobs) {
   bool ok = status == wire::Status::kOk;
   t.done = true;
-  t.outcome = Outcome{
-      ok, status, std::move(payload), exec_ns, node, std::move(message), std::move(traceback)};
+  t.outcome = Outcome{ok,      status, std::move(payload), std::move(blobs),
+                      exec_ns, node,   std::move(message), std::move(traceback)};
   t.args.reset();
   if (task_events_) {
     Event e("TaskCompleted", opts_.pool_id, node, id);
@@ -375,6 +389,8 @@ void Scheduler::on_lost(Node& n, const std::string& reason) {
   if (!n.alive) return;
   n.alive = false;
   lost_++;
+  n.blobs.clear();  // no result will claim them: free them now, not when the pool ends
+  n.blob_bytes = 0;
   n.lost_reason = reason.empty() ? "worker exited" : reason;
   if (!n.last_words.empty()) n.lost_reason = n.last_words + " (" + n.lost_reason + ")";
   bool expected = shutting_down_;

@@ -26,6 +26,8 @@ struct Outcome {
   wire::Status status = wire::Status::kFailed;
   // codec values: the task's results, or on failure the value it raised (maybe none)
   wire::Payload payload;
+  // the large strings of the results that came apart, in order (wire::Blob)
+  std::vector<wire::Blob> blobs;
   uint64_t exec_ns = 0;
   int node = -1;
   std::string message;    // a failure's: the worker's error message, or why the host failed it
@@ -71,6 +73,9 @@ class Scheduler {
   /// Throws wire::Error if `init` does not fit in a frame.
   int add_node(std::unique_ptr<Link> link, std::string init);
   uint32_t max_frame() const { return opts_.max_frame; }
+  /// Where the nodes added from now on receive the large strings of their results (wire::Blob);
+  /// without one each is received into a buffer and copied.
+  void set_blob_store(std::shared_ptr<wire::BlobStore> store) { blob_store_ = std::move(store); }
   /// Completes once every node so far is ready, or one failed before it was.
   WaitId ready_wait();
   /// Why the pool could not become ready ("" if it did).
@@ -129,6 +134,8 @@ class Scheduler {
     std::unordered_set<ClosureId> defined;
     std::deque<TaskId> pinned;
     std::unordered_set<TaskId> in_flight;
+    std::vector<wire::Blob> blobs;  // received for the Result that comes next
+    size_t blob_bytes = 0;
   };
   struct Task {
     BatchId batch = 0;
@@ -150,7 +157,8 @@ class Scheduler {
   void on_result(Node& n, wire::Reader& r);
   void check_fits(size_t body, const char* what) const;
   void finish(TaskId id, Task& t, wire::Status status, wire::Payload payload, uint64_t exec_ns,
-              int node, std::string message = {}, std::string traceback = {});
+              int node, std::string message = {}, std::string traceback = {},
+              std::vector<wire::Blob> blobs = {});
   void fail_task(TaskId id, Task& t, const std::string& message, int node);
   void dispatch();
   bool send_one(Node& n);
@@ -183,6 +191,7 @@ class Scheduler {
   uv_timer_t* grace_timer_ = nullptr;
   uv_timer_t* lease_timer_ = nullptr;
   std::vector<Event> events_;  // raised since the driver last took them
+  std::shared_ptr<wire::BlobStore> blob_store_;
 };
 
 }  // namespace skyhost

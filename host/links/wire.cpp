@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
 
 namespace skyhost::wire {
 
@@ -228,6 +229,11 @@ void FrameDecoder::grow(size_t want) {
   while (size_ - at >= kHeader) {
     uint32_t len = load_le<uint32_t>(buf_ + at);
     if (len == 0 || len > max_) break;
+    if (at + kHeader + len > size_ && blob_header(at)) {
+      // Only its first eighth is held here (next()); the rest goes to the store.
+      end = std::max(want, at + kHeader + 1 + (len - 1) / 8);
+      break;
+    }
     if (at + kHeader + len > size_) {
       end = std::max(want, at + kHeader + len);
       break;
@@ -246,12 +252,18 @@ void Payload::Free::operator()(char* p) const {
 }
 
 void FrameDecoder::feed(const char* p, size_t n) {
-  std::string_view room = space(n);
-  if (n > 0) std::memcpy(const_cast<char*>(room.data()), p, n);
-  commit(n);
+  do {  // the bytes of a blob being filled go there, what follows it into the buffer
+    std::string_view room = space(n);
+    size_t k = std::min(n, room.size());
+    if (k > 0) std::memcpy(const_cast<char*>(room.data()), p, k);
+    commit(k);
+    p += k;
+    n -= k;
+  } while (n > 0);
 }
 
 std::string_view FrameDecoder::space(size_t want) {
+  if (in_blob_ && filled_ < blob_.size) return {blob_.data + filled_, blob_.size - filled_};
   // Compacting only here keeps the views handed out by next() valid until the next feed.
   if (pos_ == size_ && cap_ > kKeep) {
     // After a large frame, give its memory back rather than keep it for the node's lifetime.
@@ -285,9 +297,53 @@ Payload FrameDecoder::take(std::string_view part) {
   return out;
 }
 
+bool FrameDecoder::blob_header(size_t at) const {
+  return store_ != nullptr && size_ - at > kHeader &&
+         static_cast<uint8_t>(buf_[at + kHeader]) == static_cast<uint8_t>(Msg::kBlob);
+}
+
+void FrameDecoder::start_blob(uint32_t len) {
+  size_t n = len - 1;
+  blob_ = store_->make(n);
+  filled_ = 0;
+  in_blob_ = true;
+  pos_ += kHeader + 1;
+  // What already arrived of it moves there once; the rest is read there directly (space()).
+  size_t k = std::min(n, size_ - pos_);
+  if (k > 0) std::memcpy(blob_.data, buf_ + pos_, k);
+  pos_ += k;
+  filled_ = k;
+}
+
+Blob FrameDecoder::take_blob(std::string_view body) {
+  if (blob_.data != nullptr && body.data() == blob_.data && body.size() == blob_.size)
+    return std::exchange(blob_, Blob{});
+  auto copy = std::make_shared<std::string>(body);
+  return Blob{copy->data(), copy->size(), copy, 0};
+}
+
 bool FrameDecoder::next(Frame& out) {
-  if (pending() < kHeader) return false;
+  if (in_blob_) {
+    if (filled_ < blob_.size) return false;
+    in_blob_ = false;
+    out.type = Msg::kBlob;
+    out.body = std::string_view(blob_.data, blob_.size);
+    return true;
+  }
+  if (size_ - pos_ < kHeader) return false;
   uint32_t len = check(load_le<uint32_t>(buf_ + pos_));
+  if (blob_header(pos_)) {
+    // Its storage is made only once an eighth of it arrived (kept in the buffer until then):
+    // a header alone reserves nothing, and what a node makes the host hold stays within 8x
+    // what it sent (and within max_frame). The part that arrived first is copied once.
+    size_t n = len - 1;
+    if (n < kBlobMin)
+      throw Error("wire: a large string sent apart of " + size_text(n) + ", under " +
+                  size_text(kBlobMin));
+    if (size_ - pos_ - kHeader - 1 < n / 8) return false;
+    start_blob(len);
+    return next(out);
+  }
   if (pending() - kHeader < len) return false;
   const char* start = buf_ + pos_ + kHeader;
   out.type = static_cast<Msg>(static_cast<uint8_t>(start[0]));

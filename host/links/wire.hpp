@@ -43,6 +43,7 @@ enum class Msg : uint8_t {
   kLog = 66,      // u64 tid (0: not a task's), string line, [u8 stream: 1 stdout, 2 stderr]
   kFatal = 67,    // string: the worker cannot go on
   kMetric = 68,   // varint n, n × (string name, f64 value, string unit)
+  kBlob = 69,     // the raw bytes of one large string of the Result that follows (see Blob)
 };
 
 /// How a task ended, in a Result. Anything but kOk carries an error body: message, traceback,
@@ -53,6 +54,10 @@ enum class Status : uint8_t {
   kTimedOut = 2,   // ran past its timeout and was stopped
   kCancelled = 3,  // the host cancelled it
 };
+
+/// Least size of a string sent apart (Blob); a smaller blob is malformed input, since each
+/// costs its receiver an allocation.
+inline constexpr size_t kBlobMin = 1u << 20;
 
 /// Bytes a Writer sends from where they are instead of copying them: they follow the first
 /// `at` bytes of its buffer (see Writer::set_refs).
@@ -71,6 +76,18 @@ class Writer {
   /// writev: see segments()), and must not read data() as if it held everything.
   static constexpr size_t kRefMin = 64 * 1024;
   void set_refs(bool on) { refs_on_ = on; }
+  /// With blobs on, a string of kBlobMin bytes or more is meant to go apart, in a kBlob frame of
+  /// its own (see Blob): take_blob() records it (the caller keeps it alive, as for refs) and
+  /// says so, and the codec then writes only its tag and length.
+  void set_blobs(bool on) { blobs_on_ = on; }
+  bool take_blob(std::string_view s) {
+    if (!blobs_on_ || s.size() < kBlobMin) return false;
+    blobs_.push_back(s);
+    blob_bytes_ += s.size();
+    return true;
+  }
+  const std::vector<std::string_view>& blobs() const { return blobs_; }
+  size_t blob_bytes() const { return blob_bytes_; }
   const std::vector<Ref>& refs() const { return refs_; }
   /// Records the `n` bytes at `p` as a Ref (whatever set_refs says): written from there.
   void put_ref(const char* p, size_t n);
@@ -112,6 +129,8 @@ class Writer {
     buf_.clear();
     refs_.clear();
     ref_bytes_ = 0;
+    blobs_.clear();
+    blob_bytes_ = 0;
   }
   /// Drops what was written after the first `mark` bytes of the buffer (refs included).
   void truncate(size_t mark);
@@ -123,6 +142,9 @@ class Writer {
   std::vector<Ref> refs_;
   size_t ref_bytes_ = 0;
   bool refs_on_ = false;
+  std::vector<std::string_view> blobs_;
+  size_t blob_bytes_ = 0;
+  bool blobs_on_ = false;
 };
 
 /// Bounds-checked reader over bytes it does not own. Every get_* throws Error on truncation.
@@ -175,6 +197,27 @@ class Payload {
   size_t len_ = 0;
 };
 
+/// A large string sent apart: its bytes travel as a frame of their own (Msg::kBlob), just
+/// before the Result frame whose values refer to it (codec tag kBlob), so that a reader can put
+/// them where they will stay (a BlobStore's storage: on the host, the Lua string itself)
+/// instead of into a frame buffer that is then copied. Only strings of kBlobMin bytes or more
+/// go apart (Writer::take_blob).
+struct Blob {
+  char* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<void> owner;  // keeps `data` alive
+  /// The store's own handle for it (the bindings: a registry reference), 0 for a plain copy.
+  int64_t token = 0;
+};
+
+/// Where a FrameDecoder puts a blob's bytes as they arrive.
+class BlobStore {
+ public:
+  virtual ~BlobStore() = default;
+  /// Writable storage of `n` bytes that the decoder fills. Throws std::bad_alloc if none.
+  virtual Blob make(size_t n) = 0;
+};
+
 /// One decoded frame: its type and body (a view into the decoder's buffer).
 struct Frame {
   Msg type;
@@ -195,10 +238,11 @@ class FrameDecoder {
   /// such a frame is ever held.
   void feed(const char* p, size_t n);
   /// Room for at least `want` more bytes, to read into directly (then commit() what was read):
-  /// a large frame's bytes land where they stay, with no copy. May throw std::bad_alloc. Like
+  /// a large frame's bytes land where they stay, with no copy (while a blob is being filled:
+  /// the rest of its storage, maybe less than `want`). May throw std::bad_alloc. Like
   /// feed(), invalidates the bodies next() returned.
   std::string_view space(size_t want);
-  void commit(size_t n) { size_ += n; }
+  void commit(size_t n) { (in_blob_ && filled_ < blob_.size ? filled_ : size_) += n; }
   /// The bytes of `part` (which ends where the frame next() returned last ends) as a Payload:
   /// a large frame's whole buffer is handed over rather than copied (the bytes after it move
   /// to a new buffer), a small one copied.
@@ -207,8 +251,15 @@ class FrameDecoder {
   /// (length 0 or above the limit). Bodies returned stay valid until the next feed(), which
   /// is the only call that compacts the buffer.
   bool next(Frame& out);
+  /// With a store set, a kBlob frame's bytes are read into the store's storage, not into the
+  /// buffer; next() returns it as a frame whose body is that storage, and take_blob() hands it
+  /// over. A kBlob frame under kBlobMin bytes is then an Error.
+  void set_store(std::shared_ptr<BlobStore> store) { store_ = std::move(store); }
+  /// The blob of the kBlob frame next() returned last (`body`): the store's storage itself, or
+  /// without a store a copy of the body.
+  Blob take_blob(std::string_view body);
   /// Bytes held that do not yet form a whole frame.
-  size_t pending() const { return size_ - pos_; }
+  size_t pending() const { return size_ - pos_ + (in_blob_ ? blob_.size - filled_ : 0); }
   /// Memory the buffer holds (for the tests and fuzz target that bound it).
   size_t capacity() const { return cap_; }
 
@@ -219,6 +270,8 @@ class FrameDecoder {
  private:
   uint32_t check(uint32_t len) const;
   void grow(size_t want);
+  bool blob_header(size_t at) const;
+  void start_blob(uint32_t len);
   // malloc'd, so that growing a large buffer is a realloc: remapped pages, not a copy that
   // touches every page again (that was 2.5x slower for a 256 MiB result).
   char* buf_ = nullptr;
@@ -226,6 +279,10 @@ class FrameDecoder {
   size_t cap_ = 0;
   size_t pos_ = 0;
   uint32_t max_ = kMaxFrame;
+  std::shared_ptr<BlobStore> store_;
+  Blob blob_;          // the blob being filled (in_blob_), or the last one next() returned
+  size_t filled_ = 0;  // bytes of blob_ received so far
+  bool in_blob_ = false;
 };
 
 }  // namespace skyhost::wire

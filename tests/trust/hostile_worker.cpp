@@ -12,6 +12,9 @@
 //   garbage     random bytes
 //   bad-failure a failed result whose message is malformed
 //   fatal       a Fatal frame in answer to Init, then exit status 3
+//   blob-short  a large string sent apart (kBlob) announced as 16 MiB, 4 MiB of it, then exit
+//   blob-lie    a 2 MiB string sent apart, then a result that says it was 3 MiB
+//   blob-tiny   a string sent apart of 10 bytes (under wire::kBlobMin)
 //
 // Every function it sends writes a file named SKYHOST_HOSTILE_MARK.<what> if it ever runs (on
 // the host, since that is where it would be decoded): the test checks none appears.
@@ -170,6 +173,21 @@ std::string answer(const std::string& mode, uint64_t task) {
     return junk;
   }
   if (mode == "bad-failure") return result(task, false, "\x40short");
+  if (mode == "blob-short") {
+    wire::Writer w;
+    w.put_u32((16u << 20) + 1);
+    w.put_u8(static_cast<uint8_t>(wire::Msg::kBlob));
+    send_all(w.data() + std::string(4u << 20, 'b'));
+    std::_Exit(0);
+  }
+  if (mode == "blob-lie") {
+    wire::Writer w;
+    w.put_varint(1);
+    w.put_u8(11);  // codec tag kBlob (bindings/codec_format.hpp)
+    w.put_varint(3u << 20);
+    return frame(wire::Msg::kBlob, std::string(2u << 20, 'b')) + result(task, true, w.data());
+  }
+  if (mode == "blob-tiny") return frame(wire::Msg::kBlob, std::string(10, 'b'));
   std::fprintf(stderr, "hostile: unknown mode '%s'\n", mode.c_str());
   std::_Exit(2);
 }

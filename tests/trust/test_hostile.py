@@ -83,6 +83,14 @@ run_case("4. random bytes", run, "garbage",
          "task failed on node 0: node 0 was lost: bad frame from worker: wire: ")
 run_case("a malformed failure", run, "bad-failure",
          "task failed on node 0: the worker sent a malformed failure")
+# Large strings sent apart (wire::Blob) are held to their announced size, each used once.
+run_case("a large string sent apart, cut short", run, "blob-short",
+         "task failed on node 0: node 0 was lost: worker exited")
+run_case("a large string sent apart, its size a lie", run, "blob-lie",
+         REFUSED + "a large string sent apart of 2097152 bytes, announced as 3145728")
+run_case("a large string sent apart under the threshold", run, "blob-tiny",
+         "node 0 was lost: bad frame from worker: wire: a large string sent apart of 10 bytes, "
+         "under 1 MiB")
 # 5. A worker that refuses its Init says so, and the host reports it as the reason.
 run_case("5. a worker's Fatal answer to Init", run, "fatal",
          "node 0 failed to start: malformed Init frame from host: it is empty "
