@@ -197,7 +197,7 @@ std::string script_for(const tree::Plan& p, const tree::Manifest& src, bool has_
   for (const auto& [mode, paths] : by_mode) batch(s, "chmod " + mode_octal(mode), paths);
   s += std::string("rm -rf ") + kStage + " " + kTar + "\n";
   s += "if touch " + std::string(tree::kMarkName) + " 2>/dev/null; then printf '#post\\0'; " +
-       kStatFind + "; fi\n";
+       kStatFind + " || true; fi\n";  // no listing: nothing cached, the sync stands
   return s;
 }
 
