@@ -360,7 +360,8 @@ int l_pool_results(lua_State* L) {
 
 /// pool:transfer(node, "put"|"put_once"|"get"|"put_dir"|"get_dir", local, remote) → wait id;
 /// after it completes, pool:transfer_result(id) → nil or the error message, then for a tree
-/// what it did: {sent, sent_bytes, copied, removed, entries}. put_once keeps a file already there.
+/// what it did: {sent, sent_bytes, copied, removed, entries, hashed, hashed_bytes}. put_once keeps
+/// a file already there.
 int l_pool_transfer(lua_State* L) {
   Scheduler& s = check_pool(L);
   int node = static_cast<int>(luaL_checkinteger(L, 2));
@@ -396,7 +397,7 @@ int l_pool_transfer_result(lua_State* L) {
     lua_pushlstring(L, r->error.data(), r->error.size());
   }
   if (!r->sync) return 1;
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 7);
   auto field = [L](const char* k, uint64_t v) {
     lua_pushinteger(L, static_cast<lua_Integer>(v));
     lua_setfield(L, -2, k);
@@ -406,6 +407,8 @@ int l_pool_transfer_result(lua_State* L) {
   field("copied", r->sync->copied);
   field("removed", r->sync->removed);
   field("entries", r->sync->entries);
+  field("hashed", r->sync->hashed);
+  field("hashed_bytes", r->sync->hashed_bytes);
   return 2;
 }
 

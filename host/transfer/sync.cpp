@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "host/links/ssh_link.hpp"
+#include "host/transfer/hash_cache.hpp"
 #include "host/transfer/sync_util.hpp"
 #include "host/transfer/transfer.hpp"
 #include "host/transfer/transfer_util.hpp"
@@ -90,6 +92,13 @@ void run_with_input(SshLink& link, const std::string& cmd, std::string input,
   ch.send_eof();
 }
 
+std::vector<std::string> files_of(const tree::Manifest& m) {
+  std::vector<std::string> files;
+  for (const auto& [path, e] : m)
+    if (e.type == 'f') files.push_back(path);
+  return files;
+}
+
 SyncReport report_of(const tree::Plan& p, const tree::Manifest& src) {
   SyncReport r;
   r.sent = p.send.size();
@@ -100,10 +109,45 @@ SyncReport report_of(const tree::Plan& p, const tree::Manifest& src) {
   return r;
 }
 
-std::string listing_command(const std::string& dir, bool must_exist) {
-  std::string find = "exec find . -mindepth 1 -printf '%y %m %s %P\\0%l\\0'";
-  if (must_exist) return "cd " + quote(dir) + " && " + find;
-  return "if cd " + quote(dir) + " 2>/dev/null; then " + find + "; fi";
+// find's record with the stat fields of the hash cache's key (tree::parse_listing's with_stat).
+constexpr const char* kStatFind = "find . -mindepth 1 -printf '%y %m %s %T@ %C@ %i %D %P\\0%l\\0'";
+
+std::string cached_listing_command(const std::string& dir, bool get) {
+  // The mark is touched before find stats anything: a file whose ctime is before the mark's has
+  // not been written since (hash_cache.hpp). A directory we cannot write has no mark, no cache.
+  // pool:get(dir/) reads a directory it does not own: it marks (and later writes) only one
+  // that has a cache already (a pool:put destination), and a missing one is an error.
+  std::string cache(tree::kCacheName), mark(tree::kMarkName);
+  std::string list = kStatFind + std::string(" && printf '#cache\\0' && { cat ") + cache +
+                     " 2>/dev/null || true; }";
+  if (get)
+    return "cd " + quote(dir) + " && { test ! -f " + cache + " || touch " + mark +
+           " 2>/dev/null || true; } && " + list;
+  return "if cd " + quote(dir) + " 2>/dev/null; then { touch " + mark +
+         " 2>/dev/null || true; } && " + list + "; fi";
+}
+
+std::string read_cached_listing(std::string_view out, tree::Manifest& m, NodeCache& nc) {
+  std::string_view cache;
+  if (auto e = tree::parse_listing(tree::cut_listing(out, "#cache", cache), m, true); !e.empty())
+    return e;
+  auto mark = m.find(std::string(tree::kMarkName));
+  if (mark != m.end() && mark->second.type == 'f') nc.mark_ns = mark->second.ctime_ns;
+  nc.read = cache;
+  tree::decode_cache(cache, nc.cache);  // else empty: everything is hashed
+  for (auto it = m.begin(); it != m.end();)
+    it = tree::own_name(it->first) ? m.erase(it) : std::next(it);
+  return "";
+}
+
+void save_node_cache(SshLink& link, const std::string& dir, const NodeCache& nc,
+                     const tree::HashCache& c, std::function<void()> then) {
+  std::string bytes = tree::encode_cache(c);
+  if (bytes == nc.read || (c.empty() && nc.read.empty())) return then();
+  std::string tmp = std::string(tree::kCacheName) + ".tmp";
+  std::string cmd = "cd " + quote(dir) + " && cat >" + tmp + " && mv -f " + tmp + " " +
+                    std::string(tree::kCacheName);
+  run_with_input(link, cmd, bytes, [then](std::string, std::string) { then(); });
 }
 
 }  // namespace transfer_detail
@@ -133,7 +177,9 @@ std::string mode_octal(uint32_t m) {
   return b;
 }
 
-// The node's side of a plan, as a POSIX shell script run in the destination directory.
+// The node's side of a plan, as a POSIX shell script run in the destination directory. It ends
+// with a new mark and a listing with stats (after "#post"): the keys of the files as the plan
+// left them, for the node's hash cache.
 std::string script_for(const tree::Plan& p, const tree::Manifest& src, bool has_tar) {
   std::string s = "set -e\n";
   if (!p.copies.empty()) s += std::string("mkdir -p ") + kStage + "\n";
@@ -150,6 +196,8 @@ std::string script_for(const tree::Plan& p, const tree::Manifest& src, bool has_
   for (const auto& c : p.chmods) by_mode[src.at(c).mode].push_back(c);
   for (const auto& [mode, paths] : by_mode) batch(s, "chmod " + mode_octal(mode), paths);
   s += std::string("rm -rf ") + kStage + " " + kTar + "\n";
+  s += "if touch " + std::string(tree::kMarkName) + " 2>/dev/null; then printf '#post\\0'; " +
+       kStatFind + " || true; fi\n";  // no listing: nothing cached, the sync stands
   return s;
 }
 
@@ -200,18 +248,24 @@ void transfer_detail::put_tree_local(uv_loop_t* loop, const std::string& local,
       loop,
       [st, local, remote] {
         tree::Manifest src, dst;
-        st->error = tree::scan(local, src);
+        tree::HashCount count;
+        int64_t t0 = tree::clock_ns();
+        st->error = tree::scan(local, src, false);
+        if (st->error.empty()) st->error = tree::hash_cached(local, src, files_of(src), t0, count);
         if (!st->error.empty()) return;
         std::error_code ec;
         if (fs::exists(fs::symlink_status(remote, ec))) {
           if (fs::equivalent(local, remote, ec)) return;
+          t0 = tree::clock_ns();
           st->error = tree::scan(remote, dst, false);
           if (st->error.empty())
-            st->error = tree::hash_files(remote, dst, tree::worth_hashing(src, dst));
+            st->error = tree::hash_cached(remote, dst, tree::worth_hashing(src, dst), t0, count);
           if (!st->error.empty()) return;
         }
         tree::Plan p = tree::plan(src, dst);
         st->report = report_of(p, src);
+        st->report.hashed = count.files;
+        st->report.hashed_bytes = count.bytes;
         st->error = apply_local(p, src, local, remote);
       },
       [st, done] { done(st->error, st->report); });
@@ -230,28 +284,41 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
 
   std::string local_error;
   bool local_hashed = false, remote_hashed = false, failed = false;
+  tree::HashCount local_count, node_count;
+  NodeCache nc;
+  std::vector<std::string> unsure;  // sent files that changed while the archive was written
+
+  SyncReport report() const {
+    SyncReport r = report_of(plan, src);
+    r.hashed = local_count.files + node_count.files;
+    r.hashed_bytes = local_count.bytes + node_count.bytes;
+    return r;
+  }
 
   void fail(const std::string& why) {
     if (failed) return;
     failed = true;
-    done(why, report_of(plan, src));
+    done(why, report());
   }
 
   // Reads the local tree (no hashes yet), then hashes it on the thread pool while the node
   // lists and hashes its copy: the two sides hash at the same time.
   void start() {
     auto self = shared_from_this();
+    auto t0 = std::make_shared<int64_t>(0);
     off_loop(
-        loop, [self] { self->error = tree::scan(self->local, self->src, false); },
-        [self] {
+        loop,
+        [self, t0] {
+          *t0 = tree::clock_ns();
+          self->error = tree::scan(self->local, self->src, false);
+        },
+        [self, t0] {
           if (!self->error.empty()) return self->fail(self->error);
-          std::vector<std::string> files;
-          for (const auto& [path, e] : self->src)
-            if (e.type == 'f') files.push_back(path);
           off_loop(
               self->loop,
-              [self, files] {
-                self->local_error = tree::hash_files(self->local, self->src, files);
+              [self, t0] {
+                self->local_error = tree::hash_cached(self->local, self->src, files_of(self->src),
+                                                      *t0, self->local_count);
               },
               [self] {
                 self->local_hashed = true;
@@ -270,23 +337,21 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
 
   void list() {
     auto self = shared_from_this();
-    run_with_input(*link, transfer_detail::listing_command(remote, false), "",
+    run_with_input(*link, cached_listing_command(remote, false), "",
                    [self](std::string out, std::string err) {
+                     if (err.empty()) err = read_cached_listing(out, self->dst, self->nc);
                      if (!err.empty())
                        return self->fail("cannot list " + self->remote + " on the node: " + err);
-                     if (auto e = tree::parse_listing(out, self->dst); !e.empty())
-                       return self->fail("cannot list " + self->remote + " on the node: " + e);
-                     for (auto it = self->dst.begin(); it != self->dst.end();) {
-                       bool ours = it->first == kTar || it->first == kStage ||
-                                   it->first.starts_with(std::string(kStage) + "/");
-                       it = ours ? self->dst.erase(it) : std::next(it);
-                     }
                      self->hash();
                    });
   }
 
   void hash() {
-    std::vector<std::string> paths = tree::worth_hashing(src, dst);
+    std::vector<std::string> paths = tree::from_cache(nc.cache, dst, tree::worth_hashing(src, dst));
+    for (const auto& p : paths) {
+      node_count.files++;
+      node_count.bytes += dst.at(p).size;
+    }
     if (paths.empty()) {
       remote_hashed = true;
       return hashed();
@@ -306,7 +371,8 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
 
   void make_plan() {
     plan = tree::plan(src, dst);
-    if (plan.empty()) return done("", report_of(plan, src));
+    if (plan.empty())
+      return save_cache(nc.mark_ns ? tree::cacheable(dst, *nc.mark_ns) : tree::HashCache{});
     if (plan.send.empty()) return apply();
     auto self = shared_from_this();
     char tmpl[] = "/tmp/skyhost-sync-XXXXXX";
@@ -317,7 +383,8 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
     off_loop(
         loop,
         [self] {
-          self->error = tree::write_tar(self->local, self->src, self->plan.send, self->tar_path);
+          self->error = tree::write_tar(self->local, self->src, self->plan.send, self->tar_path,
+                                        &self->unsure);
         },
         [self] {
           if (!self->error.empty()) {
@@ -337,11 +404,26 @@ struct SshSync : std::enable_shared_from_this<SshSync> {
     auto self = shared_from_this();
     std::string cmd = "mkdir -p " + quote(remote) + " && cd " + quote(remote) + " && sh -s";
     run_with_input(*link, cmd, script_for(plan, src, !plan.send.empty()),
-                   [self](std::string, std::string err) {
+                   [self](std::string out, std::string err) {
                      if (!err.empty())
                        return self->fail("cannot update " + self->remote + " on the node: " + err);
-                     self->done("", report_of(self->plan, self->src));
+                     std::string_view post;
+                     tree::cut_listing(out, "#post", post);
+                     tree::Manifest after;
+                     if (!tree::parse_listing(post, after, true).empty())
+                       after.clear();  // no listing after: cache nothing
+                     tree::HashCache before;
+                     if (self->nc.mark_ns) before = tree::cacheable(self->dst, *self->nc.mark_ns);
+                     tree::HashCache c = tree::cache_after(before, self->plan, self->src, after);
+                     for (const auto& u : self->unsure) c.erase(u);
+                     self->save_cache(c);
                    });
+  }
+
+  // A cache that cannot be written only costs hashing next time: not the sync's error.
+  void save_cache(const tree::HashCache& c) {
+    auto self = shared_from_this();
+    save_node_cache(*link, remote, nc, c, [self] { self->done("", self->report()); });
   }
 };
 

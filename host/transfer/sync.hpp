@@ -16,11 +16,13 @@ namespace skyhost {
 
 /// What a sync did.
 struct SyncReport {
-  uint64_t sent = 0;        ///< files whose content was sent
-  uint64_t sent_bytes = 0;  ///< their size
-  uint64_t copied = 0;      ///< files made from content already on the node (moved or copied)
-  uint64_t removed = 0;     ///< entries removed (not in the source, or of another type there)
-  uint64_t entries = 0;     ///< entries in the source tree
+  uint64_t sent = 0;          ///< files whose content was sent
+  uint64_t sent_bytes = 0;    ///< their size
+  uint64_t copied = 0;        ///< files made from content already on the node (moved or copied)
+  uint64_t removed = 0;       ///< entries removed (not in the source, or of another type there)
+  uint64_t entries = 0;       ///< entries in the source tree
+  uint64_t hashed = 0;        ///< files read to hash them, on both sides (hash_cache.hpp)
+  uint64_t hashed_bytes = 0;  ///< their size
 };
 
 using SyncDone = std::function<void(const std::string& error, const SyncReport& report)>;

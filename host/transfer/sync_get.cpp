@@ -7,6 +7,7 @@
 #include <fstream>
 #include <memory>
 
+#include "host/transfer/hash_cache.hpp"
 #include "host/transfer/sync.hpp"
 #include "host/transfer/sync_util.hpp"
 #include "host/transfer/transfer.hpp"
@@ -90,12 +91,22 @@ struct SshGet : std::enable_shared_from_this<SshGet> {
   tree::Plan plan;
   int waiting = 0;
   bool failed = false;
+  int64_t scanned_ns = 0;
+  tree::HashCount local_count, node_count;  // the first written on the thread pool
+  NodeCache nc;                             // the node's hash cache, where pool:put left one
+
+  SyncReport report() const {
+    SyncReport r = report_of(plan, src);
+    r.hashed = local_count.files + node_count.files;
+    r.hashed_bytes = local_count.bytes + node_count.bytes;
+    return r;
+  }
 
   void fail(const std::string& why) {
     if (failed) return;
     failed = true;
     if (!blob.empty()) std::remove(blob.c_str());
-    done(why, report_of(plan, src));
+    done(why, report());
   }
 
   // Both sides list at once, then both hash their candidates at once.
@@ -106,13 +117,14 @@ struct SshGet : std::enable_shared_from_this<SshGet> {
         loop,
         [self] {
           std::error_code ec;
+          self->scanned_ns = tree::clock_ns();
           if (fs::exists(fs::symlink_status(self->local, ec)))
             self->error = tree::scan(self->local, self->dst, false);
         },
         [self] { self->joined(&SshGet::hash); });
-    run_with_input(*link, listing_command(remote, true), "",
+    run_with_input(*link, cached_listing_command(remote, true), "",
                    [self](std::string out, std::string err) {
-                     if (err.empty()) err = tree::parse_listing(out, self->src);
+                     if (err.empty()) err = read_cached_listing(out, self->src, self->nc);
                      if (!err.empty())
                        self->remote_error = "cannot list " + self->remote + " on the node: " + err;
                      self->joined(&SshGet::hash);
@@ -127,20 +139,25 @@ struct SshGet : std::enable_shared_from_this<SshGet> {
   }
 
   void hash() {
-    for (auto it = dst.begin(); it != dst.end();) {
-      bool ours = it->first == kStage || it->first.starts_with(std::string(kStage) + "/");
-      it = ours ? dst.erase(it) : std::next(it);
-    }
     auto self = shared_from_this();
     waiting = 2;
     std::vector<std::string> ours = tree::worth_hashing(src, dst);
     off_loop(
-        loop, [self, ours] { self->error = tree::hash_files(self->local, self->dst, ours); },
+        loop,
+        [self, ours] {
+          self->error =
+              tree::hash_cached(self->local, self->dst, ours, self->scanned_ns, self->local_count);
+        },
         [self] { self->joined(&SshGet::fetch); });
-    // The node hashes every file: each one fetched is checked against its hash.
+    // The node hashes every file its cache does not hold: each one fetched is checked against
+    // its hash.
     std::string input;
-    for (const auto& [path, e] : src)
-      if (e.type == 'f') input += "./" + path + '\0';
+    for (const auto& path : tree::from_cache(nc.cache, src, files_of(src))) {
+      input += "./" + path + '\0';
+      node_count.files++;
+      node_count.bytes += src.at(path).size;
+    }
+    if (input.empty()) return joined(&SshGet::fetch);
     run_with_input(*link, hash_command(remote), input, [self](std::string out, std::string err) {
       if (err.empty()) err = tree::parse_hashes(out, self->src);
       if (!err.empty()) self->remote_error = "cannot hash files in " + self->remote + ": " + err;
@@ -189,7 +206,10 @@ struct SshGet : std::enable_shared_from_this<SshGet> {
         [self] {
           if (!self->error.empty()) return self->fail(self->error);
           if (!self->blob.empty()) std::remove(self->blob.c_str());
-          self->done("", report_of(self->plan, self->src));
+          if (!self->nc.mark_ns) return self->done("", self->report());
+          save_node_cache(*self->link, self->remote, self->nc,
+                          tree::cacheable(self->src, *self->nc.mark_ns),
+                          [self] { self->done("", self->report()); });
         });
   }
 };

@@ -45,7 +45,42 @@ bool parse_number(std::string_view s, int base, uint64_t& out) {
   return true;
 }
 
+// Seconds since the epoch with an optional fraction ("1700000000.25", "-1.5"; find's %T@, or
+// the host's own) as nanoseconds.
+bool parse_time(std::string_view s, int64_t& ns) {
+  bool neg = s.starts_with('-');
+  if (neg) s.remove_prefix(1);
+  size_t dot = s.find('.');
+  std::string_view frac = dot == std::string_view::npos ? "" : s.substr(dot + 1);
+  uint64_t sec = 0, f = 0;
+  if (!parse_number(s.substr(0, dot), 10, sec) || sec > 9000000000ull) return false;
+  if (frac.find_first_not_of("0123456789") != std::string_view::npos) return false;
+  if (!frac.empty() && !parse_number(frac.substr(0, 9), 10, f)) return false;
+  for (size_t i = std::min<size_t>(frac.size(), 9); i < 9; i++) f *= 10;
+  ns = static_cast<int64_t>(sec * 1000000000ull + f);
+  if (neg) ns = -ns;
+  return true;
+}
+
+std::string stamp(const timespec& t) {
+  char b[48];
+  std::snprintf(b, sizeof b, "%lld.%09ld", static_cast<long long>(t.tv_sec), t.tv_nsec);
+  return b;
+}
+
+std::string key_of(const struct stat& st) {
+  return std::to_string(st.st_size) + " " + stamp(st.st_mtim) + " " + stamp(st.st_ctim) + " " +
+         std::to_string(st.st_ino) + " " + std::to_string(st.st_dev);
+}
+
 }  // namespace
+
+bool own_name(std::string_view rel) {
+  for (std::string_view n : {std::string_view(".skyhost-sync.tar"), kCacheName, kMarkName,
+                             std::string_view(".skyhost-sync.cache.tmp")})
+    if (rel == n) return true;
+  return rel == ".skyhost-stage" || rel.starts_with(".skyhost-stage/");
+}
 
 std::string scan(const std::string& root, Manifest& out, bool hash) {
   std::error_code ec;
@@ -61,9 +96,16 @@ std::string scan(const std::string& root, Manifest& out, bool hash) {
     Entry e;
     e.mode = st.st_mode & 07777;
     std::string rel = p.lexically_relative(root).string();
+    if (own_name(rel)) {
+      if (S_ISDIR(st.st_mode)) it.disable_recursion_pending();
+      continue;
+    }
     if (S_ISREG(st.st_mode)) {
       e.type = 'f';
       e.size = static_cast<uint64_t>(st.st_size);
+      e.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+      e.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+      e.key = key_of(st);
       if (hash)
         if (std::string err = transfer_detail::sha256_file(p.string(), e.hash); !err.empty())
           return "cannot read " + p.string() + ": " + err;
@@ -89,7 +131,25 @@ std::string hash_files(const std::string& root, Manifest& m,
   return "";
 }
 
-std::string parse_listing(std::string_view text, Manifest& out) {
+std::string_view cut_listing(std::string_view text, std::string_view marker,
+                             std::string_view& rest) {
+  rest = {};
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t z1 = text.find('\0', pos);
+    if (z1 == std::string_view::npos) break;
+    if (text.substr(pos, z1 - pos) == marker) {
+      rest = text.substr(z1 + 1);
+      return text.substr(0, pos);
+    }
+    size_t z2 = text.find('\0', z1 + 1);
+    if (z2 == std::string_view::npos) break;
+    pos = z2 + 1;
+  }
+  return text;
+}
+
+std::string parse_listing(std::string_view text, Manifest& out, bool with_stat) {
   size_t pos = 0;
   while (pos < text.size()) {
     size_t z1 = text.find('\0', pos);
@@ -99,20 +159,32 @@ std::string parse_listing(std::string_view text, Manifest& out) {
     std::string_view head = text.substr(pos, z1 - pos);
     std::string_view target = text.substr(z1 + 1, z2 - z1 - 1);
     pos = z2 + 1;
-    size_t s1 = head.find(' ');
-    size_t s2 = s1 == std::string_view::npos ? s1 : head.find(' ', s1 + 1);
-    size_t s3 = s2 == std::string_view::npos ? s2 : head.find(' ', s2 + 1);
-    if (s3 == std::string_view::npos || s1 != 1) return "a record of the listing is malformed";
+    // The fields before the path: type, mode, size[, mtime, ctime, inode, device].
+    std::string_view f[7];
+    size_t nf = with_stat ? 7 : 3, at = 0;
+    for (size_t i = 0; i < nf; i++) {
+      size_t sp = head.find(' ', at);
+      if (sp == std::string_view::npos) return "a record of the listing is malformed";
+      f[i] = head.substr(at, sp - at);
+      at = sp + 1;
+    }
+    if (f[0].size() != 1) return "a record of the listing is malformed";
     Entry e;
-    char t = head[0];
+    char t = f[0][0];
     e.type = (t == 'f' || t == 'd' || t == 'l') ? t : 'o';
-    uint64_t mode = 0, size = 0;
-    if (!parse_number(head.substr(s1 + 1, s2 - s1 - 1), 8, mode) || mode > 07777 ||
-        !parse_number(head.substr(s2 + 1, s3 - s2 - 1), 10, size))
+    uint64_t mode = 0, size = 0, num = 0;
+    if (!parse_number(f[1], 8, mode) || mode > 07777 || !parse_number(f[2], 10, size))
       return "a record of the listing has a bad mode or size";
+    if (with_stat && (!parse_time(f[3], e.mtime_ns) || !parse_time(f[4], e.ctime_ns) ||
+                      !parse_number(f[5], 10, num) || !parse_number(f[6], 10, num)))
+      return "a record of the listing has a bad time, inode or device";
     e.mode = static_cast<uint32_t>(mode);
     if (e.type == 'f') e.size = size;
-    std::string_view path = head.substr(s3 + 1);
+    if (e.type == 'f' && with_stat) {
+      size_t k = static_cast<size_t>(f[2].data() - head.data());  // "SIZE ... DEVICE"
+      e.key = std::string(head.substr(k, at - 1 - k));
+    }
+    std::string_view path = head.substr(at);
     if (!safe_path(path)) return "the listing names an unsafe path";
     if (e.type == 'l') e.target = std::string(target);
     // find lists a directory before what it holds: anything else (a file "under" a link) would
@@ -225,7 +297,8 @@ void header(std::string& out, const std::string& name, char type, uint32_t mode,
 }  // namespace
 
 std::string write_tar(const std::string& root, const Manifest& src,
-                      const std::vector<std::string>& paths, const std::string& out_path) {
+                      const std::vector<std::string>& paths, const std::string& out_path,
+                      std::vector<std::string>* changed) {
   std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
   if (!out) return "cannot write " + out_path + ": " + std::strerror(errno);
   std::string buf(1 << 20, '\0');
@@ -250,6 +323,10 @@ std::string write_tar(const std::string& root, const Manifest& src,
       out.write(buf.data(), static_cast<std::streamsize>(got));
       left -= got;
     }
+    struct stat st {};
+    if (changed != nullptr && !e.key.empty() &&
+        (lstat(full.c_str(), &st) != 0 || key_of(st) != e.key))
+      changed->push_back(path);
     if (e.size % 512) out.write(buf.assign(512, '\0').data(), 512 - e.size % 512);
     buf.resize(1 << 20);
   }

@@ -30,5 +30,5 @@ if not ok then
   print("ERROR " .. tostring(r))
   os.exit(1)
 end
-print(("SYNC sent=%d sent_bytes=%d copied=%d removed=%d entries=%d seconds=%.3f")
-  :format(r.sent, r.sent_bytes, r.copied, r.removed, r.entries, core.now() - t0))
+print(("SYNC sent=%d sent_bytes=%d copied=%d removed=%d entries=%d hashed=%d hashed_bytes=%d seconds=%.3f")
+  :format(r.sent, r.sent_bytes, r.copied, r.removed, r.entries, r.hashed, r.hashed_bytes, core.now() - t0))

@@ -3,11 +3,13 @@
 // The first byte picks the split: listing, then hashes. Beyond not crashing, it checks what
 // the parsers promise: every path accepted is relative, with no empty, "." or ".." part and a
 // directory of the listing as its parent, and a
-// hash accepted is 64 lower-case hex digits of a file the listing named.
+// hash accepted is 64 lower-case hex digits of a file the listing named. The same input is also
+// read as a listing with stats followed by a node's hash cache (host/transfer/hash_cache.cpp).
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
+#include "host/transfer/hash_cache.hpp"
 #include "host/transfer/tree.hpp"
 
 using namespace skyhost;
@@ -60,5 +62,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check(p.remove.empty() && p.send.empty());
   tree::plan(m, tree::Manifest{});
   tree::plan(tree::Manifest{}, m);
+  // The listing with stats, and the node's hash cache printed after it (pool:put's listing):
+  // paths as safe, a key on every file, and a cache taken only whole, with hex hashes.
+  tree::Manifest ms;
+  std::string_view rest;
+  if (tree::parse_listing(tree::cut_listing(in, "#cache", rest), ms, true).empty())
+    for (const auto& [path, e] : ms) check(safe(path) && (e.type != 'f' || !e.key.empty()));
+  tree::HashCache c;
+  if (tree::decode_cache(rest, c))
+    for (const auto& [path, e] : c)
+      check(e.hash.size() == 64 &&
+            e.hash.find_first_not_of("0123456789abcdef") == std::string::npos);
+  else
+    check(c.empty());
   return 0;
 }

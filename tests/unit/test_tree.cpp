@@ -69,20 +69,20 @@ TEST_CASE("a listing with unsafe paths or bad fields is refused whole", "[transf
 
 TEST_CASE("a plan moves only what differs, and reuses content already there", "[transfer]") {
   Manifest src, dst;
-  src["keep"] = {'f', 0644, 3, "h1", ""};
-  src["changed"] = {'f', 0644, 3, "h2", ""};
-  src["renamed-to"] = {'f', 0644, 4, "h3", ""};
-  src["chmod"] = {'f', 0755, 3, "h4", ""};
-  src["d"] = {'d', 0755, 0, "", ""};
-  src["link"] = {'l', 0777, 0, "", "keep"};
-  src["was-dir"] = {'f', 0644, 1, "h5", ""};
-  dst["keep"] = {'f', 0644, 3, "h1", ""};
-  dst["changed"] = {'f', 0644, 3, "hX", ""};
-  dst["renamed-from"] = {'f', 0644, 4, "h3", ""};
-  dst["chmod"] = {'f', 0644, 3, "h4", ""};
-  dst["link"] = {'l', 0777, 0, "", "elsewhere"};
-  dst["was-dir"] = {'d', 0755, 0, "", ""};
-  dst["gone"] = {'f', 0644, 9, "h9", ""};
+  src["keep"] = {'f', 0644, 3, "h1", "", "", 0, 0};
+  src["changed"] = {'f', 0644, 3, "h2", "", "", 0, 0};
+  src["renamed-to"] = {'f', 0644, 4, "h3", "", "", 0, 0};
+  src["chmod"] = {'f', 0755, 3, "h4", "", "", 0, 0};
+  src["d"] = {'d', 0755, 0, "", "", "", 0, 0};
+  src["link"] = {'l', 0777, 0, "", "keep", "", 0, 0};
+  src["was-dir"] = {'f', 0644, 1, "h5", "", "", 0, 0};
+  dst["keep"] = {'f', 0644, 3, "h1", "", "", 0, 0};
+  dst["changed"] = {'f', 0644, 3, "hX", "", "", 0, 0};
+  dst["renamed-from"] = {'f', 0644, 4, "h3", "", "", 0, 0};
+  dst["chmod"] = {'f', 0644, 3, "h4", "", "", 0, 0};
+  dst["link"] = {'l', 0777, 0, "", "elsewhere", "", 0, 0};
+  dst["was-dir"] = {'d', 0755, 0, "", "", "", 0, 0};
+  dst["gone"] = {'f', 0644, 9, "h9", "", "", 0, 0};
   Plan p = plan(src, dst);
   REQUIRE(p.send == std::vector<std::string>{"changed", "was-dir"});
   REQUIRE(p.send_bytes == 4);

@@ -484,7 +484,7 @@ end
 --- remote path is relative to the remote user's home; parent directories are created.
 --- A local directory is synced: `remote` becomes a copy of its tree and only what differs
 --- (by content) moves (docs/data.md, "Directories"); returns one report per node
---- ({sent, sent_bytes, copied, removed, entries}).
+--- ({sent, sent_bytes, copied, removed, entries, hashed, hashed_bytes}).
 function Pool:put(local_path, remote, opts)
   self:_check_open()
   return self:_put(local_path, remote, opts)
