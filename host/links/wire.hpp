@@ -43,6 +43,7 @@ enum class Msg : uint8_t {
   kLog = 66,      // u64 tid (0: not a task's), string line, [u8 stream: 1 stdout, 2 stderr]
   kFatal = 67,    // string: the worker cannot go on
   kMetric = 68,   // varint n, n × (string name, f64 value, string unit)
+  kNotice = 69,   // string action, string time: the node's spot interruption notice (once)
 };
 
 /// How a task ended, in a Result. Anything but kOk carries an error body: message, traceback,

@@ -170,6 +170,15 @@ std::string answer(const std::string& mode, uint64_t task) {
     return junk;
   }
   if (mode == "bad-failure") return result(task, false, "\x40short");
+  if (mode == "notice") {  // a spot notice far too long (cut on arrival), then one cut short
+    wire::Writer big, cut;
+    big.put_string(std::string(100000, 'a'));
+    big.put_string("2026-12-03T17:02:00Z");
+    cut.put_varint(1 << 20);
+    cut.put_raw("terminate", 9);
+    return frame(wire::Msg::kNotice, big.data()) + frame(wire::Msg::kNotice, cut.data()) +
+           result(task, true, std::string("\x01\x00", 2));
+  }
   std::fprintf(stderr, "hostile: unknown mode '%s'\n", mode.c_str());
   std::_Exit(2);
 }
