@@ -116,7 +116,12 @@ void push_event(lua_State* L, const Event& e) {
     lua_pushboolean(L, e.ok);
     lua_setfield(L, -2, "ok");
   }
-  if (!e.text.empty()) {
+  if (e.type == "SpotNotice") {  // action and time of the notice (AWS's names)
+    lua_pushlstring(L, e.name.data(), e.name.size());
+    lua_setfield(L, -2, "action");
+    lua_pushlstring(L, e.text.data(), e.text.size());
+    lua_setfield(L, -2, "notice_time");
+  } else if (!e.text.empty()) {
     lua_pushlstring(L, e.text.data(), e.text.size());
     lua_setfield(L, -2, e.type == "InstanceLost" ? "reason" : "text");
   }

@@ -21,8 +21,12 @@ local SCHEMA = {
   subnet = "string|table", security_group = "string", disk_gb = "integer", instance_profile = "string",
   endpoint = "string", public_ip = "boolean", ssh_cidr = "string", user = "string",
   retries = "integer", poll_interval = "number", live_prices = "boolean",
-  host_keys = "string", on_expiry = "string",
+  host_keys = "string", on_expiry = "string", spot_notice = "boolean",
 }
+
+-- Where a spot node's worker reads its interruption notice (IMDSv2; docs/aws.md).
+M.METADATA_ADDRESS = "169.254.169.254"
+
 
 -- What a node runs when its lease expires or its skyhost is gone: it powers off, and
 -- InstanceInitiatedShutdownBehavior=terminate ends the instance (docs/aws.md).
@@ -231,7 +235,7 @@ function Provider:prepare(cluster)
   -- Host keys are trusted on first contact and pinned for the rest of the pool: a file of the
   -- pool's own, so that an address a later pool gets again is not checked against an old key.
   self._creds = self._creds or credentials.resolve(self.opts.profile)  -- none: the provider is blocked
-  cluster.aws = { regions = {}, instances = {}, known_hosts = os.tmpname() }
+  cluster.aws = { regions = {}, instances = {}, spot = {}, known_hosts = os.tmpname() }
 end
 
 --- The RunInstances parameters for `n` instances of `offer` in region state `r` (tests compare
@@ -273,6 +277,7 @@ function Provider:provision(cluster, n, offer)
   for i, item in ipairs(ec2.items(doc, "instancesSet")) do
     ids[i] = ec2.text(item, "instanceId")
     cluster.aws.instances[ids[i]] = region
+    if offer.spot then cluster.aws.spot[ids[i]] = true end
   end
   return ids
 end
@@ -303,6 +308,7 @@ function Provider:get_instance(cluster, id)
   end
   return { id = id, state = state, ip = ip, port = 22, user = self.user, host_keys = keys and #keys > 0 and keys or nil,
     on_expiry = self.opts.on_expiry or M.DEFAULT_ON_EXPIRY,
+    spot_notice = cluster.aws.spot[id] and self.opts.spot_notice ~= false and M.METADATA_ADDRESS or nil,
     ssh = { host_keys = "accept-new", known_hosts = cluster.aws.known_hosts } }
 end
 

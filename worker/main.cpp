@@ -28,6 +28,7 @@
 #include "worker/plugin_loader.hpp"
 #include "worker/shared.hpp"
 #include "worker/shell.hpp"
+#include "worker/spot_notice.hpp"
 #include "worker/supervisor.hpp"
 
 namespace {
@@ -42,11 +43,13 @@ void die(const char* what) {
 struct Settings {
   int concurrency = 0;                            // executors; 0: one per core
   uint32_t max_frame = skyhost::wire::kMaxFrame;  // largest frame either way
-  double ttl = 0;         // seconds of host silence before the lease expires; 0: no lease
-  std::string pool_dir;   // scratch directory of the pool on this node, removed at the end
-  std::string on_expiry;  // command run when the lease expires (a provider's self-termination)
-  double deadline = 0;    // seconds after the start when the worker ends whatever the host says
-                          // (the pool's timeout plus a grace period); 0: none
+  double ttl = 0;           // seconds of host silence before the lease expires; 0: no lease
+  std::string pool_dir;     // scratch directory of the pool on this node, removed at the end
+  std::string on_expiry;    // command run when the lease expires (a provider's self-termination)
+  double deadline = 0;      // seconds after the start when the worker ends whatever the host says
+                            // (the pool's timeout plus a grace period); 0: none
+  std::string spot_notice;  // the instance metadata service to watch for a spot interruption
+                            // notice (sky.aws's spot nodes); "": none
 };
 
 Settings g_settings;
@@ -152,6 +155,8 @@ Settings parse_settings(int argc, char** argv) {
       st.deadline = std::atof(val);
     } else if (key == "--on-expiry") {
       st.on_expiry = val;
+    } else if (key == "--spot-notice") {
+      st.spot_notice = val;
     } else {
       std::fprintf(stderr, "skyworker: unknown option %s\n", key.c_str());
       std::_Exit(2);
@@ -200,6 +205,7 @@ int main(int argc, char** argv) {
   skyworker::start_capture(shared);
   std::thread writer([&] { shared.out.run(); });
   writer.detach();  // runs until the process ends
+  if (!g_settings.spot_notice.empty()) skyworker::start_spot_watch(shared, g_settings.spot_notice);
 
   skyworker::Supervisor supervisor(shared);
 

@@ -183,6 +183,7 @@ TaskId Scheduler::next_task(Node& n) {
     return 0;
   };
   if (TaskId id = take(n.pinned)) return id;
+  if (n.draining) return 0;  // a broadcast's task can run nowhere else; shared work can
   if (TaskId id = take(queue_)) return id;
   for (BatchId bid : limited_) {
     Batch& b = batches_.at(bid);
@@ -288,6 +289,17 @@ void Scheduler::on_frame(Node& n, const wire::Frame& f) {
         e.unit = r.get_string();
         emit(std::move(e));
       }
+      break;
+    }
+    case wire::Msg::kNotice: {
+      // The node's provider will end it soon (a spot interruption notice): no new work goes
+      // there, while what runs may finish; the pool starts its replacement.
+      Event e("SpotNotice", opts_.pool_id, n.index);
+      e.name = std::string(r.get_string().substr(0, 64));
+      e.text = std::string(r.get_string().substr(0, 64));
+      if (n.draining) break;  // one notice per node
+      n.draining = true;
+      emit(std::move(e));
       break;
     }
     case wire::Msg::kFatal: {

@@ -128,6 +128,7 @@ class Scheduler {
     std::string last_words;  // what a worker said in a Fatal frame before it stopped
     bool ready = false;
     bool alive = true;
+    bool draining = false;  // its provider announced its end: it is sent no new tasks
     std::string lost_reason;
     int executors = 0;  // as the node's Ready said
     int running = 0;

@@ -44,6 +44,7 @@ enum class Msg : uint8_t {
   kFatal = 67,    // string: the worker cannot go on
   kMetric = 68,   // varint n, n × (string name, f64 value, string unit)
   kBlob = 69,     // the raw bytes of one large string of the Result that follows (see Blob)
+  kNotice = 70,   // string action, string time: the node's spot interruption notice (once)
 };
 
 /// How a task ended, in a Result. Anything but kOk carries an error body: message, traceback,

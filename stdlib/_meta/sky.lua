@@ -192,7 +192,7 @@ function sky.ssh(opts) end
 ---@return table provider  nodes of a Slurm cluster, workers as job steps (docs/slurm.md)
 function sky.slurm(opts) end
 
----@param opts? {region?: string|string[], zone?: string|string[], profile?: string, image?: string, subnet?: string|string[], public_ip?: boolean, security_group?: string, ssh_cidr?: string, disk_gb?: integer, instance_profile?: string, user?: string, endpoint?: string, retries?: integer, poll_interval?: number}
+---@param opts? {region?: string|string[], zone?: string|string[], profile?: string, image?: string, subnet?: string|string[], public_ip?: boolean, security_group?: string, ssh_cidr?: string, disk_gb?: integer, instance_profile?: string, user?: string, endpoint?: string, retries?: integer, poll_interval?: number, live_prices?: boolean, host_keys?: string, on_expiry?: string, spot_notice?: boolean}
 ---@return table provider  EC2 instances (docs/aws.md)
 function sky.aws(opts) end
 ---@param opts? {project?: string, zone?: string|string[], region?: string|string[], credentials?: string, image?: string, disk_gb?: integer, network?: string, subnetwork?: string, public_ip?: boolean, service_account?: string, user?: string, endpoint?: string, retries?: integer, poll_interval?: number}

@@ -71,7 +71,12 @@ end
 sched.set_event_sink(function(list)
   for _, ev in ipairs(list) do
     local pool = _pools[ev.pool]
-    if pool then M.deliver(pool, ev) end
+    -- a node's spot interruption notice is the pool's to act on: it says InstancePreempted
+    if pool and ev.type == "SpotNotice" then
+      pool:_spot_notice(ev)
+    elseif pool then
+      M.deliver(pool, ev)
+    end
   end
   display.after_events()
 end)

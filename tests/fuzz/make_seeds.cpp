@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   for (auto& d : data) write(root / "fuzz_data", n, d);
   for (auto& c : code) write(root / "fuzz_data", n, c);
 
-  // Worker → host: Ready, results (values, failures), logs, a Fatal.
+  // Worker → host: Ready, results (values, failures), logs, a spot notice, a Fatal.
   wire::Writer ready;
   ready.put_string("node-1");
   ready.put_varint(4242);
@@ -111,6 +111,10 @@ int main(int argc, char** argv) {
     up += frame(wire::Msg::kResult, u64(i + 1) + std::string("\x01", 1) + u64(1000) + data[i]);
   up += frame(wire::Msg::kResult, u64(99) + std::string("\x00", 1) + u64(5) + failure.data());
   up += frame(wire::Msg::kLog, log.data());
+  wire::Writer notice;  // a spot interruption notice (worker/spot_notice.cpp)
+  notice.put_string("terminate");
+  notice.put_string("2026-12-03T17:02:00Z");
+  up += frame(wire::Msg::kNotice, notice.data());
   n = 0;
   for (unsigned control : {0u, 1u, 2u, 0x40u, 0xfcu})
     write(root / "fuzz_frames", n, char(control) + up);

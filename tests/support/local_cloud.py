@@ -6,7 +6,9 @@ turns every instance that reaches `running` into an OpenSSH host in a network na
 (tests/support/netns-hosts.sh) at the private address moto gave it, with the public key of the
 instance's key pair installed as cloud-init would (root's authorized keys of the test bed), and
 its console output (GetConsoleOutput, through tests/support/moto_console.py) holding the host's
-real public keys between cloud-init's SSH HOST KEY KEYS lines. An
+real public keys between cloud-init's SSH HOST KEY KEYS lines, and its instance metadata (IMDSv2:
+tests/support/imds.py on 169.254.169.254:80 inside the host's namespace, started and stopped with
+the host) serving a spot interruption notice once a test writes one to the "imds" directory. An
 instance terminated through the API loses its host; a host that goes away by itself (the node
 powered itself off: the dead-man lease) is terminated in the API.
 
@@ -20,7 +22,9 @@ of the bed is 10.213.0.(3 + i) (SKYT_HOST_BASE=3).
 Usage (root, the default python3 — the one with moto and boto3):
   local_cloud.py [--lifetime S] [--region R]
 prints one JSON line, {"endpoint", "region", "vpc", "subnet" (zone a's), "subnets", "pid", "console" (its
-directory: a file WRONG there makes new instances' consoles show a key no host has)}, once the API answers and the
+directory: a file WRONG there makes new instances' consoles show a key no host has), "imds" (a file named
+after an instance there is its spot/instance-action; <id>.log lists the requests its metadata
+service answered)}, once the API answers and the
 subnet exists; then runs until SIGTERM, its parent's death or the lifetime, and on the way out
 removes every host it made and stops moto (by PID). Events go to stderr, one line each.
 """
@@ -46,6 +50,8 @@ VPC = NET4 + ".0.0/16"
 SUBNET = ipaddress.ip_network(NET4 + ".0.0/24")
 HOST_BASE = 3
 STATE = os.environ.get("SKYA_STATE", "/run/skyhost-aws")
+IMDS = os.path.join(STATE, "imds")  # spot notices for the instances' metadata services
+METADATA_IP = "169.254.169.254"
 # What the console shows instead of the host's key while a file WRONG is in the console
 # directory (a test of host key pinning): a well-formed ed25519 key that no host has.
 WRONG_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJC not-this-host"
@@ -73,6 +79,7 @@ class Controller:
         self.console = console  # moto_console.py answers GetConsoleOutput with the files here
         self.hosts = {}  # instance id -> host index
         self.made = set()  # every index `add` was run for: close() removes them even if `add` failed
+        self.imds = {}  # instance id -> its metadata service (a process in the host's namespace)
 
     def _authorize(self, key_name):
         pairs = self.ec2.describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)["KeyPairs"]
@@ -109,7 +116,31 @@ class Controller:
         with open(os.path.join(self.console, inst["InstanceId"]), "w") as f:
             f.write("ci-info: no authorized SSH keys fingerprints found for user ubuntu.\n"
                     "-----BEGIN SSH HOST KEY KEYS-----\n%s\n-----END SSH HOST KEY KEYS-----\n" % key)
+        self._start_imds(inst["InstanceId"], index)
         log("up %s %s h%d" % (inst["InstanceId"], ip, index))
+
+    def _start_imds(self, iid, index):
+        """The instance's metadata service at 169.254.169.254:80, inside its host's namespace only."""
+        ns = "%s-%d" % (PREFIX, index)
+        r = subprocess.run(["ip", "-n", ns, "addr", "replace", METADATA_IP + "/32", "dev", "lo"], capture_output=True,
+                           text=True, timeout=10)
+        if r.returncode != 0:
+            log("no metadata service for %s: %s" % (iid, r.stderr.strip()))
+            return
+        os.makedirs(IMDS, exist_ok=True)
+        self.imds[iid] = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, os.path.join(HERE, "imds.py"),
+                                           iid, IMDS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _stop_imds(self, iid):
+        p = self.imds.pop(iid, None)
+        if p is None:
+            return
+        p.terminate()  # `ip netns exec` execs the server: this PID is the server's
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
     @staticmethod
     def _alive(index):
@@ -125,6 +156,7 @@ class Controller:
 
     def _remove(self, iid, why):
         index = self.hosts.pop(iid)
+        self._stop_imds(iid)
         netns("remove", str(index))
         log("down %s h%d (%s)" % (iid, index, why))
 
@@ -149,6 +181,8 @@ class Controller:
     def close(self):
         for iid in list(self.hosts):
             self._remove(iid, "local cloud stopping")
+        for iid in list(self.imds):
+            self._stop_imds(iid)
         for index in self.made:
             netns("remove", str(index))  # idempotent: nothing to do for hosts removed above
         netns("down")  # the bed is this cloud's alone: its bridge and state directory go too
@@ -190,7 +224,7 @@ def main():
                    ["Subnet"]["SubnetId"] for half, zone in zip(SUBNET.subnets(1), "ab")]
         ctl = Controller(ec2, console)
         print(json.dumps({"endpoint": endpoint, "region": args.region, "vpc": vpc, "subnet": subnets[0],
-                          "subnets": subnets, "pid": os.getpid(), "console": console}), flush=True)
+                          "subnets": subnets, "pid": os.getpid(), "console": console, "imds": IMDS}), flush=True)
         parent = os.getppid()
         until = time.time() + args.lifetime
         while not stop and time.time() < until and os.getppid() == parent:

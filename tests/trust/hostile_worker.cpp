@@ -188,6 +188,15 @@ std::string answer(const std::string& mode, uint64_t task) {
     return frame(wire::Msg::kBlob, std::string(2u << 20, 'b')) + result(task, true, w.data());
   }
   if (mode == "blob-tiny") return frame(wire::Msg::kBlob, std::string(10, 'b'));
+  if (mode == "notice") {  // a spot notice far too long (cut on arrival), then one cut short
+    wire::Writer big, cut;
+    big.put_string(std::string(100000, 'a'));
+    big.put_string("2026-12-03T17:02:00Z");
+    cut.put_varint(1 << 20);
+    cut.put_raw("terminate", 9);
+    return frame(wire::Msg::kNotice, big.data()) + frame(wire::Msg::kNotice, cut.data()) +
+           result(task, true, std::string("\x01\x00", 2));
+  }
   std::fprintf(stderr, "hostile: unknown mode '%s'\n", mode.c_str());
   std::_Exit(2);
 }

@@ -91,6 +91,10 @@ run_case("a large string sent apart, its size a lie", run, "blob-lie",
 run_case("a large string sent apart under the threshold", run, "blob-tiny",
          "node 0 was lost: bad frame from worker: wire: a large string sent apart of 10 bytes, "
          "under 1 MiB")
+# A spot interruption notice (worker/spot_notice.cpp) is data too: its strings are checked
+# against the frame and cut to 64 bytes; one cut short ends the node.
+run_case("a malformed spot notice", run, "notice",
+         "task failed on node 0: node 0 was lost: bad frame from worker: wire: string of 1048576 bytes")
 # 5. A worker that refuses its Init says so, and the host reports it as the reason.
 run_case("5. a worker's Fatal answer to Init", run, "fatal",
          "node 0 failed to start: malformed Init frame from host: it is empty "

@@ -585,3 +585,36 @@ TEST_CASE("large arguments are sent from the task's copy, whole, again on a retr
   other->result(t, true, "ok");
   REQUIRE(f.completed(f.sched->batch(b).wait));
 }
+
+TEST_CASE("a spot notice drains its node: one event, no new shared work, a broadcast still runs",
+          "[scheduler]") {
+  Fixture f(2, Scheduler::Options{0, 1, 0, 1});  // one task at a time per node, none queued ahead
+  f.all_ready();
+  f.sched->take_events();
+  wire::Writer w;
+  w.put_string(std::string(1000, 't'));  // cut to 64 bytes on arrival
+  w.put_string("2026-12-03T17:02:00Z");
+  CHECK(f.links[0]->deliver(frame_bytes(Msg::kNotice, w.data())).empty());
+  CHECK(f.links[0]->deliver(frame_bytes(Msg::kNotice, w.data())).empty());  // said once
+  auto events = f.sched->take_events();
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].type == "SpotNotice");
+  CHECK(events[0].node == 0);
+  CHECK(events[0].name == std::string(64, 't'));
+  CHECK(events[0].text == "2026-12-03T17:02:00Z");
+  BatchId b = f.sched->new_batch();
+  ClosureId fn = f.sched->define("fn");
+  TaskId t1 = f.sched->submit(b, fn, "1");
+  TaskId t2 = f.sched->submit(b, fn, "2");
+  TaskId pinned = f.sched->submit(b, fn, "3", 0);
+  f.sched->flush();
+  CHECK(f.links[0]->tasks() == std::vector<uint64_t>{pinned});
+  CHECK(f.links[1]->tasks() == std::vector<uint64_t>{t1});
+  f.links[1]->result(t1, true, "ok");
+  f.sched->flush();
+  CHECK(f.links[1]->tasks() == std::vector<uint64_t>{t1, t2});
+  f.links[1]->result(t2, true, "ok");
+  f.links[0]->result(pinned, true, "ok");
+  REQUIRE(f.completed(f.sched->batch(b).wait));
+  CHECK(f.links[0]->tasks().size() == 1);
+}

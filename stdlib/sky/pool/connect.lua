@@ -150,6 +150,8 @@ local function _bootstrap(pool, node, inst, emit)
   -- a provider whose machines bill until they end: the node powers itself off when its lease
   -- expires or its host is gone (sky.aws: on_expiry)
   if info.on_expiry then cmd = cmd .. " --on-expiry " .. _q(info.on_expiry) end
+  -- a spot node watches its instance metadata for the provider's interruption notice (sky.aws)
+  if info.spot_notice then cmd = cmd .. " --spot-notice " .. _q(info.spot_notice) end
   return s, cmd, master_port
 end
 

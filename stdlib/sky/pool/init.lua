@@ -242,17 +242,36 @@ function Pool:_check_preempted(node)
   if not ok or type(now) ~= "table" or now.state ~= "terminated" then return end
   journal.terminated(self, prov, { inst.id })
   broker.instances_ended(self, prov, { inst.id })
-  if now.preempted then
+  if now.preempted and not (self._noticed or {})[node] then  -- said once, at the notice
     _emit(self, "InstancePreempted", { node = node, instance = inst.id,
       reason = now.reason or "spot interruption" })
   end
 end
 
 --- Node `node` was lost: what became of its instance (_check_preempted), then, with
---- `replace = true`, a new node in its place (stdlib/sky/pool/replace.lua).
+--- `replace = true`, a new node in its place (stdlib/sky/pool/replace.lua) unless its spot
+--- interruption notice started one already.
 function Pool:_node_lost(node)
   sched.spawn(function()
     self:_check_preempted(node)
+    if (self._noticed or {})[node] == "replacing" then return end
+    replace.node_lost(self, node, function(type_, fields) _emit(self, type_, fields) end)
+  end)
+end
+
+--- Node `node`'s instance announced its end (a spot interruption notice in its instance
+--- metadata, sent by its worker): the scheduler sends it no new work, and the pool says
+--- InstancePreempted now and, with `replace = true`, starts the replacement while it still runs.
+function Pool:_spot_notice(ev)
+  local node, inst = ev.node, self.instances[ev.node + 1]
+  self._noticed = self._noticed or {}
+  if self._noticed[node] or not inst then return end
+  -- a pool not ready yet replaces the node when it is lost, as any other
+  self._noticed[node] = (self.state == "ready" or self.state == "failed") and "replacing" or "noticed"
+  _emit(self, "InstancePreempted", { node = node, instance = inst.id, reason = "spot interruption notice",
+    action = ev.action, notice_time = ev.notice_time })
+  if self._noticed[node] ~= "replacing" then return end
+  sched.spawn(function()
     replace.node_lost(self, node, function(type_, fields) _emit(self, type_, fields) end)
   end)
 end
