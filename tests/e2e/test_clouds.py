@@ -188,6 +188,7 @@ def five_clouds(check, fake, gcp):
         rc, out, failed, text = run_pool(fake, "gcp,runpod,lambda,digitalocean,vast",
                                          extra=dict(gcp.env(zones), ALLOCATION="on-demand"))
         took = time.time() - t0
+        text += "\nGCP's fake:\n" + gcp.log()[-3000:]
         check_pool(check, fake, "five clouds → %s" % winner, rc, out, text)
         reasons = {f[0]: f[-1] for f in failed}
         capacity = ("ZONE_RESOURCE_POOL_EXHAUSTED", "insufficient-capacity", "no longer any instances",
