@@ -51,7 +51,7 @@ rows=$(echo "$table" | grep -c '^[a-z]' || true)
 live=$(median_ms --accelerator H100)
 offline=$(median_ms --accelerator H100 --offline)
 printf '%-58s %10s\n' "skyhost offers --accelerator H100 ($runs runs)" "median ms"
-printf '%-58s %10s\n' "  live (Lambda, DigitalOcean through Prism), to the table" "$live"
+printf '%-58s %10s\n' "  live (Lambda, DigitalOcean, Vast via Prism), to the table" "$live"
 printf '%-58s %10s\n' "  --offline (catalog snapshot only)" "$offline"
 echo "  $footer ($rows lines of table)"
 echo
