@@ -9,7 +9,7 @@
 --
 -- Wall times (median of RUNS, default 20; the offers cache is off, so every run asks again):
 --   live      sky.lambda's offers(): GET /instance-types through Prism, merged with the catalog
---   plan      broker.plan for H100 over runpod, lambda (live), digitalocean (live), vast and aws: every
+--   plan      broker.plan for H100 over runpod, lambda (live), digitalocean (live), vast (live) and aws: every
 --             provider's offers, filtered, ordered, expanded into attempts (what sky.compute does
 --             before its first attempt)
 --   select    the same plan with every offer from the catalog (no request): the choice
@@ -35,7 +35,7 @@ end
 
 local function list(live)
   return { sky.runpod { api = fake.runpod }, sky.lambda { api = fake.lambda, live = live },
-    sky.digitalocean { api = fake.digitalocean, live = live }, sky.vast { api = fake.vast }, "aws" }
+    sky.digitalocean { api = fake.digitalocean, live = live }, sky.vast { api = fake.vast, live = live }, "aws" }
 end
 
 local n_offers

@@ -4,7 +4,7 @@
 # .ci/install-prism), and the broker's selection over all clouds' offers:
 #   bench/run-offers.sh [build-dir] [runs]
 # Time to table: wall time of the whole command (process start, catalog, Lambda's and
-# DigitalOcean's live requests through Prism, the table), median of RUNS (default 11); the same with
+# DigitalOcean's and Vast's live requests through Prism, the table), median of RUNS (default 11); the same with
 # --offline (the catalog alone). Then bench/clouds_offers.lua (live refresh, the broker's plan over
 # five clouds, the choice from the catalog) and bench/select_offers.lua (the choice among 10,000
 # offers); the choice must stay <= 5 ms.
@@ -29,7 +29,8 @@ url() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]]
 export HOME=$home FAKE=$fake RUNPOD_API_KEY=$token LAMBDA_API_KEY=$token DIGITALOCEAN_ACCESS_TOKEN=$token
 SKYHOST_LAMBDA_API=$(url lambda)
 SKYHOST_DIGITALOCEAN_API=$(url digitalocean)
-export VAST_API_KEY=$token SKYHOST_LAMBDA_API SKYHOST_DIGITALOCEAN_API
+SKYHOST_VAST_API=$(url vast)
+export VAST_API_KEY=$token SKYHOST_LAMBDA_API SKYHOST_DIGITALOCEAN_API SKYHOST_VAST_API
 
 # Median wall time in ms of `skyhost offers ARGS`, run $runs times (output checked once).
 median_ms() {
@@ -50,7 +51,7 @@ rows=$(echo "$table" | grep -c '^[a-z]' || true)
 live=$(median_ms --accelerator H100)
 offline=$(median_ms --accelerator H100 --offline)
 printf '%-58s %10s\n' "skyhost offers --accelerator H100 ($runs runs)" "median ms"
-printf '%-58s %10s\n' "  live (Lambda, DigitalOcean through Prism), to the table" "$live"
+printf '%-58s %10s\n' "  live (Lambda, DigitalOcean, Vast via Prism), to the table" "$live"
 printf '%-58s %10s\n' "  --offline (catalog snapshot only)" "$offline"
 echo "  $footer ($rows lines of table)"
 echo

@@ -168,4 +168,43 @@ function Provider:teardown(cluster)
   cluster.digitalocean = nil
 end
 
+--- `skyhost down --sweep digitalocean` (providers/rest_sweep.lua): droplets tagged
+--- skyhost:<pool> (or named skyhost-<pool>-<i>) and SSH keys skyhost-<pool> of pools not live
+--- in the journal.
+function M.sweep(opts)
+  local p = M.new { api = require("providers.rest_sweep").api("digitalocean") }
+  local api = p:_api()
+  -- Every page of a list (200 a page, the API's most).
+  local function all(path, field)
+    local out, page = {}, 1
+    while true do
+      local doc = api:call("GET", ("%s?per_page=200&page=%d"):format(path, page))
+      for _, x in ipairs(doc[field] or {}) do out[#out + 1] = x end
+      local total = type(doc.meta) == "table" and tonumber(doc.meta.total) or #out
+      if #(doc[field] or {}) == 0 or #out >= total then return out end
+      page = page + 1
+    end
+  end
+  return require("providers.rest_sweep").sweep({ name = "digitalocean",
+    list = function()
+      local out = {}
+      for _, d in ipairs(all("/v2/droplets", "droplets")) do
+        local pool
+        for _, t in ipairs(d.tags or {}) do pool = pool or (type(t) == "string" and t:match("^skyhost:(.+)$")) end
+        out[#out + 1] = { id = tostring(math.tointeger(d.id) or d.id), name = d.name, pool = pool }
+      end
+      return out
+    end,
+    terminate = function(ids) p:terminate(nil, ids) end,
+    keys = function()
+      local out = {}
+      for _, k in ipairs(all("/v2/account/keys", "ssh_keys")) do
+        out[#out + 1] = { id = tostring(math.tointeger(k.id) or k.id), name = k.name }
+      end
+      return out
+    end,
+    delete_key = function(id) api:call("DELETE", "/v2/account/keys/" .. id) end,
+  }, opts)
+end
+
 return M

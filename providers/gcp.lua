@@ -236,4 +236,7 @@ function Provider:teardown(cluster)
   if cluster.gcp.known_hosts then os.remove(cluster.gcp.known_hosts) end
 end
 
+--- `skyhost down --sweep gcp`: providers/gcp/sweep.lua.
+function M.sweep(opts) return require("providers.gcp.sweep").sweep(opts) end
+
 return M

@@ -163,4 +163,23 @@ function Provider:teardown(cluster)
   cluster.lambda = nil
 end
 
+--- `skyhost down --sweep lambda` (providers/rest_sweep.lua): instances named skyhost-<pool>-<i>
+--- and SSH keys skyhost-<pool> of pools not live in the journal.
+function M.sweep(opts)
+  local p = M.new { api = require("providers.rest_sweep").api("lambda") }
+  local api = p:_api()
+  return require("providers.rest_sweep").sweep({ name = "lambda",
+    list = function()
+      local out = {}
+      for _, i in ipairs(api:call("GET", "/instances").data or {}) do
+        if i.status ~= "terminated" then out[#out + 1] = { id = i.id, name = i.name } end
+      end
+      return out
+    end,
+    terminate = function(ids) p:terminate(nil, ids) end,
+    keys = function() return api:call("GET", "/ssh-keys").data or {} end,
+    delete_key = function(id) api:call("DELETE", "/ssh-keys/" .. id) end,
+  }, opts)
+end
+
 return M

@@ -150,4 +150,21 @@ function Provider:teardown(cluster)
   cluster.runpod = nil
 end
 
+--- `skyhost down --sweep runpod` (providers/rest_sweep.lua): pods named skyhost-<pool>-<i> of
+--- pools not live in the journal.
+function M.sweep(opts)
+  local p = M.new { api = require("providers.rest_sweep").api("runpod") }
+  local api = p:_api()
+  return require("providers.rest_sweep").sweep({ name = "runpod",
+    list = function()
+      local out = {}
+      for _, pod in ipairs(api:call("GET", "/pods") or {}) do
+        if pod.desiredStatus ~= "TERMINATED" then out[#out + 1] = { id = pod.id, name = pod.name } end
+      end
+      return out
+    end,
+    terminate = function(ids) p:terminate(nil, ids) end,
+  }, opts)
+end
+
 return M

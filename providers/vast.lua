@@ -4,7 +4,8 @@
 -- and accepts one per node (PUT /api/v0/asks/{id}) with the pool's public key put in place by
 -- the on-start script, the instance labelled skyhost-<pool>-<i>. SSH goes to the host and port
 -- the API reports (ssh_host, ssh_port). Teardown deletes the instances and waits until the API
--- lists none labelled so. See docs/clouds.md.
+-- lists none labelled so. Offers are the catalog's, refreshed from the same ask search (live
+-- prices and capacity, M.merge_live). See docs/clouds.md.
 local errors = require "sky.errors"
 local hj = require "providers.http_json"
 local options = require "sky.options"
@@ -18,7 +19,13 @@ M.CREDENTIALS = { env = { "VAST_API_KEY", "VASTAI_API_KEY" },
 M.HOW = "set VAST_API_KEY or run `vastai set api-key KEY` (~/.config/vastai/vast_api_key); `skyhost check` shows what is found"
 
 local SCHEMA = { region = "string|table", api = "string", image = "string", user = "string", disk_gb = "integer",
-  retries = "integer", poll_interval = "number" }
+  retries = "integer", poll_interval = "number", live = "boolean" }
+
+--- Seconds the broker keeps live offers (sky.state's cache) before asking again.
+M.OFFERS_TTL = 300
+
+--- Most asks one live offers search asks for: past it, a kind the answer lacks may still exist.
+M.LIVE_LIMIT = 1000
 
 local function _bad(fmt, ...) errors.raise("BadOption", "sky.vast: " .. fmt:format(...)) end
 
@@ -41,7 +48,7 @@ function M.new(opts)
   if opts.disk_gb and (opts.disk_gb < 1 or opts.disk_gb > 100000) then _bad("disk_gb must be 1..100000 GB") end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
   local self = { name = "vast", opts = opts, regions = type(opts.region) == "string" and { opts.region } or opts.region,
-    user = opts.user or "root" }
+    user = opts.user or "root", offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil }
   return hj.install(self, Provider)
 end
 
@@ -54,7 +61,68 @@ function Provider:_api()
   return self._client
 end
 
-function Provider:offers(spec) return hj.catalog_offers("vast", spec, self.regions) end
+-- The catalog's instance type <count>x-<GPU>-<cpus>-<memory MB> → count, GPU.
+local function _kind(instance_type)
+  local count, gpu = (instance_type or ""):match("^(%d+)x%-(.-)%-%d+%-%d+$")
+  return tonumber(count), gpu
+end
+
+-- Vast writes a GPU "H100 SXM" in answers and takes "H100_SXM" in searches (as its CLI does).
+local function _gpu_key(name) return (tostring(name):gsub("[_%s]+", " "):lower()) end
+
+--- The catalog's offers with what one ask search says now: per offer the cheapest rentable
+--- ask of its GPU and count in its country (price, `available`). An offer no ask matches is
+--- `available = false`, unless the answer was cut at `limit` asks (it may be past the cut).
+function M.merge_live(offers, asks, limit)
+  local best = {}
+  for _, a in ipairs(asks) do
+    local cc = type(a.geolocation) == "string" and a.geolocation:match(",%s*(%u%u)%s*$")
+    local price = tonumber(a.dph_total)
+    if cc and price and a.gpu_name and tonumber(a.num_gpus) then
+      local k = ("%s|%d|%s"):format(_gpu_key(a.gpu_name), math.tointeger(tonumber(a.num_gpus)) or -1, cc)
+      if not best[k] or price < best[k] then best[k] = price end
+    end
+  end
+  local cut = #asks >= limit
+  for _, o in ipairs(offers) do
+    local count, gpu = _kind(o.instance_type)
+    local cc = o.region and o.region:match(",%s*(%u%u),%s*%u+$")
+    if count and cc then
+      local price = best[("%s|%d|%s"):format(_gpu_key(gpu), count, cc)]
+      if price then
+        o.price, o.available, o.source = price, true, "live"
+      elseif not cut then
+        o.available, o.source = false, "live"
+      end
+    end
+  end
+  return offers
+end
+
+--- The live search of `offers`' kinds: every GPU and count of them at once, on-demand.
+function M.live_body(offers, limit)
+  local gpus, counts, seen = {}, {}, {}
+  for _, o in ipairs(offers) do
+    local count, gpu = _kind(o.instance_type)
+    if gpu and not seen[gpu] then seen[gpu] = true; gpus[#gpus + 1] = gpu end
+    if count and not seen[count] then seen[count] = true; counts[#counts + 1] = count end
+  end
+  if #gpus == 0 then return nil end
+  table.sort(gpus)
+  table.sort(counts)
+  return { gpu_name = { ["in"] = gpus }, num_gpus = { ["in"] = counts }, rentable = { eq = true },
+    verified = { eq = true }, type = "ondemand", limit = limit }
+end
+
+function Provider:offers(spec)
+  local offers = hj.catalog_offers("vast", spec, self.regions)
+  if self.opts.live == false then return offers end
+  local body = M.live_body(offers, M.LIVE_LIMIT)
+  if not body then return offers end
+  local ok, doc = pcall(function() return self:_api():call("POST", "/api/v0/bundles", body, { retries = 1, timeout = 10 }) end)
+  if not ok or type(doc) ~= "table" or type(doc.offers) ~= "table" then return offers end
+  return M.merge_live(offers, doc.offers, M.LIVE_LIMIT)
+end
 
 function Provider:prepare(cluster)
   self:_api()
@@ -65,9 +133,9 @@ end
 
 --- The ask search for `n` nodes of `offer` (the catalog's instance type is <count>x-<GPU>-...).
 function M.search_body(n, offer)
-  local count, gpu = (offer.instance_type or ""):match("^(%d+)x%-(.-)%-%d+%-%d+$")
+  local count, gpu = _kind(offer.instance_type)
   if not gpu then _bad("offer %s does not name a Vast GPU", tostring(offer.instance_type)) end
-  return { gpu_name = { ["in"] = { gpu } }, num_gpus = { ["in"] = { tonumber(count) } }, rentable = { eq = true },
+  return { gpu_name = { ["in"] = { gpu } }, num_gpus = { ["in"] = { count } }, rentable = { eq = true },
     verified = { eq = true }, type = offer.spot and "bid" or "ondemand", limit = math.max(16, 4 * n) }
 end
 
@@ -158,6 +226,23 @@ function Provider:teardown(cluster)
   end, 600, self.opts.poll_interval)
   os.remove(cluster.vast.known_hosts)
   cluster.vast = nil
+end
+
+--- `skyhost down --sweep vast` (providers/rest_sweep.lua): instances labelled skyhost-<pool>-<i>
+--- of pools not live in the journal.
+function M.sweep(opts)
+  local p = M.new { api = require("providers.rest_sweep").api("vast") }
+  local api = p:_api()
+  return require("providers.rest_sweep").sweep({ name = "vast",
+    list = function()
+      local out = {}
+      for _, i in ipairs(api:call("GET", "/api/v1/instances").instances or {}) do
+        out[#out + 1] = { id = tostring(math.tointeger(i.id) or i.id), name = i.label }
+      end
+      return out
+    end,
+    terminate = function(ids) p:terminate(nil, ids) end,
+  }, opts)
 end
 
 return M

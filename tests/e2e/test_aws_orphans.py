@@ -118,7 +118,7 @@ def main():
               and not cloud.leftovers(orphan) and orphan not in journal_ids(cloud),
               (r.stdout + r.stderr, cloud.leftovers(orphan)))
 
-        r = sky(cloud, "down", "--sweep", "gcp")
+        r = sky(cloud, "down", "--sweep", "slurm")
         check("a provider that cannot be swept is refused with a reason",
               r.returncode == 1 and "cannot be swept" in r.stderr, r.stdout + r.stderr)
         r = sky(cloud, "down", "--sweep")

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """sky.runpod, sky.lambda, sky.digitalocean and sky.vast end to end on their fakes
 (tests/support/cloud_fake/: stateful APIs whose instances are netns OpenSSH hosts of the skyc
-bed, each behind `prism proxy --errors` with the cloud's official OpenAPI spec).
+bed, each behind `prism proxy --errors` with the cloud's official OpenAPI spec), with sky.gcp's
+fake beside them (tests/e2e/gcp_bed.py: bed skyg, behind Prism with the Compute spec).
 
 Per cloud, a pool of 2 H100 nodes runs a task and a broadcast on two real hosts (DigitalOcean's
 first requests answered 429 with Retry-After, then 500, both retried); afterwards the
 fake holds no instance or SSH key, every request carried the pool's name, and Prism saw no request
-or answer its spec rejects. `skyhost offers --accelerator H100` shows Lambda's and DigitalOcean's
-live prices from their fakes. Then one `provider = {runpod, lambda, digitalocean}` list with no
-capacity at Lambda and RunPod: the pool falls back to DigitalOcean, the failed attempts named.
+or answer its spec rejects. `skyhost offers --accelerator H100` shows Lambda's, DigitalOcean's and
+Vast's live prices from their fakes. Then one `provider = {runpod, lambda, digitalocean}` list
+with no capacity at Lambda and RunPod: the pool falls back to DigitalOcean, the failed attempts
+named; then all five clouds in one list, out of capacity one after another, once ending on
+DigitalOcean and once on GCP. Last, `skyhost down --sweep` of each cloud (clouds_sweep.py).
 Needs root; run it under `flock /tmp/skyhost-netns.lock` like the other netns tests.
 Usage: test_clouds.py SKYHOST
 """
@@ -19,6 +22,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+import clouds_sweep
+from gcp_bed import GcpBed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -85,10 +91,11 @@ class Fake:
             os.unlink(self.info["prism_log"])
 
 
-def run_pool(fake, clouds, nodes=2, timeout=240):
+def run_pool(fake, clouds, nodes=2, timeout=240, extra=None):
     with tempfile.TemporaryDirectory() as home:
-        env = dict(os.environ, HOME=home, FAKE=fake.line, CLOUDS=clouds, NODES=str(nodes), RUNPOD_API_KEY=TOKEN,
-                   LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN, VAST_API_KEY=TOKEN)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
+        env.update(HOME=home, FAKE=fake.line, CLOUDS=clouds, NODES=str(nodes), RUNPOD_API_KEY=TOKEN,
+                   LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN, VAST_API_KEY=TOKEN, **(extra or {}))
         r = subprocess.run([SKYHOST, "tests/e2e/clouds_pool.lua"], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=timeout)
     out, failed = {}, []
@@ -102,10 +109,11 @@ def run_pool(fake, clouds, nodes=2, timeout=240):
 
 
 def offers(fake, *args):
-    """`skyhost offers ARGS` with Lambda's and DigitalOcean's credentials, pointed at their fakes."""
+    """`skyhost offers ARGS` with Lambda's, DigitalOcean's and Vast's credentials, pointed at their fakes."""
     with tempfile.TemporaryDirectory() as home:
-        env = dict(os.environ, HOME=home, LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN,
-                   SKYHOST_LAMBDA_API=fake.info["lambda"], SKYHOST_DIGITALOCEAN_API=fake.info["digitalocean"])
+        env = dict(os.environ, HOME=home, LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN, VAST_API_KEY=TOKEN,
+                   SKYHOST_LAMBDA_API=fake.info["lambda"], SKYHOST_DIGITALOCEAN_API=fake.info["digitalocean"],
+                   SKYHOST_VAST_API=fake.info["vast"])
         t0 = time.time()
         r = subprocess.run([SKYHOST, "offers"] + list(args), cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=60)
@@ -123,9 +131,13 @@ def check_offers(check, fake):
           rc == 0 and [(r[7], r[9]) for r in lam] == [("us-east-1", "2.4900")], text)
     check("offers: DigitalOcean's live price_hourly (the fake's 5.99, the catalog's 6.74)",
           [r[-2] for r in do] == ["5.9900"], text)
+    vast = sorted((r[1], r[-2]) for r in rows if r[:1] == ["vast"])
+    check("offers: Vast's cheapest rentable ask per kind in its country (the fake's 0.50 per GPU in the US; the"
+          " catalog's 1.87), kinds with no ask left out", vast == [("1x-H100_SXM-32-65536", "0.5000"),
+                                                               ("2x-H100_SXM-32-65536", "1.0000")], text)
     check("offers: the footer names the live providers",
-          "live prices from lambda, digitalocean (their APIs, just now)" in text, text)
-    check("offers: both were asked through Prism", asked == {"lambda", "digitalocean"}, asked)
+          "live prices from lambda, digitalocean, vast (their APIs, just now)" in text, text)
+    check("offers: all three were asked through Prism", asked == {"lambda", "digitalocean", "vast"}, asked)
     rc, text, _ = offers(fake, "--accelerator", "H100", "--count", "1", "--provider", "lambda", "--json")
     docs = [json.loads(l) for l in text.splitlines()]
     check("offers --json: the types the API lists carry source \"live\" and its prices",
@@ -158,9 +170,47 @@ def check_pool(check, fake, cloud, rc, out, text):
           not st["instances"] and not st["keys"], st)
 
 
+def five_clouds(check, fake, gcp):
+    """All five clouds in one provider list, on-demand (so the order is the offers' prices: Vast's live
+    0.50, Lambda's 2.49, RunPod's 4.49, GCP's us-west4-a 5.53, DigitalOcean's live 5.99, GCP's us-east4-a
+    10.98), every request through Prism. us-west4-a is out of resources in GCP's fake throughout."""
+    gcp.ready()
+    for cloud in ("lambda", "runpod", "vast"):
+        fake.control(cloud, "/_fake/capacity", {"available": False})
+    runs = (("DigitalOcean", ["us-west4-a"], {"vast", "lambda", "runpod", "gcp"}, ("digitalocean", "tor1")),
+            ("GCP", ["us-west4-a", "us-east4-a"], {"vast", "lambda", "runpod", "gcp", "digitalocean"},
+             ("gcp", "us-east4-a")))
+    for winner, zones, tried, placed in runs:
+        if winner == "GCP":
+            fake.control("digitalocean", "/_fake/capacity", {"available": False})
+        before = set(gcp.instances())
+        t0 = time.time()
+        rc, out, failed, text = run_pool(fake, "gcp,runpod,lambda,digitalocean,vast",
+                                         extra=dict(gcp.env(zones), ALLOCATION="on-demand"))
+        took = time.time() - t0
+        text += "\nGCP's fake:\n" + gcp.log()[-3000:]
+        check_pool(check, fake, "five clouds → %s" % winner, rc, out, text)
+        reasons = {f[0]: f[-1] for f in failed}
+        capacity = ("ZONE_RESOURCE_POOL_EXHAUSTED", "insufficient-capacity", "no longer any instances",
+                    "no_such_ask", "rentable asks", "not available in this region")
+        where = out.get("placed", [])
+        check("five clouds → %s: %s each failed for capacity first, then %s (%.1f s)"
+              % (winner, ", ".join(sorted(tried)), " ".join(placed), took),
+              set(reasons) == tried and all(any(c in r for c in capacity) for r in reasons.values())
+              and (where[:1] + [x for x in where[1:] if x][-1:]) == list(placed), (failed, where, text))
+        made = {n: i for n, i in gcp.instances().items() if n not in before}
+        check("five clouds → %s: GCP's instances (%d) all deleted" % (winner, len(made)),
+              all(i["deleted"] for i in made.values()) and (winner != "GCP" or len(made) >= 2), made)
+    for cloud in ("lambda", "runpod", "vast", "digitalocean"):
+        fake.control(cloud, "/_fake/capacity", {"available": True})
+    bad, forwarded = gcp.violations()
+    check("GCP's Prism forwarded the inserts and found nothing its spec rejects", forwarded and not bad,
+          "\n".join(bad[:20]))
+
+
 def main():
     check = Checks()
-    with Fake() as fake:
+    with Fake() as fake, GcpBed(exhausted=["us-west4-a"]) as gcp:
         for cloud in ("runpod", "lambda", "digitalocean", "vast"):
             t0 = time.time()
             before = len(fake.state()["requests"])
@@ -192,10 +242,15 @@ def main():
               tried == ["lambda", "runpod"] and len(failed) == 2
               and "insufficient-capacity" in reasons["lambda"] and "no longer any instances" in reasons["runpod"],
               failed)
+        five_clouds(check, fake, gcp)
+        clouds_sweep.run(check, fake, gcp, SKYHOST, TOKEN)
         errs = fake.prism_errors()
         check("Prism found no request or answer its specs reject", not errs, "".join(errs[:20]))
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    check("no skyc host left behind", "skyc-" not in left, left)
+    check("no skyc or skyg host left behind", "skyc-" not in left and "skyg-" not in left, left)
+    check("every host GCP's fake made was removed",
+          gcp.final_log.count(" up ") >= 2 and gcp.final_log.count(" down ") == gcp.final_log.count(" up "),
+          gcp.final_log)
     check.finish()
 
 

@@ -227,6 +227,30 @@ t.test("Vast: asks of the offer's GPU and count, in its country, cheapest first;
   t.eq((vast.classify(401, { error = "auth_error", msg = "Invalid user key" })), "AuthFailed")
 end)
 
+t.test("Vast live offers: one search of every kind; each offer the cheapest ask in its country", function()
+  local vast = require "providers.vast"
+  local offers = { { instance_type = "1x-H100_SXM-32-65536", region = "Texas, US, NA", price = 1.87 },
+    { instance_type = "2x-H100_SXM-32-65536", region = ", US, NA", price = 3.73 },
+    { instance_type = "2x-H100_SXM-32-65536", region = "Thailand, TH, AS", price = 3.73 },
+    { instance_type = "1x-A100_SXM4-32-65536", region = "Bavaria, DE, EU", price = 0.76 } }
+  t.eq(vast.live_body(offers, 50), { gpu_name = { ["in"] = { "A100_SXM4", "H100_SXM" } }, num_gpus = { ["in"] = { 1, 2 } },
+    rentable = { eq = true }, verified = { eq = true }, type = "ondemand", limit = 50 })
+  local asks = { { gpu_name = "H100 SXM", num_gpus = 1, geolocation = "Oregon, US", dph_total = 1.2 },
+    { gpu_name = "H100 SXM", num_gpus = 1, geolocation = "Texas, US", dph_total = 0.9 },
+    { gpu_name = "H100 SXM", num_gpus = 2, geolocation = "Quebec, CA", dph_total = 0.1 },
+    { gpu_name = "H100 SXM", num_gpus = 2, geolocation = "Ohio, US", dph_total = 2.5 } }
+  vast.merge_live(offers, asks, 50)
+  t.eq({ offers[1].price, offers[1].available, offers[1].source }, { 0.9, true, "live" })
+  t.eq({ offers[2].price, offers[2].available }, { 2.5, true })
+  t.eq({ offers[3].price, offers[3].available, offers[3].source }, { 3.73, false, "live" })
+  t.eq({ offers[4].available, offers[4].source }, { false, "live" })
+  -- An answer cut at the limit says nothing of the kinds it lacks: they keep the catalog's row.
+  local cut = { { instance_type = "1x-A100_SXM4-32-65536", region = "Bavaria, DE, EU", price = 0.76 } }
+  vast.merge_live(cut, asks, 4)
+  t.eq({ cut[1].price, cut[1].available, cut[1].source }, { 0.76, nil, nil })
+  t.eq(vast.live_body({ { instance_type = "odd" } }, 50), nil)
+end)
+
 t.test("bad options are errors naming the option", function()
   t.raises(function() sky.runpod { regoin = "US" } end, "regoin")
   t.raises(function() sky.lambda { api = "ftp://x" } end, "http")

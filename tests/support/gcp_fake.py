@@ -100,6 +100,9 @@ def authorize(items):
                     f.write(key.strip() + "\n")
 
 
+bed_lock = threading.Lock()  # serializes netns-hosts.sh add (boot)
+
+
 def boot(inst, op):
     """Makes the instance's host; RUNNING at its address once sshd answers."""
     with lock:
@@ -108,7 +111,10 @@ def boot(inst, op):
         inst["status"] = "STAGING"
     authorize(inst.get("metadata", {}).get("items", []))
     time.sleep(args.boot_delay)
-    r = netns("add", str(index))
+    # One host at a time: netns-hosts.sh's first `add` makes the bed (bridge, client key), and
+    # two at once both try to, one failing ("File exists"), which read as an instance lost.
+    with bed_lock:
+        r = netns("add", str(index))
     with lock:
         if r.returncode != 0 or inst.get("deleted"):
             log("cannot make host %d for %s: %s" % (index, inst["name"], r.stderr.strip()))

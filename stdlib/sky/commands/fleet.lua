@@ -26,9 +26,11 @@ Ends pools from the journal (by id or name, as `skyhost ls` shows them) and conf
   --force    also end pools whose skyhost still runs: that skyhost is asked to stop (SIGTERM)
              and tears its pools down itself (a skyhost on another machine is taken as gone)
   --forget   drop from the journal what no provider here can end (after you ended it yourself)
-  --sweep P  ask provider P (aws) for everything tagged as a skyhost pool's, and end what belongs
-             to no pool live in the journal: what a skyhost that died could not record
-  --region R the regions to sweep (default: the credentials' region)
+  --sweep P  ask provider P (aws, gcp, lambda, digitalocean, runpod, vast) for everything tagged
+             or named as a skyhost pool's, and end what belongs to no pool live in the journal:
+             what a skyhost that died could not record
+  --region R aws: the regions to sweep (default: the credentials' region); gcp: zones or regions
+             (default: every zone of the catalog); the others list everything at once
   --dry-run  with --sweep: say what would be ended, end nothing
 Running it twice is harmless: what is already gone is skipped.
 ]]
@@ -228,16 +230,18 @@ local function _sweep(st, provider, flags)
   local module = providers.BUILTIN[provider] or (providers.FACTORY or {})[provider]
   local ok, mod = pcall(require, module or ("providers." .. provider))
   if not ok or type(mod) ~= "table" or type(mod.sweep) ~= "function" then
-    io.stderr:write(("skyhost down: provider '%s' cannot be swept (only a provider that tags what it "
-      .. "creates can: aws); `skyhost down --orphans` ends what the journal recorded\n"):format(provider))
+    io.stderr:write(("skyhost down: provider '%s' cannot be swept (only a provider that tags or names what "
+      .. "it creates by pool can: aws, gcp, lambda, digitalocean, runpod, vast); `skyhost down --orphans` ends "
+      .. "what the journal recorded\n"):format(provider))
     return 1
   end
-  local live, gone = {}, {}
+  local live, gone, ids = {}, {}, {}
   for _, p in ipairs(journal.pools(st)) do
     if p.owner == "gone" then gone[p.id] = p else live[p.id] = true end
+    ids[#ids + 1] = p.id
   end
   local okc, res = pcall(mod.sweep, { region = #flags.region > 0 and flags.region or nil, dry_run = flags["dry-run"],
-    live = function(uid) return live[uid] == true end,
+    live = function(uid) return live[uid] == true end, journal = ids,
     say = function(line) io.stdout:write(line, "\n") end })
   if not okc then
     io.stderr:write(("skyhost down: sweeping %s: %s\n"):format(provider, type(res) == "table" and res.message or tostring(res)))
@@ -252,7 +256,10 @@ local function _sweep(st, provider, flags)
       st:atomically(function()
         for _, i in ipairs(p.instances) do
           if i.state ~= "terminated" and i.state ~= "failed" then
-            if i.provider == provider and (i.info == nil or i.info.region == nil or i.info.region == what.region) then
+            -- What the sweep covered: aws a region, gcp a zone, the REST clouds everything.
+            local info = i.info or {}
+            if i.provider == provider and (what.region == nil or info.region == nil or info.region == what.region)
+              and (what.zone == nil or info.zone == nil or info.zone == what.zone) then
               st:mark_instance(i.key, "terminated")
             else
               left = left + 1

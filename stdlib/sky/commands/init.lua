@@ -17,8 +17,8 @@ usage: skyhost offers [--accelerator NAME] [--count N] [--spot] [--provider P]..
 Lists GPU offers from the catalog snapshot that ships with skyhost, cheapest first (USD per hour
 for the whole instance). Without --spot, offers sort by on-demand price, then spot-only offers;
 with --spot, only offers with a spot price, sorted by it. Providers with a live offers API
-(Lambda, DigitalOcean) whose credentials are found are asked for their prices now (their offers
-without capacity left out); the footer names them. SKYHOST_<PROVIDER>_API (for example
+(Lambda, DigitalOcean, Vast.ai) whose credentials are found are asked for their prices now
+(their offers without capacity left out); the footer names them. SKYHOST_<PROVIDER>_API (for example
 SKYHOST_LAMBDA_API) points a provider at another endpoint.
 
   --accelerator NAME  H100, A100-80GB, L4, ... (aliases and any case work: h100-sxm)
@@ -32,7 +32,7 @@ SKYHOST_LAMBDA_API) points a provider at another endpoint.
 ]]
 
 -- Providers whose offers() asks the cloud's API for prices and capacity (providers/*.lua M.merge_live).
-local LIVE = { "lambda", "digitalocean" }
+local LIVE = { "lambda", "digitalocean", "vast" }
 
 -- Replaces the catalog rows of each LIVE provider that the query covers and whose credentials are
 -- found with what its provider's offers() returns (the broker's path). Returns the new list, the

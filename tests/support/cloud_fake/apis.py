@@ -84,6 +84,11 @@ def lambda_add_key(store, m, body, q):
     return 200, {"data": {"id": k["id"], "name": k["name"], "public_key": k["public_key"]}}
 
 
+def lambda_list_keys(store, m, body, q):
+    return 200, {"data": [{"id": k["id"], "name": k["name"], "public_key": k["public_key"]}
+                          for k in store.list_keys("lambda")]}
+
+
 def lambda_delete_key(store, m, body, q):
     if store.delete_key("lambda", m.group(1)):
         return 200, {}
@@ -175,6 +180,12 @@ def do_add_key(store, m, body, q):
                              "fingerprint": "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"}}
 
 
+def do_list_keys(store, m, body, q):
+    keys = [{"id": int(k["id"]), "name": k["name"], "public_key": k["public_key"],
+             "fingerprint": "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"} for k in store.list_keys("digitalocean")]
+    return 200, {"ssh_keys": keys, "links": {}, "meta": {"total": len(keys)}}
+
+
 def do_delete_key(store, m, body, q):
     if store.delete_key("digitalocean", m.group(1)):
         return 204, None
@@ -243,14 +254,17 @@ VAST_PLACES = ["Texas, US", "Oregon, US", "Bavaria, DE", "Quebec, CA"]
 
 
 def vast_search(store, m, body, q):
-    gpu = body["gpu_name"]["in"][0]
-    n = body["num_gpus"]["in"][0]
+    """Two rentable asks per place for every GPU and count searched; n GPUs cost n times one, so a
+    live price is (0.5 + 0.1 i) * n: 1x H100 in the US is 0.50 (the catalog's 1.87)."""
     asks = []
-    for i, geo in enumerate(VAST_PLACES * 2):
-        ask = next(store.ids)
-        asks.append({"id": ask, "ask_contract_id": ask, "gpu_name": gpu.replace("_", " "), "num_gpus": n,
-                     "geolocation": geo, "dph_total": round(0.5 + 0.1 * i, 3), "rentable": True, "verification": "verified"})
-    return 200, {"offers": asks}
+    for gpu in body["gpu_name"]["in"]:
+        for n in body["num_gpus"]["in"]:
+            for i, geo in enumerate(VAST_PLACES * 2):
+                ask = next(store.ids)
+                asks.append({"id": ask, "ask_contract_id": ask, "gpu_name": gpu.replace("_", " "), "num_gpus": n,
+                             "geolocation": geo, "dph_total": round((0.5 + 0.1 * i) * n, 3), "rentable": True,
+                             "verification": "verified"})
+    return 200, {"offers": asks[:int(body.get("limit", 64))]}
 
 
 def _vast_inst(inst):
@@ -292,11 +306,11 @@ def vast_list(store, m, body, q):
 ROUTES = {
     "runpod": [("POST", r"/pods", runpod_create), ("GET", r"/pods", runpod_list),
                ("GET", r"/pods/([^/]+)", runpod_get), ("DELETE", r"/pods/([^/]+)", runpod_delete)],
-    "lambda": [("POST", r"/ssh-keys", lambda_add_key), ("DELETE", r"/ssh-keys/([^/]+)", lambda_delete_key),
+    "lambda": [("POST", r"/ssh-keys", lambda_add_key), ("GET", r"/ssh-keys", lambda_list_keys), ("DELETE", r"/ssh-keys/([^/]+)", lambda_delete_key),
                ("POST", r"/instance-operations/launch", lambda_launch), ("GET", r"/instances", lambda_list),
                ("GET", r"/instances/([^/]+)", lambda_get),
                ("POST", r"/instance-operations/terminate", lambda_terminate), ("GET", r"/instance-types", lambda_types)],
-    "digitalocean": [("POST", r"/v2/account/keys", do_add_key),
+    "digitalocean": [("POST", r"/v2/account/keys", do_add_key), ("GET", r"/v2/account/keys", do_list_keys),
                      ("DELETE", r"/v2/account/keys/([^/]+)", do_delete_key),
                      ("POST", r"/v2/droplets", do_create), ("GET", r"/v2/droplets", do_list),
                      ("GET", r"/v2/sizes", do_sizes),

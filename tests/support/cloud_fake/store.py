@@ -87,6 +87,10 @@ class Store:
         with self.lock:
             return next((k for (c, _), k in self.keys.items() if c == cloud and k["name"] == name), None)
 
+    def list_keys(self, cloud):
+        with self.lock:
+            return [k for (c, _), k in sorted(self.keys.items()) if c == cloud]
+
     def delete_key(self, cloud, kid):
         with self.lock:
             return self.keys.pop((cloud, kid), None) is not None
