@@ -11,7 +11,7 @@
 //   - Until the decoder hands it to the script, the string is reachable only through the
 //     registry (so, from Lua, only with the debug library), and the host reads into it only
 //     from its loop, while no Lua code of the state runs.
-// tests/unit/test_blob_store.cpp checks it on the Lua linked in: a filled string is equal to
+// tests/unit/test_blobs.cpp checks it on the Lua linked in: a filled string is equal to
 // the same bytes made by Lua and finds the same table slot, which would fail if Lua hashed a
 // long string when making it. Another Lua version must pass that test before it is used.
 #include "bindings/blob_store.hpp"
