@@ -48,7 +48,8 @@ void hash_file(uv_loop_t* loop, std::string path,
 
 /// pool:put over SSH: streams `local` into REMOTE.skyhost-part, resumes a cut upload from the
 /// size the part has on the node, checks sha256 on both sides, then moves it into place.
+/// A file of kLaneMin or more goes over `lanes` sessions (lanes.hpp; 0: one per core, up to 4).
 void put_ssh(SshLink& link, uv_loop_t* loop, const std::string& local, const std::string& remote,
-             TransferDone done);
+             TransferDone done, int lanes = 0);
 
 }  // namespace skyhost::transfer_detail
