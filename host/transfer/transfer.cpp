@@ -103,7 +103,7 @@ struct Get : std::enable_shared_from_this<Get> {
     ssh::RunOptions ro;
     ro.timeout = 3600;  // hashing runs at disk speed; an hour covers any file worth a pool:get
     auto self = shared_from_this();
-    link->session().run("sha256sum " + quote(remote), ro, [self](ssh::RunResult r) {
+    link->session().run(transfer_detail::remote_sha256(remote), ro, [self](ssh::RunResult r) {
       self->theirs = digest_of(r.out);
       if (!r.exit.ok() || self->theirs.empty())
         self->remote_error = "cannot check " + self->remote +

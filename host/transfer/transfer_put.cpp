@@ -160,7 +160,7 @@ struct Put : std::enable_shared_from_this<Put> {
     });
     ssh::RunOptions ro;
     ro.timeout = 600;
-    link->session().run("sha256sum " + quote(part), ro, [self, b, one_done](ssh::RunResult r) {
+    link->session().run(remote_sha256(part), ro, [self, b, one_done](ssh::RunResult r) {
       b->theirs = digest_of(r.out);
       if ((!r.exit.ok() || b->theirs.empty()) && b->why.empty())
         b->why = "cannot check " + self->remote +

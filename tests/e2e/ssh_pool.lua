@@ -191,13 +191,17 @@ elseif mode == "data" then
 elseif mode == "lanes" then
   -- A transfer over several sessions (LANES, DIR get or put), then the node's sshd processes
   -- before and after it: the extra sessions are closed once the transfer returns.
+  -- An sshd ends a moment after its client has gone (an earlier run's, a test's ssh): "before"
+  -- is a count that held for 0.5 s, "after" waits up to 10 s for `want`.
   local sshd = sky.fn(function(want)
-    local n
-    for _ = 1, 100 do  -- an sshd ends a moment after its client has gone: up to 10 s
+    local n, same = nil, 0
+    for _ = 1, 100 do
       local p = io.popen("pgrep -c -x sshd")
-      n = tonumber(p:read("a"))
+      local now = tonumber(p:read("a"))
       p:close()
-      if want == nil or n == want then break end
+      same = now == n and same + 1 or 0
+      n = now
+      if (want == nil and same >= 5) or (want ~= nil and n == want) then break end
       os.execute("sleep 0.1")
     end
     return n
