@@ -358,7 +358,8 @@ int l_pool_results(lua_State* L) {
   });
 }
 
-/// pool:transfer(node, "put"|"put_once"|"get"|"put_dir"|"get_dir", local, remote) → wait id;
+/// pool:transfer(node, "put"|"put_once"|"get"|"put_dir"|"get_dir", local, remote [, lanes]) →
+/// wait id (lanes: SSH sessions for one large file, 0 = automatic);
 /// after it completes, pool:transfer_result(id) → nil or the error message, then for a tree
 /// what it did: {sent, sent_bytes, copied, removed, entries, hashed, hashed_bytes}. put_once keeps
 /// a file already there.
@@ -369,13 +370,15 @@ int l_pool_transfer(lua_State* L) {
   std::string dir = luaL_checkstring(L, 3);
   std::string local = luaL_checkstring(L, 4);
   std::string remote = luaL_checkstring(L, 5);
+  int lanes = static_cast<int>(luaL_optinteger(L, 6, 0));
+  luaL_argcheck(L, lanes >= 0, 6, "lanes must be 0 (automatic) or more");
   if (!s.node_alive(node)) return luaL_error(L, "node %d is gone", node);
   Transfers& t = context(L).transfers;
   WaitId id;
   if (dir == "put" || dir == "put_once") {
-    id = t.put(s.link(node), local, remote, dir == "put_once");
+    id = t.put(s.link(node), local, remote, dir == "put_once", lanes);
   } else if (dir == "get") {
-    id = t.get(s.link(node), remote, local);
+    id = t.get(s.link(node), remote, local, lanes);
   } else if (dir == "put_dir") {
     id = t.put_dir(s.link(node), local, remote);
   } else if (dir == "get_dir") {

@@ -49,7 +49,15 @@ SshLink::SshLink(std::unique_ptr<ssh::Session> session, std::string command)
   session_->on_lost([this](const std::string& reason) { closed(reason); });
 }
 
-SshLink::~SshLink() = default;
+SshLink::~SshLink() {
+  auto beside = std::move(beside_);
+  for (auto& [id, stop] : beside) stop();
+}
+
+uint64_t SshLink::keep_beside(std::function<void()> stop) {
+  beside_.emplace(++last_held_, std::move(stop));
+  return last_held_;
+}
 
 uint64_t SshLink::hold(ssh::Channel ch) {
   held_.emplace(++last_held_, std::move(ch));

@@ -2,6 +2,7 @@
 // owns the session, so the connection lives exactly as long as the node.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +29,10 @@ class SshLink final : public Link {
   uint64_t hold(ssh::Channel ch);
   ssh::Channel& held(uint64_t id) { return held_.at(id); }
   void release(uint64_t id) { held_.erase(id); }
+  /// Work beside the link that must end before it does (a transfer's extra sessions on their
+  /// threads): `stop` runs from ~SshLink unless dropped first, and returns once it has ended.
+  uint64_t keep_beside(std::function<void()> stop);
+  void drop_beside(uint64_t id) { beside_.erase(id); }
 
  private:
   void closed(const std::string& reason);
@@ -35,6 +40,7 @@ class SshLink final : public Link {
   std::unique_ptr<ssh::Session> session_;  // declared first: destroyed after the channel
   ssh::Channel channel_;
   std::map<uint64_t, ssh::Channel> held_;
+  std::map<uint64_t, std::function<void()>> beside_;
   uint64_t last_held_ = 0;
   std::string stderr_tail_;
   bool gone_ = false;

@@ -269,6 +269,10 @@ std::string Session::algorithms() const {
   return core_->algorithms;
 }
 
+const SessionOptions& Session::options() const {
+  return core_->options();
+}
+
 std::string Session::describe() const {
   return core_->describe();
 }

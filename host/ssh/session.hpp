@@ -107,6 +107,8 @@ class Session {
   /// Negotiated algorithms, e.g. "kex=curve25519-sha256 hostkey=ssh-ed25519 cipher=aes128-ctr
   /// mac=hmac-sha2-256" (client to server), once connected.
   std::string algorithms() const;
+  /// What the session was made with (extra sessions to the same node start from a copy).
+  const SessionOptions& options() const;
   /// Label used in messages ("label (addr:port)").
   std::string describe() const;
   SessionStats stats() const;

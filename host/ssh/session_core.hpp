@@ -81,6 +81,7 @@ class SessionCore {
   void channel_send_eof(ChannelCore& c);
   void channel_close(ChannelCore& c, bool silent);
   std::string describe() const;
+  const SessionOptions& options() const { return opt_; }
 
   std::function<void(const std::string&)> on_lost;
   SessionState state = SessionState::idle;

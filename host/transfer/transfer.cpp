@@ -1,13 +1,17 @@
 #include "host/transfer/transfer.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string_view>
 
 #include "host/links/ssh_link.hpp"
+#include "host/transfer/lanes.hpp"
 #include "host/transfer/transfer_util.hpp"
 
 namespace skyhost {
@@ -30,7 +34,7 @@ std::string copy_local(const std::string& from, const std::string& to) {
 }  // namespace
 
 void put_file(Link& link, uv_loop_t* loop, const std::string& local, const std::string& remote,
-              TransferDone done, bool only_if_missing) {
+              TransferDone done, bool only_if_missing, int lanes) {
   auto* ssh_link = dynamic_cast<SshLink*>(&link);
   if (ssh_link == nullptr) {
     done(copy_local(local, remote));
@@ -38,8 +42,9 @@ void put_file(Link& link, uv_loop_t* loop, const std::string& local, const std::
   }
   ssh::Session& s = ssh_link->session();
   std::string dir = std::filesystem::path(remote).parent_path().string();
-  auto upload = [ssh_link, &s, loop, local, remote, done, only_if_missing]() {
-    if (!only_if_missing) return transfer_detail::put_ssh(*ssh_link, loop, local, remote, done);
+  auto upload = [ssh_link, &s, loop, local, remote, done, only_if_missing, lanes]() {
+    if (!only_if_missing)
+      return transfer_detail::put_ssh(*ssh_link, loop, local, remote, done, lanes);
     // A file named by its content (a plugin): one plain upload, nothing to check or resume.
     s.upload_file(local, remote, ssh::UploadOptions{},
                   [done](const ssh::Status& st) { done(st.error); });
@@ -68,7 +73,8 @@ namespace {
 // channel failed) while the session lives is resumed with `tail -c +N` from the first byte
 // missing, up to kAttempts times. The node's `sha256sum` runs beside the transfer from the
 // start; once the part is whole it is hashed on the thread pool (not on the loop, which is busy
-// decrypting), and the two must agree before the part is renamed into place.
+// decrypting), and the two must agree before the part is renamed into place. A large file comes
+// in pieces over several sessions instead (lanes.hpp), each piece resumed on its own.
 struct Get : std::enable_shared_from_this<Get> {
   static constexpr int kAttempts = 4;
   SshLink* link = nullptr;
@@ -88,10 +94,16 @@ struct Get : std::enable_shared_from_this<Get> {
   }
 
   void begin() {
+    begin_hash();
+    start();
+  }
+
+  // The node's sha256sum, beside the transfer from the start.
+  void begin_hash() {
     ssh::RunOptions ro;
     ro.timeout = 3600;  // hashing runs at disk speed; an hour covers any file worth a pool:get
     auto self = shared_from_this();
-    link->session().run("sha256sum " + quote(remote), ro, [self](ssh::RunResult r) {
+    link->session().run(transfer_detail::remote_sha256(remote), ro, [self](ssh::RunResult r) {
       self->theirs = digest_of(r.out);
       if (!r.exit.ok() || self->theirs.empty())
         self->remote_error = "cannot check " + self->remote +
@@ -99,7 +111,18 @@ struct Get : std::enable_shared_from_this<Get> {
       self->remote_done = true;
       self->settle();
     });
-    start();
+  }
+
+  void begin_lanes(uint64_t size, int lanes) {
+    begin_hash();
+    if (::ftruncate(fileno(f), static_cast<off_t>(size)) != 0)
+      return fail("cannot write " + part + ": " + std::strerror(errno));
+    auto self = shared_from_this();
+    transfer_detail::move_ranges(*link, loop, false, fileno(f), remote, size, lanes,
+                                 [self](const std::string& error) {
+                                   if (!error.empty()) return self->fail(error);
+                                   self->whole();
+                                 });
   }
 
   void start() {
@@ -141,6 +164,11 @@ struct Get : std::enable_shared_from_this<Get> {
                                             : "exit status " + std::to_string(e.code);
       return fail("cannot read " + remote + " on the node: " + why);
     }
+    whole();
+  }
+
+  // Every byte is in the part: hash it off the loop.
+  void whole() {
     bool closed_ok = std::fclose(f) == 0;
     f = nullptr;
     if (!closed_ok) return fail("cannot write " + local);
@@ -183,7 +211,7 @@ struct Get : std::enable_shared_from_this<Get> {
 }  // namespace
 
 void get_file(Link& link, uv_loop_t* loop, const std::string& remote, const std::string& local,
-              TransferDone done) {
+              TransferDone done, int lanes) {
   auto* ssh_link = dynamic_cast<SshLink*>(&link);
   if (ssh_link == nullptr) {
     done(copy_local(remote, local));
@@ -201,7 +229,18 @@ void get_file(Link& link, uv_loop_t* loop, const std::string& remote, const std:
     g->done("cannot write " + g->part + ": " + std::strerror(errno));
     return;
   }
-  g->begin();
+  if (transfer_detail::lane_count(lanes, transfer_detail::kLaneMin) <= 1) return g->begin();
+  // Large enough for lanes? The size decides, and it takes one command to learn it.
+  ssh::RunOptions ro;
+  ro.timeout = 60;
+  ssh_link->session().run("stat -L -c %s " + quote(remote), ro, [g, lanes](ssh::RunResult r) {
+    char* end = nullptr;
+    unsigned long long size = std::strtoull(r.out.c_str(), &end, 10);
+    int n = transfer_detail::lane_count(lanes, size);
+    // a file stat cannot see fails in the plain path, with cat's own message
+    if (!r.exit.ok() || end == r.out.c_str() || n <= 1) return g->begin();
+    g->begin_lanes(size, n);
+  });
 }
 
 }  // namespace skyhost

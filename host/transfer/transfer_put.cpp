@@ -2,8 +2,10 @@
 // `cat` cut part way (killed, its channel failed) while the session lives is started again as
 // `cat >> PART` from the size the part has on the node, so what arrived is not sent again; once
 // whole, sha256sum of the part must equal the local file's (hashed on the thread pool), and only
-// then is the part moved into place.
+// then is the part moved into place. A large file goes in pieces over several sessions instead
+// (lanes.hpp), written in place into the part.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <memory>
 
+#include "host/transfer/lanes.hpp"
 #include "host/transfer/transfer_util.hpp"
 
 namespace skyhost::transfer_detail {
@@ -103,6 +106,22 @@ struct Put : std::enable_shared_from_this<Put> {
     check();
   }
 
+  void start_lanes(uint64_t size, int lanes) {
+    ssh::RunOptions ro;
+    ro.timeout = 60;
+    auto self = shared_from_this();
+    link->session().run(": > " + quote(part), ro, [self, size, lanes](ssh::RunResult r) {
+      if (!r.exit.ok())
+        return self->fail("cannot write " + self->remote +
+                          " on the node: " + (r.err.empty() ? r.exit.error : r.err));
+      move_ranges(*self->link, self->loop, true, self->fd, self->part, size, lanes,
+                  [self](const std::string& error) {
+                    if (!error.empty()) return self->fail(error);
+                    self->check();
+                  });
+    });
+  }
+
   // Goes on from what the node has.
   void resume() {
     ssh::RunOptions ro;
@@ -141,7 +160,7 @@ struct Put : std::enable_shared_from_this<Put> {
     });
     ssh::RunOptions ro;
     ro.timeout = 600;
-    link->session().run("sha256sum " + quote(part), ro, [self, b, one_done](ssh::RunResult r) {
+    link->session().run(remote_sha256(part), ro, [self, b, one_done](ssh::RunResult r) {
       b->theirs = digest_of(r.out);
       if ((!r.exit.ok() || b->theirs.empty()) && b->why.empty())
         b->why = "cannot check " + self->remote +
@@ -177,7 +196,7 @@ struct Put : std::enable_shared_from_this<Put> {
 }  // namespace
 
 void put_ssh(SshLink& link, uv_loop_t* loop, const std::string& local, const std::string& remote,
-             TransferDone done) {
+             TransferDone done, int lanes) {
   auto p = std::make_shared<Put>();
   p->link = &link;
   p->loop = loop;
@@ -187,6 +206,9 @@ void put_ssh(SshLink& link, uv_loop_t* loop, const std::string& local, const std
   p->done = std::move(done);
   p->fd = ::open(local.c_str(), O_RDONLY | O_CLOEXEC);
   if (p->fd < 0) return p->done("cannot read " + local + ": " + std::strerror(errno));
+  struct stat st {};
+  int n = ::fstat(p->fd, &st) == 0 ? lane_count(lanes, static_cast<uint64_t>(st.st_size)) : 1;
+  if (n > 1) return p->start_lanes(static_cast<uint64_t>(st.st_size), n);
   p->start(0);
 }
 

@@ -38,6 +38,11 @@ std::string Digest::hex() {
   return out;
 }
 
+std::string remote_sha256(const std::string& path) {
+  std::string q = quote(path);
+  return "{ openssl dgst -sha256 -r " + q + " 2>/dev/null || sha256sum " + q + "; }";
+}
+
 std::string digest_of(const std::string& out) {
   std::string word = out.substr(0, out.find_first_of(" \t\n"));
   bool hex = word.size() == 64 && word.find_first_not_of("0123456789abcdef") == std::string::npos;

@@ -38,7 +38,14 @@ class Digest {
 /// files (hash_file).
 std::string sha256_file(const std::string& path, std::string& hex);
 
-/// The first word of `sha256sum FILE`'s output if it is a digest, else "".
+/// The shell command that prints the sha256 of `path` on the node: OpenSSL's where the node has
+/// it (its SHA-256 uses the CPU's SHA extensions: 1.4 GB/s here against coreutils' 260 MB/s,
+/// CPU that the node's sshd needs during a transfer), else coreutils' sha256sum, whose error
+/// then explains a missing file.
+std::string remote_sha256(const std::string& path);
+
+/// The first word of `sha256sum FILE`'s (or `openssl dgst -r`'s) output if it is a digest,
+/// else "".
 std::string digest_of(const std::string& out);
 
 /// Hashes the local file `path` on `loop`'s thread pool (a large file would hold the loop for
@@ -48,7 +55,8 @@ void hash_file(uv_loop_t* loop, std::string path,
 
 /// pool:put over SSH: streams `local` into REMOTE.skyhost-part, resumes a cut upload from the
 /// size the part has on the node, checks sha256 on both sides, then moves it into place.
+/// A file of kLaneMin or more goes over `lanes` sessions (lanes.hpp; 0: one per core, up to 4).
 void put_ssh(SshLink& link, uv_loop_t* loop, const std::string& local, const std::string& remote,
-             TransferDone done);
+             TransferDone done, int lanes);
 
 }  // namespace skyhost::transfer_detail

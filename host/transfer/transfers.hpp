@@ -21,16 +21,17 @@ class Transfers {
  public:
   explicit Transfers(Loop& loop) : loop_(loop), done_(loop) {}
 
-  /// put_file (transfer.hpp); `only_if_missing` keeps a file already there.
-  WaitId put(Link& link, const std::string& local, const std::string& remote,
-             bool only_if_missing) {
+  /// put_file (transfer.hpp); `only_if_missing` keeps a file already there; `lanes` 0: as many
+  /// sessions as put_file chooses.
+  WaitId put(Link& link, const std::string& local, const std::string& remote, bool only_if_missing,
+             int lanes = 0) {
     WaitId id = done_.begin();
-    put_file(link, loop_.uv(), local, remote, file_done(id), only_if_missing);
+    put_file(link, loop_.uv(), local, remote, file_done(id), only_if_missing, lanes);
     return id;
   }
-  WaitId get(Link& link, const std::string& remote, const std::string& local) {
+  WaitId get(Link& link, const std::string& remote, const std::string& local, int lanes = 0) {
     WaitId id = done_.begin();
-    get_file(link, loop_.uv(), remote, local, file_done(id));
+    get_file(link, loop_.uv(), remote, local, file_done(id), lanes);
     return id;
   }
   /// put_tree / get_tree (sync.hpp).

@@ -5,6 +5,7 @@ local st = os.getenv("SKYT_STATE")
 local hosts = {}
 for h in os.getenv("HOSTS"):gmatch("%S+") do hosts[#hosts + 1] = h end
 local mode = arg[1]
+local lanes = tonumber(os.getenv("LANES"))  -- pool:get/put's lanes option, when set
 
 local image
 if mode == "image" then
@@ -187,11 +188,42 @@ elseif mode == "data" then
   out[#out + 1] = "mixed=" .. tostring(mixed[1] == pattern(3 << 20, 1) and mixed[2] == "small"
     and mixed[3] == 7 and mixed[4][1] == pattern(100 << 10, 2))
   print("DATA " .. table.concat(out, " "))
+elseif mode == "lanes" then
+  -- A transfer over several sessions (LANES, DIR get or put), then the node's sshd processes
+  -- before and after it: the extra sessions are closed once the transfer returns.
+  -- An sshd ends a moment after its client has gone (an earlier run's, a test's ssh): "before"
+  -- is a count that held for 0.5 s, "after" waits up to 10 s for `want`.
+  local sshd = sky.fn(function(want)
+    local n, same = nil, 0
+    for _ = 1, 100 do
+      local p = io.popen("pgrep -c -x sshd")
+      local now = tonumber(p:read("a"))
+      p:close()
+      same = now == n and same + 1 or 0
+      n = now
+      if (want == nil and same >= 5) or (want ~= nil and n == want) then break end
+      os.execute("sleep 0.1")
+    end
+    return n
+  end)
+  local before = sshd() >> pool
+  local ok, err = pcall(function()
+    if os.getenv("DIR") == "put" then
+      return pool:put(os.getenv("SRC"), os.getenv("REMOTE"), { node = 0, lanes = lanes })
+    end
+    return pool:get(os.getenv("REMOTE"), os.getenv("DEST"), { node = 0, lanes = lanes })
+  end)
+  print(ok and "LANES ok" or ("ERROR " .. tostring(err)))
+  print(("SSHD %d %d"):format(before, sshd(before) >> pool))
 elseif mode == "put" then
-  local ok, err = pcall(function() return pool:put(os.getenv("SRC"), os.getenv("REMOTE"), { node = 0 }) end)
+  local ok, err = pcall(function()
+    return pool:put(os.getenv("SRC"), os.getenv("REMOTE"), { node = 0, lanes = lanes })
+  end)
   print(ok and "PUT ok" or ("ERROR " .. tostring(err)))
 elseif mode == "get" then
-  local ok, err = pcall(function() return pool:get(os.getenv("REMOTE"), os.getenv("DEST"), { node = 0 }) end)
+  local ok, err = pcall(function()
+    return pool:get(os.getenv("REMOTE"), os.getenv("DEST"), { node = 0, lanes = lanes })
+  end)
   print(ok and ("GOT " .. err[1]) or ("ERROR " .. tostring(err)))
 elseif mode == "transfer" then
   local src = os.getenv("SRC")

@@ -272,7 +272,7 @@ sleep 0.15; kill -9 "$p"; echo "KILLED $p"
 while :; do t=$(pgrep -af '^tail -c' | head -n 1); [ -n "$t" ] && { echo "TAIL $t"; exit 0; }
   [ "$(date +%s)" -ge $end ] && { echo NOTAIL; exit 1; }; sleep 0.01; done"""
 
-    @case("pool:get resumes a transfer cut part way, without resending, and checks its sha256")
+    @case("pool:get over one session resumes a cut transfer, without resending, checks its sha256")
     def _():
         r = on_host(1, "head -c 300M /dev/urandom > cut.bin && sha256sum cut.bin")
         want = r.stdout.split()[0]
@@ -281,7 +281,7 @@ while :; do t=$(pgrep -af '^tail -c' | head -n 1); [ -n "$t" ] && { echo "TAIL $
         try:
             with tempfile.TemporaryDirectory() as d:
                 dest = os.path.join(d, "cut.bin")
-                r = run("get", [ip(1)], timeout=180, REMOTE="cut.bin", DEST=dest)
+                r = run("get", [ip(1)], timeout=180, REMOTE="cut.bin", DEST=dest, LANES=1)
                 out, err = cutter.communicate(timeout=60)
                 assert r.returncode == 0 and "GOT " + dest in r.stdout, r.stdout + r.stderr
                 assert "KILLED" in out, out + err
@@ -308,7 +308,7 @@ while :; do q=$(writer); if [ -n "$q" ] && [ "$q" != "$p" ]; then
     echo "APPEND $(( 0$fl & 02000 )) $(stat -c %s up.bin.skyhost-part)"; exit 0; fi
   [ "$(date +%s)" -ge $end ] && { echo NOAPPEND; exit 1; }; sleep 0.01; done"""
 
-    @case("pool:put resumes an upload cut part way, without resending, and checks its sha256")
+    @case("pool:put over one session resumes a cut upload, without resending, checks its sha256")
     def _():
         with tempfile.TemporaryDirectory() as d:
             src = os.path.join(d, "up.bin")
@@ -318,7 +318,7 @@ while :; do q=$(writer); if [ -n "$q" ] && [ "$q" != "$p" ]; then
             cutter = subprocess.Popen(["ssh", "-F", f"{STATE}/ssh_config", "h1", PUT_CUT], env=ENV,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             try:
-                r = run("put", [ip(1)], timeout=180, SRC=src, REMOTE="up.bin")
+                r = run("put", [ip(1)], timeout=180, SRC=src, REMOTE="up.bin", LANES=1)
                 out, err = cutter.communicate(timeout=60)
                 assert r.returncode == 0 and "PUT ok" in r.stdout, r.stdout + r.stderr
                 assert "KILLED" in out, out + err

@@ -84,6 +84,18 @@ t.test("bad input is refused with a clear error", function()
   t.raises(function() pool:put(root .. "/missing", dst) end, "cannot read")
   t.raises(function() pool:put(src, "/") end, "other than /")
   t.raises(function() pool:get("/", root .. "/x", { node = 0 }) end, "other than /")
+  -- lanes (SSH sessions for one large file) is checked whatever the provider
+  t.raises(function() pool:get(src .. "/a.txt", root .. "/x", { node = 0, lanes = 0 }) end,
+    "pool:get: option 'lanes' must be 1 to 16, got 0")
+  t.raises(function() pool:put(src .. "/a.txt", root .. "/x", { lanes = 17 }) end,
+    "pool:put: option 'lanes' must be 1 to 16, got 17")
+  t.raises(function() pool:put(src .. "/a.txt", root .. "/x", { lanes = "4" }) end,
+    "option 'lanes' must be integer")
+end)
+
+t.test("lanes on a local node: a plain copy", function()
+  pool:get(src .. "/big-renamed", root .. "/big", { node = 0, lanes = 4 })
+  t.eq(#capture("cat '" .. root .. "/big'"), 70000)
 end)
 
 t.test("image.sync fills the workdir before sky.compute returns; it needs a workdir", function()

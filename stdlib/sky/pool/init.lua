@@ -463,7 +463,10 @@ function Pool:map(fn, items, opts)
 end
 
 local function _nodes_for(self, what, opts)
-  opts = options.check(what, opts, { node = "integer" })
+  opts = options.check(what, opts, { node = "integer", lanes = "integer" })
+  if opts.lanes ~= nil and (opts.lanes < 1 or opts.lanes > 16) then
+    errors.raise("BadOption", ("%s: option 'lanes' must be 1 to 16, got %d"):format(what, opts.lanes))
+  end
   if opts.node == nil then
     local all = {}
     for i = 0, self.nodes - 1 do all[#all + 1] = i end
@@ -484,7 +487,8 @@ local TRANSFER_KIND = { sync = "put_dir", sync_get = "get_dir" }
 local function _transfers(self, what, jobs)
   local waits = {}
   for i, j in ipairs(jobs) do
-    waits[i] = self.core:transfer(replace.worker(self, j.node), TRANSFER_KIND[j.dir] or j.dir, j.local_path, j.remote)
+    waits[i] = self.core:transfer(replace.worker(self, j.node), TRANSFER_KIND[j.dir] or j.dir, j.local_path, j.remote,
+      j.lanes or 0)
   end
   local failures, reports = {}, {}
   for i, id in ipairs(waits) do
@@ -524,7 +528,7 @@ function Pool:_put(local_path, remote, opts)
   local jobs = {}
   for _, n in ipairs((_nodes_for(self, "pool:put", opts))) do
     jobs[#jobs + 1] = { node = n, dir = dir and "sync" or "put", local_path = local_path,
-      remote = dir and remote:gsub("/+$", "") or remote }
+      remote = dir and remote:gsub("/+$", "") or remote, lanes = opts and opts.lanes }
   end
   local reports = _transfers(self, "pool:put", jobs)
   if dir then return reports end
@@ -554,7 +558,7 @@ function Pool:get(remote, local_path, opts)
       dest = dir .. "/" .. name
     end
     jobs[#jobs + 1] = { node = n, dir = tree and "sync_get" or "get", local_path = dest,
-      remote = tree and remote:gsub("/+$", "") or remote }
+      remote = tree and remote:gsub("/+$", "") or remote, lanes = opts and opts.lanes }
     paths[#paths + 1] = dest
   end
   local reports = _transfers(self, "pool:get", jobs)
