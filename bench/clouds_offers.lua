@@ -34,7 +34,7 @@ local function median(fn)
 end
 
 local function list(live)
-  return { sky.runpod { api = fake.runpod }, sky.lambda { api = fake.lambda, live = live },
+  return { sky.runpod { api = fake.runpod, catalog_api = fake.runpod_v2, live = live }, sky.lambda { api = fake.lambda, live = live },
     sky.digitalocean { api = fake.digitalocean, live = live }, sky.vast { api = fake.vast, live = live }, "aws" }
 end
 

@@ -3,8 +3,9 @@
 -- variable (RunPod's images do this at start), and port 22 is published as "22/tcp", reached at
 -- the pod's public address and the port RunPod maps it to (portMappings["22"]). Every pod is named
 -- skyhost-<pool>-<i> and carries SKYHOST_POOL=<pool> in its environment; teardown deletes them
--- and waits until the API lists none. Offers come from the shipped catalog (RunPod's regions are
--- country codes). See docs/clouds.md.
+-- and waits until the API lists none. Offers are the shipped catalog's (RunPod's regions are
+-- country codes), repriced from API v2's GPU price list (api.runpod.io, GET /v2/catalog/gpus;
+-- M.merge_live). See docs/clouds.md.
 local errors = require "sky.errors"
 local hj = require "providers.http_json"
 local options = require "sky.options"
@@ -12,6 +13,7 @@ local options = require "sky.options"
 local M = {}
 
 M.API = "https://rest.runpod.io/v1"
+M.CATALOG_API = "https://api.runpod.io"
 M.IMAGE = "runpod/pytorch:2.1.0-py3.10-cuda11.8.0-devel-ubuntu22.04"
 M.CREDENTIALS = { env = { "RUNPOD_API_KEY" }, files = { { path = "~/.runpod/config.toml", keys = { "apikey", "api_key" } } } }
 M.HOW = "set RUNPOD_API_KEY or run `runpodctl config --apiKey KEY` (~/.runpod/config.toml); `skyhost check` shows what is found"
@@ -27,7 +29,10 @@ M.GPU_TYPES = {
 }
 
 local SCHEMA = { region = "string|table", api = "string", image = "string", user = "string", disk_gb = "integer",
-  retries = "integer", poll_interval = "number" }
+  retries = "integer", poll_interval = "number", live = "boolean", catalog_api = "string" }
+
+--- Seconds the broker keeps live offers (sky.state's cache) before asking again.
+M.OFFERS_TTL = 300
 
 local function _bad(fmt, ...) errors.raise("BadOption", "sky.runpod: " .. fmt:format(...)) end
 
@@ -51,11 +56,13 @@ local Provider = {}
 
 function M.new(opts)
   opts = options.check("sky.runpod", opts, SCHEMA)
-  if opts.api and not opts.api:find("^https?://[^/]") then _bad("api must be an http:// or https:// URL, got '%s'", opts.api) end
+  for _, k in ipairs { "api", "catalog_api" } do
+    if opts[k] and not opts[k]:find("^https?://[^/]") then _bad("%s must be an http:// or https:// URL, got '%s'", k, opts[k]) end
+  end
   if opts.disk_gb and (opts.disk_gb < 1 or opts.disk_gb > 10000) then _bad("disk_gb must be 1..10000 GiB") end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
   local self = { name = "runpod", opts = opts, regions = type(opts.region) == "string" and { opts.region } or opts.region,
-    user = opts.user or "root" }
+    user = opts.user or "root", offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil }
   return hj.install(self, Provider)
 end
 
@@ -68,7 +75,56 @@ function Provider:_api()
   return self._client
 end
 
-function Provider:offers(spec) return hj.catalog_offers("runpod", spec, self.regions) end
+--- The RunPod GPU type id of a catalog offer: by its instance type <n>x_<GPU>_<CLOUD> first (the
+--- SXM variants), else by its accelerator; nil when RunPod has none known.
+function M.gpu_type(offer)
+  local gpu = offer.instance_type and offer.instance_type:match("^%d+x_(.-)_") or offer.accelerator
+  return M.GPU_TYPES[gpu] or M.GPU_TYPES[offer.accelerator]
+end
+
+local function _cloud(offer) return (offer.instance_type or ""):find("COMMUNITY") and "community" or "secure" end
+
+--- The catalog's offers with API v2's price list (`gpus` of GET /v2/catalog/gpus): the on-demand
+--- price of the offer's cloud (per GPU, times its count), and `available = false` where the type
+--- is not sold in that cloud, not with that many GPUs (maxCount), or no longer listed at all. The
+--- list has no interruptible price, so the catalog's spot_price stays as it is.
+function M.merge_live(offers, gpus)
+  local by_id = {}
+  for _, g in ipairs(gpus) do
+    if type(g) == "table" and type(g.id) == "string" then by_id[g.id] = g end
+  end
+  for _, o in ipairs(offers) do
+    local id = M.gpu_type(o)
+    if id then
+      local g, cloud = by_id[id], _cloud(o)
+      local price = g and type(g.price) == "table" and tonumber(g.price[cloud])
+      local max = g and type(g.maxCount) == "table" and tonumber(g.maxCount[cloud])
+      if not g or g[cloud] == false or (max and (o.count or 1) > max) then
+        o.available, o.source = false, "live"
+      elseif price and price > 0 then
+        o.price, o.available, o.source = price * (o.count or 1), true, "live"
+      end
+    end
+  end
+  return offers
+end
+
+function Provider:_catalog()
+  if not self._catalog_client then
+    self._catalog_client = hj.client { cloud = "RunPod", base = (self.opts.catalog_api or M.CATALOG_API):gsub("/$", ""),
+      key = (hj.credentials("runpod", M.CREDENTIALS, M.HOW)), classify = M.classify, how = M.HOW,
+      retries = self.opts.retries }
+  end
+  return self._catalog_client
+end
+
+function Provider:offers(spec)
+  local offers = hj.catalog_offers("runpod", spec, self.regions)
+  if self.opts.live == false or #offers == 0 then return offers end
+  local ok, doc = pcall(function() return self:_catalog():call("GET", "/v2/catalog/gpus", nil, { retries = 1, timeout = 10 }) end)
+  if not ok or type(doc) ~= "table" or type(doc.gpus) ~= "table" then return offers end
+  return M.merge_live(offers, doc.gpus)
+end
 
 function Provider:prepare(cluster)
   self:_api() -- no key: the provider is blocked, with where to put one
@@ -78,8 +134,7 @@ end
 
 --- The POST /pods body of pod `i` of `offer` (tests check it against the spec).
 function Provider:pod_body(cluster, i, offer)
-  local gpu = offer.instance_type and offer.instance_type:match("^%d+x_(.-)_") or offer.accelerator
-  local gpu_type = M.GPU_TYPES[gpu] or M.GPU_TYPES[offer.accelerator]
+  local gpu_type = M.gpu_type(offer)
   if not gpu_type then _bad("no RunPod GPU type for accelerator '%s'", tostring(offer.accelerator)) end
   local pool = hj.pool(cluster)
   return {

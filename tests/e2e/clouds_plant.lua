@@ -4,7 +4,7 @@
 -- without a teardown and without the journal ever hearing of the pool. Prints `planted CLOUD ID`.
 local fake = sky.json.decode((assert(os.getenv("FAKE"), "FAKE is not set")))
 local make = {
-  runpod = function() return sky.runpod { api = fake.runpod, region = "US" } end,
+  runpod = function() return sky.runpod { api = fake.runpod, catalog_api = fake.runpod_v2, region = "US" } end,
   lambda = function() return sky.lambda { api = fake.lambda, region = "us-east-1" } end,
   digitalocean = function() return sky.digitalocean { api = fake.digitalocean } end,
   vast = function() return sky.vast { api = fake.vast } end,

@@ -5,7 +5,8 @@
 -- failed attempt, where the pool runs, one, broadcast, closed.
 local fake = sky.json.decode((assert(os.getenv("FAKE"), "FAKE is not set")))
 local make = {
-  runpod = function() return sky.runpod { api = fake.runpod, region = "US", user = "root", poll_interval = 0.2 } end,
+  runpod = function() return sky.runpod { api = fake.runpod, catalog_api = fake.runpod_v2, region = "US", user = "root",
+    poll_interval = 0.2 } end,
   lambda = function() return sky.lambda { api = fake.lambda, region = "us-east-1", user = "root", poll_interval = 0.2 } end,
   digitalocean = function() return sky.digitalocean { api = fake.digitalocean, user = "root", poll_interval = 0.2 } end,
   vast = function() return sky.vast { api = fake.vast, user = "root", poll_interval = 0.2 } end,

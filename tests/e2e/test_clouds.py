@@ -7,8 +7,8 @@ fake beside them (tests/e2e/gcp_bed.py: bed skyg, behind Prism with the Compute 
 Per cloud, a pool of 2 H100 nodes runs a task and a broadcast on two real hosts (DigitalOcean's
 first requests answered 429 with Retry-After, then 500, both retried); afterwards the
 fake holds no instance or SSH key, every request carried the pool's name, and Prism saw no request
-or answer its spec rejects. `skyhost offers --accelerator H100` shows Lambda's, DigitalOcean's and
-Vast's live prices from their fakes. Then one `provider = {runpod, lambda, digitalocean}` list
+or answer its spec rejects. `skyhost offers --accelerator H100` shows Lambda's, DigitalOcean's,
+Vast's and RunPod's (API v2) live prices from their fakes. Then one `provider = {runpod, lambda, digitalocean}` list
 with no capacity at Lambda and RunPod: the pool falls back to DigitalOcean, the failed attempts
 named; then all five clouds in one list, out of capacity one after another, once ending on
 DigitalOcean and once on GCP. Last, `skyhost down --sweep` of each cloud (clouds_sweep.py).
@@ -109,9 +109,11 @@ def run_pool(fake, clouds, nodes=2, timeout=240, extra=None):
 
 
 def offers(fake, *args):
-    """`skyhost offers ARGS` with Lambda's, DigitalOcean's and Vast's credentials, pointed at their fakes."""
+    """`skyhost offers ARGS` with Lambda's, DigitalOcean's, Vast's and RunPod's credentials, pointed at their fakes
+    (RunPod's price list is its API v2, a fake of its own behind Prism with the v2 spec)."""
     with tempfile.TemporaryDirectory() as home:
         env = dict(os.environ, HOME=home, LAMBDA_API_KEY=TOKEN, DIGITALOCEAN_ACCESS_TOKEN=TOKEN, VAST_API_KEY=TOKEN,
+                   RUNPOD_API_KEY=TOKEN, SKYHOST_RUNPOD_CATALOG_API=fake.info["runpod_v2"],
                    SKYHOST_LAMBDA_API=fake.info["lambda"], SKYHOST_DIGITALOCEAN_API=fake.info["digitalocean"],
                    SKYHOST_VAST_API=fake.info["vast"])
         t0 = time.time()
@@ -135,9 +137,15 @@ def check_offers(check, fake):
     check("offers: Vast's cheapest rentable ask per kind in its country (the fake's 0.50 per GPU in the US; the"
           " catalog's 1.87), kinds with no ask left out", vast == [("1x-H100_SXM-32-65536", "0.5000"),
                                                                ("2x-H100_SXM-32-65536", "1.0000")], text)
+    runpod = sorted((r[1], r[-2]) for r in rows if r[:1] == ["runpod"])
+    check("offers: RunPod's API v2 price per GPU times the count (the fake's 2.79 for H100 PCIe, the catalog's"
+          " 4.49), kinds past the API's maxCount left out",
+          sorted(set(runpod)) == [("1x_H100-SXM_SECURE", "2.9900"), ("1x_H100_SECURE", "2.7900"),
+                                  ("2x_H100-SXM_SECURE", "5.9800"), ("2x_H100_SECURE", "5.5800"),
+                                  ("4x_H100_SECURE", "11.1600"), ("8x_H100_SECURE", "22.3200")], text)
     check("offers: the footer names the live providers",
-          "live prices from lambda, digitalocean, vast (their APIs, just now)" in text, text)
-    check("offers: all three were asked through Prism", asked == {"lambda", "digitalocean", "vast"}, asked)
+          "live prices from lambda, digitalocean, vast, runpod (their APIs, just now)" in text, text)
+    check("offers: all four were asked through Prism", asked == {"lambda", "digitalocean", "vast", "runpod_v2"}, asked)
     rc, text, _ = offers(fake, "--accelerator", "H100", "--count", "1", "--provider", "lambda", "--json")
     docs = [json.loads(l) for l in text.splitlines()]
     check("offers --json: the types the API lists carry source \"live\" and its prices",
@@ -172,7 +180,7 @@ def check_pool(check, fake, cloud, rc, out, text):
 
 def five_clouds(check, fake, gcp):
     """All five clouds in one provider list, on-demand (so the order is the offers' prices: Vast's live
-    0.50, Lambda's 2.49, RunPod's 4.49, GCP's us-west4-a 5.53, DigitalOcean's live 5.99, GCP's us-east4-a
+    0.50, Lambda's 2.49, RunPod's live 2.79, GCP's us-west4-a 5.53, DigitalOcean's live 5.99, GCP's us-east4-a
     10.98), every request through Prism. us-west4-a is out of resources in GCP's fake throughout."""
     gcp.ready()
     for cloud in ("lambda", "runpod", "vast"):

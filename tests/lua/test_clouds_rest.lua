@@ -251,6 +251,60 @@ t.test("Vast live offers: one search of every kind; each offer the cheapest ask 
   t.eq(vast.live_body({ { instance_type = "odd" } }, 50), nil)
 end)
 
+t.test("RunPod live offers: API v2's price per cloud and GPU count; spot stays the catalog's", function()
+  local runpod = require "providers.runpod"
+  local offers = { { instance_type = "2x_H100_SECURE", accelerator = "H100", count = 2, price = 8.98 },
+    { instance_type = "4x_H100-SXM_SECURE", accelerator = "H100", count = 4, price = 18.76 },
+    { instance_type = "1x_RTX4090_COMMUNITY", accelerator = "RTX4090", count = 1, price = 0.74, spot_price = 0.49 },
+    { instance_type = "1x_L4_SECURE", accelerator = "L4", count = 1, price = 0.44 },
+    { instance_type = "1x_B9_SECURE", accelerator = "B9", count = 1, price = 9 } }
+  local gpus = { { id = "NVIDIA H100 PCIe", secure = true, community = true, price = { secure = 2.39, community = 1.99 },
+      maxCount = { secure = 8, community = 2 } },
+    { id = "NVIDIA H100 80GB HBM3", secure = true, community = false, price = { secure = 2.69, community = 0 },
+      maxCount = { secure = 2, community = 0 } },
+    { id = "NVIDIA GeForce RTX 4090", secure = true, community = true, price = { secure = 0.59, community = 0.34 },
+      maxCount = { secure = 8, community = 4 } } }
+  runpod.merge_live(offers, gpus)
+  t.eq({ offers[1].price, offers[1].available, offers[1].source }, { 4.78, true, "live" })
+  t.eq({ offers[2].price, offers[2].available, offers[2].source }, { 18.76, false, "live" }) -- more than maxCount
+  t.eq({ offers[3].price, offers[3].spot_price, offers[3].available }, { 0.34, 0.49, true })
+  t.eq({ offers[4].price, offers[4].available, offers[4].source }, { 0.44, false, "live" }) -- no longer listed
+  t.eq({ offers[5].price, offers[5].available, offers[5].source }, { 9, nil, nil }) -- no RunPod id known
+  local community = { { instance_type = "1x_H100-SXM_COMMUNITY", accelerator = "H100", count = 1, price = 3 } }
+  runpod.merge_live(community, gpus)
+  t.eq(community[1].available, false) -- not sold in the community cloud
+  t.eq(sky.runpod {}.offers_ttl, runpod.OFFERS_TTL)
+  t.eq(sky.runpod { live = false }.offers_ttl, nil)
+  t.raises(function() sky.runpod { catalog_api = "api.runpod.io" } end, "catalog_api")
+end)
+
+t.test("RunPod live offers: GET /v2/catalog/gpus with the key; no answer or no key is the catalog", function()
+  local spec = { accelerator = "H100", count = 1, region = "US" }
+  local catalog = sky.runpod { live = false }:offers(spec)
+  t.ok(#catalog > 0 and catalog[1].source ~= "live", "the catalog has RunPod H100 offers in the US")
+  local p = sky.runpod { catalog_api = "http://api.test/" }
+  local answer = sky.json.encode { gpus = { { id = "NVIDIA H100 PCIe", secure = true, community = true,
+    price = { secure = 2.39, community = 1.99 }, maxCount = { secure = 8, community = 2 } } } }
+  p._catalog_client = hj.client { cloud = "RunPod", base = "http://api.test", key = "K", how = "set RUNPOD_API_KEY",
+    classify = require("providers.runpod").classify, backoff = 0 }
+  local sent, _, undo = fake({ { 200, answer } })
+  local ok, live = pcall(p.offers, p, spec)
+  undo()
+  local failed, _, undo2 = fake({ { 500, "{}" }, "noanswer", "noanswer" })
+  local ok2, after = pcall(p.offers, p, spec)
+  local kp = sky.runpod {}
+  local ok3, keyless = pcall(kp.offers, kp, spec)
+  undo2()
+  t.eq({ sent[1].method, sent[1].url, sent[1].headers.Authorization }, { "GET", "http://api.test/v2/catalog/gpus", "Bearer K" })
+  local pcie = {}
+  for _, o in ipairs(live) do
+    if o.instance_type == "1x_H100_SECURE" then pcie[#pcie + 1] = o.price end
+  end
+  t.ok(#pcie > 0 and pcie[1] == 2.39, "H100 PCIe repriced")
+  t.ok(#failed >= 1 and after[1].source ~= "live" and #after == #catalog, "a failed answer leaves the catalog")
+  t.ok(#keyless == #catalog and keyless[1].source ~= "live", "no key: the catalog")
+end)
+
 t.test("bad options are errors naming the option", function()
   t.raises(function() sky.runpod { regoin = "US" } end, "regoin")
   t.raises(function() sky.lambda { api = "ftp://x" } end, "http")

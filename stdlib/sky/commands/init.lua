@@ -17,9 +17,10 @@ usage: skyhost offers [--accelerator NAME] [--count N] [--spot] [--provider P]..
 Lists GPU offers from the catalog snapshot that ships with skyhost, cheapest first (USD per hour
 for the whole instance). Without --spot, offers sort by on-demand price, then spot-only offers;
 with --spot, only offers with a spot price, sorted by it. Providers with a live offers API
-(Lambda, DigitalOcean, Vast.ai) whose credentials are found are asked for their prices now
+(Lambda, DigitalOcean, Vast.ai, RunPod) whose credentials are found are asked for their prices now
 (their offers without capacity left out); the footer names them. SKYHOST_<PROVIDER>_API (for example
-SKYHOST_LAMBDA_API) points a provider at another endpoint.
+SKYHOST_LAMBDA_API) points a provider at another endpoint; SKYHOST_RUNPOD_CATALOG_API points RunPod's
+price list (its API v2) elsewhere.
 
   --accelerator NAME  H100, A100-80GB, L4, ... (aliases and any case work: h100-sxm)
   --count N           accelerators per instance
@@ -32,7 +33,7 @@ SKYHOST_LAMBDA_API) points a provider at another endpoint.
 ]]
 
 -- Providers whose offers() asks the cloud's API for prices and capacity (providers/*.lua M.merge_live).
-local LIVE = { "lambda", "digitalocean", "vast" }
+local LIVE = { "lambda", "digitalocean", "vast", "runpod" }
 
 -- Replaces the catalog rows of each LIVE provider that the query covers and whose credentials are
 -- found with what its provider's offers() returns (the broker's path). Returns the new list, the
@@ -50,11 +51,13 @@ local function _refresh(list, q)
     local mod = require(providers.FACTORY[name])
     if (not wanted or wanted[name]) and hj.find(mod.CREDENTIALS) then
       local api = os.getenv("SKYHOST_" .. name:upper() .. "_API")
+      -- RunPod's price list is its API v2, on another host than the v1 it launches with.
+      local catalog = name == "runpod" and os.getenv("SKYHOST_RUNPOD_CATALOG_API") or nil
       local ok, offers = pcall(function()
         local spec = {}
         for k, v in pairs(q) do spec[k] = v end
         spec.provider = nil
-        return mod.new({ api = api ~= "" and api or nil }):offers(spec)
+        return mod.new({ api = api ~= "" and api or nil, catalog_api = catalog ~= "" and catalog or nil }):offers(spec)
       end)
       local answered = false
       if ok then

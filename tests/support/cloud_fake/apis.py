@@ -303,7 +303,29 @@ def vast_list(store, m, body, q):
                  "next_token": None}
 
 
+# --- RunPod API v2 price list ---------------------------------------------------------------------
+
+# id: (name, memory GB, secure price, community price, max GPUs secure, community); a price of 0 and
+# max 0 where that cloud does not sell it. H100 PCIe is 2.79 (the catalog's 4.49: still dearer than
+# Lambda's fake 2.49, so test_clouds.py's failover order stays); the H100 SXM is secure only, at most
+# 2 per pod.
+RUNPOD_GPUS = {"NVIDIA H100 PCIe": ("H100 PCIe", 80, 2.79, 1.99, 8, 2),
+               "NVIDIA H100 80GB HBM3": ("H100 SXM", 80, 2.99, 0, 2, 0),
+               "NVIDIA GeForce RTX 4090": ("RTX 4090", 24, 0.59, 0.34, 8, 4)}
+
+
+def runpod_v2_gpus(store, m, body, q):
+    gpus = []
+    for gid, (name, mem, secure, community, max_secure, max_community) in RUNPOD_GPUS.items():
+        gpus.append({"id": gid, "name": name, "pool": None, "manufacturer": "NVIDIA", "memory": mem,
+                     "secure": max_secure > 0, "community": max_community > 0,
+                     "price": {"secure": secure, "community": community},
+                     "maxCount": {"secure": max_secure, "community": max_community}})
+    return 200, {"gpus": gpus}
+
+
 ROUTES = {
+    "runpod_v2": [("GET", r"/v2/catalog/gpus", runpod_v2_gpus)],
     "runpod": [("POST", r"/pods", runpod_create), ("GET", r"/pods", runpod_list),
                ("GET", r"/pods/([^/]+)", runpod_get), ("DELETE", r"/pods/([^/]+)", runpod_delete)],
     "lambda": [("POST", r"/ssh-keys", lambda_add_key), ("GET", r"/ssh-keys", lambda_list_keys), ("DELETE", r"/ssh-keys/([^/]+)", lambda_delete_key),

@@ -7,7 +7,8 @@ answer, and a line with "violation" in Prism's log.
 
 Usage (root; any python3): cloud_fake.py [--lifetime S] [--token T]
 prints one JSON line once every Prism answers:
-  {"runpod": URL, "lambda": URL, "digitalocean": URL, "vast": URL   (through Prism: what skyhost is given)
+  {"runpod": URL, "lambda": URL, "digitalocean": URL, "vast": URL   (through Prism: what skyhost is given;
+   "runpod_v2": URL                                     RunPod's API v2 price list, its own spec and Prism)
    "control": {cloud: URL}                              (the fake itself, for the test)
    "prism_log": PATH, "pid": PID}
 then runs until SIGTERM, its parent's death or the lifetime; on the way out it removes every
@@ -38,7 +39,7 @@ import apis  # noqa: E402
 from store import Store, log  # noqa: E402
 
 PRISM = os.path.join(os.environ.get("SKYHOST_PRISM_DIR", "/opt/skyhost-prism"), "node_modules", ".bin", "prism")
-SPEC = {"runpod": "runpod.json", "lambda": "lambda.yaml", "digitalocean": "digitalocean.json", "vast": "vast.json"}
+SPEC = {"runpod": "runpod.json", "runpod_v2": "runpod-v2.json", "lambda": "lambda.yaml", "digitalocean": "digitalocean.json", "vast": "vast.json"}
 
 
 def free_port():
