@@ -45,7 +45,7 @@ function M.new(opts)
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
   local self = { name = "digitalocean", opts = opts,
     regions = type(opts.region) == "string" and { opts.region } or opts.region, user = opts.user or "root",
-    offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil }
+    offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil, offers_origin = opts.api or M.API }
   return hj.install(self, Provider)
 end
 

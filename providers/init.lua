@@ -20,7 +20,8 @@
 --   terminate(self, cluster, ids)
 --   teardown(self, cluster)              undoes prepare; optional
 -- A provider may set offers_ttl (seconds): its offers are then cached in the state database
--- (sky.state) for that long, per request.
+-- (sky.state) for that long, per request and per offers_origin (a string naming where the
+-- offers come from, e.g. the API's URL).
 local clouds = require "providers.clouds"
 local errors = require "sky.errors"
 local options = require "sky.options"
@@ -55,7 +56,7 @@ function M.is_ref(v) return getmetatable(v) == Ref end
 local DEFINE_SCHEMA = {
   name = "string", offers = "callable", prepare = "callable", provision = "callable",
   get_instance = "callable", terminate = "callable", teardown = "callable",
-  offers_ttl = "number", description = "string",
+  offers_ttl = "number", offers_origin = "string", description = "string",
 }
 
 local function _noop() end
@@ -200,9 +201,11 @@ local function _store()
   return ok2 and store or nil
 end
 
--- The parts of a request that change which offers a provider lists.
-local function _cache_key(spec)
+-- The parts of a request that change which offers a provider lists, and where they come from
+-- (prov.offers_origin: the API's URL, so offers cached from one endpoint never answer another).
+local function _cache_key(prov, spec)
   local parts = {}
+  if prov.offers_origin then parts[1] = "origin=" .. tostring(prov.offers_origin) end
   for _, k in ipairs({ "accelerator", "count", "memory", "region", "zone" }) do
     local v = spec[k]
     if type(v) == "table" then
@@ -221,7 +224,7 @@ function M.offers(prov, spec)
   local ttl = prov.offers_ttl
   local store = ttl and ttl > 0 and _store()
   if not store then return prov:offers(spec) end
-  local key = _cache_key(spec)
+  local key = _cache_key(prov, spec)
   local ok, cached = pcall(store.cache_get, store, prov.name, key, ttl)
   if ok and type(cached) == "table" then return cached, true end
   local list = prov:offers(spec)

@@ -46,7 +46,8 @@ function M.new(opts)
   if opts.api and not opts.api:find("^https?://[^/]") then _bad("api must be an http:// or https:// URL, got '%s'", opts.api) end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
   local self = { name = "lambda", opts = opts, regions = type(opts.region) == "string" and { opts.region } or opts.region,
-    user = opts.user or "ubuntu", offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil }
+    user = opts.user or "ubuntu", offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil,
+    offers_origin = opts.api or M.API }
   return hj.install(self, Provider)
 end
 

@@ -62,7 +62,8 @@ function M.new(opts)
   if opts.disk_gb and (opts.disk_gb < 1 or opts.disk_gb > 10000) then _bad("disk_gb must be 1..10000 GiB") end
   if opts.retries and opts.retries < 0 then _bad("retries must be >= 0") end
   local self = { name = "runpod", opts = opts, regions = type(opts.region) == "string" and { opts.region } or opts.region,
-    user = opts.user or "root", offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil }
+    user = opts.user or "root", offers_ttl = opts.live ~= false and M.OFFERS_TTL or nil,
+    offers_origin = opts.catalog_api or M.CATALOG_API }
   return hj.install(self, Provider)
 end
 
