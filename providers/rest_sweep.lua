@@ -26,6 +26,21 @@ function M.api(cloud)
   return v ~= "" and v or nil
 end
 
+--- The pool uids that are keys of any of the maps given ({[uid] = ...}), sorted.
+function M.pool_uids(...)
+  local uids, seen = {}, {}
+  for _, set in ipairs({ ... }) do
+    for uid in pairs(set) do
+      if not seen[uid] then
+        seen[uid] = true
+        uids[#uids + 1] = uid
+      end
+    end
+  end
+  table.sort(uids)
+  return uids
+end
+
 local function _group(items, pool_of)
   local out = {}
   for _, it in ipairs(items or {}) do
@@ -51,16 +66,7 @@ function M.sweep(cloud, opts)
   local say = opts.say or function() end
   local insts = _group(cloud.list(), M.pool_of_instance)
   local keys = cloud.keys and _group(cloud.keys(), M.pool_of_key) or {}
-  local uids, seen = {}, {}
-  for _, set in ipairs({ insts, keys }) do
-    for uid in pairs(set) do
-      if not seen[uid] then
-        seen[uid] = true
-        uids[#uids + 1] = uid
-      end
-    end
-  end
-  table.sort(uids)
+  local uids = M.pool_uids(insts, keys)
   local found = {}
   for _, uid in ipairs(uids) do
     local what = { instances = insts[uid] or {}, keys = keys[uid] or {} }

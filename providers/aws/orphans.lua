@@ -9,6 +9,7 @@
 local credentials = require "providers.aws.credentials"
 local ec2 = require "providers.aws.ec2"
 local errors = require "sky.errors"
+local rest_sweep = require "providers.rest_sweep"
 
 local M = {}
 
@@ -169,16 +170,7 @@ function M.sweep(opts)
   for _, region in ipairs(regions) do
     local c = _client(region, opts.endpoint, opts.profile)
     local insts, groups, keys = _live_instances(c), _groups(c), _keys(c)
-    local uids, seen = {}, {}
-    for _, set in ipairs({ insts, groups, keys }) do
-      for uid in pairs(set) do
-        if not seen[uid] then
-          seen[uid] = true
-          uids[#uids + 1] = uid
-        end
-      end
-    end
-    table.sort(uids)
+    local uids = rest_sweep.pool_uids(insts, groups, keys)
     for _, uid in ipairs(uids) do
       local what = { region = region, instances = insts[uid] or {}, groups = groups[uid] or {}, keys = keys[uid] or {} }
       local names = {}
