@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import boto3
@@ -29,6 +30,45 @@ class Checks:
     def finish(self):
         print("%d passed, %d failed" % (self.passed, self.failed))
         sys.exit(1 if self.failed else 0)
+
+class ScriptRun:
+    """A skyhost script running, its output gathered by a thread: lines of tab-separated fields,
+    found by their first field."""
+
+    def __init__(self, skyhost, script, env):
+        self.p = subprocess.Popen([skyhost, script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        threading.Thread(target=lambda: [self.lines.append(l) for l in self.p.stdout], daemon=True).start()
+
+    def text(self):
+        return "".join(self.lines)
+
+    def all(self, key):
+        return [f for f in (l.rstrip("\n").split("\t") for l in list(self.lines)) if f[0] == key]
+
+    def line(self, key):
+        found = self.all(key)
+        return found[0] if found else None
+
+    def index(self, key):
+        return next((i for i, l in enumerate(list(self.lines)) if l.rstrip("\n").split("\t")[0] == key), None)
+
+    def wait(self, cond, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.p.poll() is None and not cond():
+            time.sleep(0.05)
+        return cond()
+
+    def end(self, timeout=120):
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        time.sleep(0.1)
+        return self.p.returncode
+
 
 
 class Cloud:

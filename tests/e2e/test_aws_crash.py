@@ -14,10 +14,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-from awslib import KEY_ID, ROOT, SECRET, Checks, Cloud, Proxy
+from awslib import KEY_ID, ROOT, SECRET, Checks, Cloud, Proxy, ScriptRun
 
 SKYHOST = sys.argv[1]
 HOME = tempfile.mkdtemp(prefix="skyhost-aws-crash-")
@@ -35,35 +34,11 @@ def env(cloud, endpoint, **extra):
     return e
 
 
-class Run:
-    """tests/e2e/aws_hold.lua through the proxy, its output gathered by a thread."""
+class Run(ScriptRun):
+    """tests/e2e/aws_hold.lua through the proxy."""
 
     def __init__(self, cloud, proxy, **extra):
-        self.p = subprocess.Popen([SKYHOST, "tests/e2e/aws_hold.lua"], cwd=ROOT, env=env(cloud, proxy.endpoint, **extra),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        threading.Thread(target=lambda: [self.lines.append(l) for l in self.p.stdout], daemon=True).start()
-
-    def text(self):
-        return "".join(self.lines)
-
-    def line(self, prefix):
-        return next((l.rstrip("\n").split("\t") for l in self.lines if l.startswith(prefix)), None)
-
-    def wait(self, cond, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline and self.p.poll() is None and not cond():
-            time.sleep(0.05)
-        return cond()
-
-    def end(self, timeout=120):
-        try:
-            self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        time.sleep(0.1)
-        return self.p.returncode
+        super().__init__(SKYHOST, "tests/e2e/aws_hold.lua", env(cloud, proxy.endpoint, **extra))
 
 
 def sky(cloud, *args):

@@ -15,10 +15,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-from awslib import KEY_ID, ROOT, SECRET, Checks, Cloud
+from awslib import KEY_ID, ROOT, SECRET, Checks, Cloud, ScriptRun
 
 SKYHOST = sys.argv[1]
 HOME = tempfile.mkdtemp(prefix="skyhost-aws-spot-")
@@ -35,42 +34,11 @@ def env(cloud, **extra):
     return e
 
 
-class Run:
-    """tests/e2e/aws_spot.lua, its output gathered by a thread."""
+class Run(ScriptRun):
+    """tests/e2e/aws_spot.lua."""
 
     def __init__(self, cloud, **extra):
-        self.p = subprocess.Popen([SKYHOST, "tests/e2e/aws_spot.lua"], cwd=ROOT, env=env(cloud, **extra),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        threading.Thread(target=lambda: [self.lines.append(l) for l in self.p.stdout], daemon=True).start()
-
-    def text(self):
-        return "".join(self.lines)
-
-    def all(self, prefix):
-        return [l.rstrip("\n").split("\t") for l in list(self.lines) if l.startswith(prefix + "\t")]
-
-    def line(self, prefix):
-        found = self.all(prefix)
-        return found[0] if found else None
-
-    def index(self, prefix):
-        return next((i for i, l in enumerate(list(self.lines)) if l.startswith(prefix + "\t")), None)
-
-    def wait(self, cond, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline and self.p.poll() is None and not cond():
-            time.sleep(0.05)
-        return cond()
-
-    def end(self, timeout=120):
-        try:
-            self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        time.sleep(0.1)
-        return self.p.returncode
+        super().__init__(SKYHOST, "tests/e2e/aws_spot.lua", env(cloud, **extra))
 
 
 def journal(cloud, uid):
